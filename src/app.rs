@@ -1,0 +1,210 @@
+//! Wiring for `agent run`: read the task, open the workspace, pick the check, load the model, set up the
+//! reporters, run the loop, and present the result (branch, dry-run patch, unverified work).
+//!
+//! Everything that touches the user's terminal or environment for a run lives here or in `report`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::agent::{self, verify, Check, RunConfig};
+use crate::cli::RunArgs;
+use crate::model::{cache_dir, ModelSpec};
+use crate::report::{diff, Event, Fanout, JsonReporter, LogReporter, Reporter, TerminalReporter};
+use crate::sandbox::none::NoSandbox;
+use crate::sandbox::Sandbox;
+use crate::vcs::Workspace;
+
+/// A mistake in how the command was called; exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `agent run`. Returns the process exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let task = read_task(&args)?;
+    let spec = ModelSpec::parse(args.model.as_deref())?;
+    let mut workspace = Workspace::open(&args.repo, &task)?;
+    let check = match &args.check {
+        Some(cmd) if cmd.trim().is_empty() => {
+            return Err(UsageError("--check is empty".into()).into())
+        }
+        Some(cmd) => Some(Check {
+            command: cmd.clone(),
+            source: "--check".into(),
+        }),
+        None => verify::detect(workspace.root()),
+    };
+    let run_id = new_run_id();
+    let run_dir = state_dir().join("runs").join(&run_id);
+    let log_path = run_dir.join("events.jsonl");
+    let mut sinks: Vec<Box<dyn Reporter>> = vec![if args.json {
+        Box::new(JsonReporter)
+    } else {
+        Box::new(TerminalReporter::new())
+    }];
+    let log = match LogReporter::create(&log_path) {
+        Ok(log) => {
+            sinks.push(Box::new(log));
+            Some(log_path)
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: cannot write the run log {}: {e}; continuing without it",
+                log_path.display()
+            );
+            None
+        }
+    };
+    let mut reporter = Fanout(sinks);
+
+    let sandbox = NoSandbox;
+    let mut model = spec
+        .load()
+        .with_context(|| format!("loading model {spec:?}"))?;
+    reporter.event(&Event::RunStarted {
+        run_id: run_id.clone(),
+        task_title: crate::report::first_line(&task, 80),
+        repo: workspace.user_repo_path().to_path_buf(),
+        workspace: workspace.root().to_path_buf(),
+        branch: workspace.branch.clone(),
+        base: workspace.base.to_string(),
+        model: model.describe(),
+        check: check.as_ref().map(|c| c.command.clone()),
+        check_source: check.as_ref().map_or_else(
+            || "nothing detected; pass --check CMD".into(),
+            |c| c.source.clone(),
+        ),
+        sandbox: sandbox.describe(),
+        dry_run: args.dry_run,
+        log,
+    });
+
+    let config = RunConfig {
+        task,
+        check,
+        max_turns: args.max_steps as usize,
+        command_timeout: Duration::from_secs(args.command_timeout),
+        check_timeout: Duration::from_secs(args.check_timeout),
+        output_limit: 16 * 1024,
+        command_env: command_env(),
+        publish: !args.dry_run,
+        run_id,
+    };
+    let result = agent::run(
+        &config,
+        model.as_mut(),
+        &mut workspace,
+        &sandbox,
+        &mut reporter,
+    )?;
+
+    // Work no check accepted is never thrown away: it is saved as a patch beside the run log.
+    let leftover = workspace.uncommitted_changes()?;
+    let unverified_patch = if leftover.is_empty() {
+        None
+    } else {
+        let path = run_dir.join("unverified.patch");
+        std::fs::create_dir_all(&run_dir)
+            .and_then(|_| std::fs::write(&path, diff::render(&leftover, false)))
+            .with_context(|| format!("saving unverified changes to {}", path.display()))?;
+        Some(path)
+    };
+    let commits: Vec<String> = workspace
+        .step_commits()?
+        .into_iter()
+        .map(|(oid, _)| oid.to_string())
+        .collect();
+    let accepted = workspace.committed_changes()?;
+    let exit_code = result.outcome.exit_code();
+    reporter.event(&Event::Finished {
+        outcome: result.outcome,
+        summary: result.summary,
+        branch: (!args.dry_run && !commits.is_empty()).then(|| workspace.branch.clone()),
+        commits,
+        patch: args.dry_run.then(|| diff::render(&accepted, false)),
+        unverified_patch,
+        exit_code,
+        turns: result.turns,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    });
+    reporter.close();
+
+    if args.dry_run && !args.json {
+        let mut out = std::io::stdout().lock();
+        if accepted.is_empty() {
+            writeln!(out, "No verified changes to propose.")?;
+        } else {
+            write!(
+                out,
+                "{}",
+                diff::render(&accepted, std::io::stdout().is_terminal())
+            )?;
+            writeln!(
+                out,
+                "{} (dry run: nothing was changed in {})",
+                diff::stat(&accepted),
+                workspace.user_repo_path().display()
+            )?;
+        }
+    }
+    Ok(exit_code as u8)
+}
+
+fn read_task(args: &RunArgs) -> anyhow::Result<String> {
+    let text = match (&args.task, &args.task_file) {
+        (_, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| UsageError(format!("cannot read --task-file {}: {e}", file.display())))?,
+        (Some(dash), None) if dash == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the task from stdin")?;
+            text
+        }
+        (Some(task), None) => task.clone(),
+        (None, None) => String::new(),
+    };
+    if text.trim().is_empty() {
+        return Err(UsageError("the task is empty; give it as an argument, with --task-file FILE, or on stdin with `-`".into()).into());
+    }
+    Ok(text)
+}
+
+/// Environment for commands: build outputs go outside the worktree so they are never committed and are
+/// reused across runs.
+fn command_env() -> Vec<(String, String)> {
+    let mut env = vec![("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string())];
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+        env.push((
+            "CARGO_TARGET_DIR".into(),
+            cache_dir().join("cargo-target").display().to_string(),
+        ));
+    }
+    env
+}
+
+/// `$XDG_STATE_HOME/agent`, else `~/.local/state/agent`: run logs and saved patches, outside every repository.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("agent")
+}
+
+fn new_run_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}-{:06}-{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id()
+    )
+}

@@ -1,0 +1,79 @@
+//! Command-line definitions (clap) and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent",
+    version,
+    about = "A self-hosted software-development agent: it edits a repository through diffs, verifies each step \
+             with your tests, and commits every verified step to its own branch.",
+    after_help = "Exit codes: 0 task finished and the check passes; 1 gave up, budget exhausted or check failing; 2 usage or configuration error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work on a task in a repository; verified steps land as commits on a new branch `agent/<slug>`.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    agent run \"make the tests in tests/acronym.rs pass\" --repo path/to/repo --check \"cargo test\"\n  \
+    agent run --task-file tasks/examples/hello.md --repo path/to/repo --dry-run\n  \
+    echo \"fix the typo in README.md\" | agent run - --json\n\n\
+Your checkout (HEAD, index, working tree, untracked files, other branches) is never modified: the agent \
+works in a temporary copy starting at HEAD and only creates its own branch.")]
+pub struct RunArgs {
+    /// The task in plain words; `-` reads it from stdin.
+    #[arg(
+        value_name = "TASK",
+        conflicts_with = "task_file",
+        required_unless_present = "task_file"
+    )]
+    pub task: Option<String>,
+
+    /// Read the task from a (Markdown) file instead.
+    #[arg(long, value_name = "FILE")]
+    pub task_file: Option<PathBuf>,
+
+    /// The git repository to work on.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+
+    /// The model: a path to a .gguf file (run in-process by mistral.rs), or replay:FILE (scripted turns,
+    /// for tests). Default: $AGENT_MODEL, else the SmolLM2-135M model installed by scripts/setup.sh.
+    #[arg(long, value_name = "SPEC", env = "AGENT_MODEL_SPEC")]
+    pub model: Option<String>,
+
+    /// The verification command run after each edit (e.g. "cargo test"). Default: detected from the
+    /// repository (Cargo.toml → cargo test, *_test.py → unittest, package.json → npm test, ...).
+    #[arg(long, value_name = "CMD")]
+    pub check: Option<String>,
+
+    /// Most model turns before giving up.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_steps: u64,
+
+    /// Only show the proposed patch: do the work in a throwaway copy and change nothing in the repository.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Emit one JSON event per line on stdout instead of human-readable progress.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Time limit for each command the model runs, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub command_timeout: u64,
+
+    /// Time limit for each run of the check command, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub check_timeout: u64,
+}

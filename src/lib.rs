@@ -1,0 +1,15 @@
+//! agent: a self-hosted, autonomous software-development agent.
+//!
+//! Data flows one way: task → model turns → tool calls → edits/commands → verification → commit →
+//! report. `agent` holds the loop; `model`, `tools`, `patch`, `sandbox` and `vcs` are the leaves it
+//! drives; `report` shows what happened; `app` wires them together for the CLI.
+
+pub mod agent;
+pub mod app;
+pub mod cli;
+pub mod model;
+pub mod patch;
+pub mod report;
+pub mod sandbox;
+pub mod tools;
+pub mod vcs;

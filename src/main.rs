@@ -1,0 +1,33 @@
+//! `agent`: parse the command line, run the command, map errors to exit codes (2 for usage and
+//! configuration errors, 1 for everything else).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use agent::app::{self, UsageError};
+use agent::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => app::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            let usage = error.chain().any(|cause| {
+                cause.is::<UsageError>() || cause.is::<agent::model::SpecError>() || {
+                    matches!(
+                        cause.downcast_ref::<agent::vcs::VcsError>(),
+                        Some(
+                            agent::vcs::VcsError::NotARepo(_) | agent::vcs::VcsError::NoCommits(_)
+                        )
+                    )
+                }
+            });
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Reporting: the events a run emits, and the sinks that show or store them (terminal with progress,
+//! plain lines, JSON lines, the run log), plus coloured diffs.
+//!
+//! The agent loop only emits [`Event`]s; how they look is decided here. The JSON form of an event is a
+//! public interface for scripts and CI: add fields, never rename them.
+
+pub mod diff;
+mod terminal;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{ToolCall, Usage};
+
+pub use terminal::TerminalReporter;
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        task_title: String,
+        repo: PathBuf,
+        workspace: PathBuf,
+        branch: String,
+        base: String,
+        model: String,
+        check: Option<String>,
+        check_source: String,
+        sandbox: String,
+        dry_run: bool,
+        log: Option<PathBuf>,
+    },
+    ModelTurn {
+        turn: usize,
+        max_turns: usize,
+        content: String,
+        tool_calls: Vec<ToolCall>,
+        usage: Usage,
+    },
+    ToolCall {
+        turn: usize,
+        name: String,
+        arguments: Value,
+    },
+    ToolResult {
+        turn: usize,
+        name: String,
+        ok: bool,
+        output: String,
+    },
+    CheckStarted {
+        turn: usize,
+        command: String,
+    },
+    CheckResult {
+        turn: usize,
+        command: String,
+        passed: bool,
+        status: String,
+        output: String,
+    },
+    Commit {
+        step: usize,
+        commit: String,
+        message: String,
+    },
+    Note {
+        message: String,
+    },
+    Finished {
+        outcome: Outcome,
+        summary: String,
+        branch: Option<String>,
+        commits: Vec<String>,
+        /// Dry runs: the proposed patch (accepted steps), as a plain unified diff.
+        patch: Option<String>,
+        unverified_patch: Option<PathBuf>,
+        exit_code: i32,
+        turns: usize,
+        elapsed_ms: u64,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The model finished and the last check passed (or no check is configured).
+    Finished,
+    /// The turn budget ran out first.
+    BudgetExhausted,
+    /// The model finished but the check kept failing.
+    CheckFailing,
+    /// The model backend failed.
+    ModelFailed,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::Finished => 0,
+            _ => 1,
+        }
+    }
+}
+
+/// A sink for events.
+pub trait Reporter {
+    fn event(&mut self, event: &Event);
+    /// Called once at the end, before the process prints its final output.
+    fn close(&mut self) {}
+}
+
+/// One JSON object per line on stdout, for scripts and CI.
+pub struct JsonReporter;
+
+impl Reporter for JsonReporter {
+    fn event(&mut self, event: &Event) {
+        let mut out = std::io::stdout().lock();
+        if let Ok(line) = serde_json::to_string(event) {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// The run log: every event, in full, as JSON lines in a file outside the repository.
+pub struct LogReporter {
+    file: std::fs::File,
+}
+
+impl LogReporter {
+    pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        Ok(Self {
+            file: std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        })
+    }
+}
+
+impl Reporter for LogReporter {
+    fn event(&mut self, event: &Event) {
+        if let Ok(line) = serde_json::to_string(event) {
+            let _ = writeln!(self.file, "{line}");
+        }
+    }
+}
+
+/// Sends every event to several reporters.
+pub struct Fanout(pub Vec<Box<dyn Reporter>>);
+
+impl Reporter for Fanout {
+    fn event(&mut self, event: &Event) {
+        for reporter in &mut self.0 {
+            reporter.event(event);
+        }
+    }
+    fn close(&mut self) {
+        for reporter in &mut self.0 {
+            reporter.close();
+        }
+    }
+}
+
+/// The first line of `text`, shortened to `max` characters.
+pub fn first_line(text: &str, max: usize) -> String {
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if line.chars().count() > max {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
+    }
+}

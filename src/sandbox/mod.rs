@@ -1,0 +1,116 @@
+//! Running commands for the agent: the [`Sandbox`] trait and its implementations.
+//!
+//! Every command the model proposes (the `run` tool, the check command) goes through here, never through
+//! `std::process` elsewhere. A sandbox reports how a command ended and what it printed, capped; it never
+//! decides what the agent does next.
+
+pub mod none;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What to run, where, and under which limits.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    /// A shell command line, run with `sh -c`.
+    pub command: String,
+    /// Working directory: the task's worktree.
+    pub cwd: PathBuf,
+    pub timeout: Duration,
+    /// Extra environment variables on top of the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Most bytes of output kept; the middle is dropped with a note when exceeded.
+    pub output_limit: usize,
+}
+
+/// Why a command stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum StopReason {
+    Exited(i32),
+    Signal(i32),
+    TimedOut,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandOutcome {
+    pub stop: StopReason,
+    /// stdout and stderr interleaved as written, capped at `output_limit`.
+    pub output: String,
+    pub truncated: bool,
+    pub elapsed_ms: u64,
+}
+
+impl CommandOutcome {
+    pub fn success(&self) -> bool {
+        self.stop == StopReason::Exited(0)
+    }
+
+    /// One line saying how it ended, e.g. "exit 101 after 3.2 s".
+    pub fn status_line(&self) -> String {
+        let secs = self.elapsed_ms as f64 / 1000.0;
+        match self.stop {
+            StopReason::Exited(code) => format!("exit {code} after {secs:.1} s"),
+            StopReason::Signal(sig) => format!("killed by signal {sig} after {secs:.1} s"),
+            StopReason::TimedOut => format!("timed out after {secs:.1} s and was killed"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("could not start `{command}` in {cwd}: {source}")]
+    Spawn {
+        command: String,
+        cwd: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("lost track of `{command}`: {source}")]
+    Wait {
+        command: String,
+        source: std::io::Error,
+    },
+}
+
+/// Runs commands in a worktree under limits.
+pub trait Sandbox: Send + Sync {
+    /// A short name for reports, e.g. "none (plain subprocess)".
+    fn describe(&self) -> String;
+    fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError>;
+}
+
+/// Keep the head and tail of `bytes` within `limit`, noting what was dropped. Test runners print the
+/// summary last and the first error first, so both ends matter more than the middle.
+pub fn cap_output(bytes: &[u8], limit: usize) -> (String, bool) {
+    if bytes.len() <= limit {
+        return (String::from_utf8_lossy(bytes).into_owned(), false);
+    }
+    let head = limit / 3;
+    let tail = limit - head;
+    let omitted = bytes.len() - head - tail;
+    let text = format!(
+        "{}\n[... {omitted} bytes of output omitted ...]\n{}",
+        String::from_utf8_lossy(&bytes[..head]),
+        String::from_utf8_lossy(&bytes[bytes.len() - tail..])
+    );
+    (text, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_keeps_both_ends() {
+        let input: Vec<u8> = (0..1000).map(|i| b'a' + (i % 26) as u8).collect();
+        let (text, truncated) = cap_output(&input, 300);
+        assert!(truncated);
+        assert!(text.starts_with("abc"));
+        assert!(text.contains("700 bytes of output omitted"));
+        assert!(text.ends_with(std::str::from_utf8(&input[800..]).unwrap()));
+        assert_eq!(cap_output(b"short", 300), ("short".to_string(), false));
+    }
+}

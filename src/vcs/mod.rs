@@ -1,0 +1,444 @@
+//! Git for the agent (git2): the task's isolated workspace, one commit per accepted step, publishing the
+//! task branch into the user's repository, and diffs.
+//!
+//! The workspace is a scratch repository in a temporary directory that borrows the user's objects through
+//! `objects/info/alternates`, checked out at the user's HEAD commit. The agent edits and commits there.
+//! [`Workspace::publish`] copies the new objects into the user's repository and moves only the task
+//! branch `agent/<slug>`, with compare-and-swap. This module must never touch the user's HEAD, index,
+//! working tree, config or any other ref; a dry run never writes to the user's repository at all.
+
+mod slug;
+
+use std::path::{Path, PathBuf};
+
+use git2::{IndexAddOption, ObjectType, Oid, Repository, Signature, Tree};
+
+pub use slug::slugify;
+
+/// Untracked paths the agent never commits: build outputs and caches that checks leave behind.
+const ARTIFACT_DIRS: &[&str] = &[
+    "target",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".venv",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum VcsError {
+    #[error("{0} is not inside a git repository; pass --repo DIR pointing at one (or run `git init` there first)")]
+    NotARepo(PathBuf),
+    #[error("{0} has no commits yet; commit something first so the agent has a starting point")]
+    NoCommits(PathBuf),
+    #[error("branch {branch} moved while the agent was working (expected {expected}, found {found}); nothing was overwritten, the agent's commit is {ours}")]
+    BranchMoved {
+        branch: String,
+        expected: String,
+        found: String,
+        ours: String,
+    },
+    #[error("git: {context}: {source}")]
+    Git {
+        context: String,
+        source: git2::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+trait Context<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, VcsError>;
+}
+impl<T> Context<T> for Result<T, git2::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, VcsError> {
+        self.map_err(|source| VcsError::Git {
+            context: context(),
+            source,
+        })
+    }
+}
+impl<T> Context<T> for Result<T, std::io::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T, VcsError> {
+        self.map_err(|source| VcsError::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// One file changed between two snapshots; contents are `None` where the file does not exist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileChange {
+    pub path: String,
+    pub old: Option<Vec<u8>>,
+    pub new: Option<Vec<u8>>,
+}
+
+/// The task's isolated workspace.
+pub struct Workspace {
+    user_repo: Repository,
+    scratch: Repository,
+    // Dropped last: removing the directory ends the workspace.
+    dir: tempfile::TempDir,
+    /// `agent/<slug>`, unique in the user's repository when the workspace was opened.
+    pub branch: String,
+    /// The user's HEAD commit that the work starts from.
+    pub base: Oid,
+    /// The last commit published to the user's branch, if any.
+    published: Option<Oid>,
+    signature: Signature<'static>,
+}
+
+impl Workspace {
+    /// Open a workspace for `task_title` on a fresh branch name, starting at the user's HEAD commit.
+    pub fn open(repo_dir: &Path, task_title: &str) -> Result<Self, VcsError> {
+        let user_repo = Repository::discover(repo_dir)
+            .map_err(|_| VcsError::NotARepo(repo_dir.to_path_buf()))?;
+        let base = user_repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .map(|c| c.id())
+            .ok_or_else(|| VcsError::NoCommits(repo_dir.to_path_buf()))?;
+        let branch = unique_branch(&user_repo, &slugify(task_title));
+        let signature = user_repo
+            .signature()
+            .or_else(|_| Signature::now("agent", "agent@localhost"))
+            .ctx(|| "making a commit signature".into())?;
+
+        let dir = tempfile::Builder::new()
+            .prefix("agent-work-")
+            .tempdir()
+            .ctx(|| "creating the workspace directory".into())?;
+        let scratch = Repository::init(dir.path()).ctx(|| {
+            format!(
+                "initialising a scratch repository in {}",
+                dir.path().display()
+            )
+        })?;
+        let objects = user_repo.commondir().join("objects");
+        let alternates = scratch.path().join("objects/info/alternates");
+        std::fs::write(&alternates, format!("{}\n", objects.display()))
+            .ctx(|| format!("writing {}", alternates.display()))?;
+        // Reopen so libgit2 reads the alternates file.
+        let scratch =
+            Repository::open(dir.path()).ctx(|| "reopening the scratch repository".into())?;
+        {
+            let commit = scratch
+                .find_commit(base)
+                .ctx(|| format!("reading base commit {base}"))?;
+            scratch
+                .branch(&branch["refs/heads/".len()..], &commit, false)
+                .ctx(|| format!("creating {branch}"))?;
+            scratch
+                .set_head(&branch)
+                .ctx(|| "pointing the workspace HEAD at the task branch".into())?;
+            scratch
+                .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+                .ctx(|| format!("checking out {base} into {}", dir.path().display()))?;
+        }
+        Ok(Self {
+            user_repo,
+            scratch,
+            dir,
+            branch: branch["refs/heads/".len()..].to_string(),
+            base,
+            published: None,
+            signature,
+        })
+    }
+
+    /// The directory the agent works in.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The user's repository's work directory (or git dir when bare), for messages.
+    pub fn user_repo_path(&self) -> &Path {
+        self.user_repo
+            .workdir()
+            .unwrap_or_else(|| self.user_repo.path())
+    }
+
+    /// Does the worktree differ from the last commit?
+    pub fn is_dirty(&mut self) -> Result<bool, VcsError> {
+        let tree = self.snapshot_tree()?;
+        Ok(tree != self.head_commit()?.tree_id())
+    }
+
+    /// Commit everything in the worktree (build artifacts excluded) as one step. Returns `None` when
+    /// nothing changed.
+    pub fn commit_all(&mut self, message: &str) -> Result<Option<Oid>, VcsError> {
+        let tree_id = self.snapshot_tree()?;
+        let head = self.head_commit()?;
+        if tree_id == head.tree_id() {
+            return Ok(None);
+        }
+        let tree = self
+            .scratch
+            .find_tree(tree_id)
+            .ctx(|| "reading the snapshot tree".into())?;
+        let oid = self
+            .scratch
+            .commit(
+                Some("HEAD"),
+                &self.signature,
+                &self.signature,
+                message,
+                &tree,
+                &[&head],
+            )
+            .ctx(|| "committing the step".into())?;
+        Ok(Some(oid))
+    }
+
+    /// Copy the task branch's new objects into the user's repository and move `refs/heads/<branch>` there.
+    /// Fails without writing the ref if someone else moved the branch meanwhile.
+    pub fn publish(&mut self) -> Result<Option<Oid>, VcsError> {
+        let head = self.head_commit()?.id();
+        if head == self.base || Some(head) == self.published {
+            return Ok(self.published);
+        }
+        let user_odb = self
+            .user_repo
+            .odb()
+            .ctx(|| "opening the repository's object database".into())?;
+        let scratch_odb = self
+            .scratch
+            .odb()
+            .ctx(|| "opening the workspace object database".into())?;
+        let mut walk = self
+            .scratch
+            .revwalk()
+            .ctx(|| "walking the task branch".into())?;
+        walk.push(head).ctx(|| "walking the task branch".into())?;
+        walk.hide(self.published.unwrap_or(self.base))
+            .ctx(|| "walking the task branch".into())?;
+        for commit in walk {
+            let commit = commit.ctx(|| "walking the task branch".into())?;
+            let tree = self
+                .scratch
+                .find_commit(commit)
+                .ctx(|| format!("reading {commit}"))?
+                .tree_id();
+            copy_tree(&scratch_odb, &user_odb, tree)?;
+            copy_object(&scratch_odb, &user_odb, commit)?;
+        }
+        let refname = format!("refs/heads/{}", self.branch);
+        let message = format!("agent: publish task branch at {head}");
+        let current = self.user_repo.refname_to_id(&refname).ok();
+        match (current, self.published) {
+            (None, None) => {
+                self.user_repo
+                    .reference(&refname, head, false, &message)
+                    .ctx(|| format!("creating {refname}"))?;
+            }
+            (Some(found), Some(expected)) if found == expected => {
+                self.user_repo
+                    .reference_matching(&refname, head, true, expected, &message)
+                    .ctx(|| format!("moving {refname}"))?;
+            }
+            (found, expected) => {
+                return Err(VcsError::BranchMoved {
+                    branch: self.branch.clone(),
+                    expected: expected.map_or("no branch".into(), |o| o.to_string()),
+                    found: found.map_or("no branch".into(), |o| o.to_string()),
+                    ours: head.to_string(),
+                })
+            }
+        }
+        self.published = Some(head);
+        Ok(self.published)
+    }
+
+    /// Files changed from the base commit to the task branch's last commit.
+    pub fn committed_changes(&self) -> Result<Vec<FileChange>, VcsError> {
+        let base = self
+            .scratch
+            .find_commit(self.base)
+            .ctx(|| "reading the base commit".into())?
+            .tree()
+            .ctx(|| "reading the base tree".into())?;
+        let head = self
+            .head_commit()?
+            .tree()
+            .ctx(|| "reading the head tree".into())?;
+        self.changes(&base, &head)
+    }
+
+    /// Files changed in the worktree since the last commit (work that no check has accepted yet).
+    pub fn uncommitted_changes(&mut self) -> Result<Vec<FileChange>, VcsError> {
+        let snapshot = self.snapshot_tree()?;
+        let snapshot = self
+            .scratch
+            .find_tree(snapshot)
+            .ctx(|| "reading the snapshot tree".into())?;
+        let head = self
+            .head_commit()?
+            .tree()
+            .ctx(|| "reading the head tree".into())?;
+        self.changes(&head, &snapshot)
+    }
+
+    /// Commits on the task branch since the base, oldest first: (id, summary).
+    pub fn step_commits(&self) -> Result<Vec<(Oid, String)>, VcsError> {
+        let mut walk = self
+            .scratch
+            .revwalk()
+            .ctx(|| "walking the task branch".into())?;
+        walk.push(self.head_commit()?.id())
+            .ctx(|| "walking the task branch".into())?;
+        walk.hide(self.base)
+            .ctx(|| "walking the task branch".into())?;
+        let mut commits = Vec::new();
+        for oid in walk {
+            let oid = oid.ctx(|| "walking the task branch".into())?;
+            let commit = self
+                .scratch
+                .find_commit(oid)
+                .ctx(|| format!("reading {oid}"))?;
+            commits.push((oid, commit.summary().unwrap_or_default().to_string()));
+        }
+        commits.reverse();
+        Ok(commits)
+    }
+
+    fn head_commit(&self) -> Result<git2::Commit<'_>, VcsError> {
+        self.scratch
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .ctx(|| "reading the workspace HEAD".into())
+    }
+
+    /// Stage the whole worktree (minus artifacts) into the workspace index and write it as a tree.
+    fn snapshot_tree(&mut self) -> Result<Oid, VcsError> {
+        let mut index = self
+            .scratch
+            .index()
+            .ctx(|| "opening the workspace index".into())?;
+        let mut skip_artifacts = |path: &Path, _spec: &[u8]| -> i32 {
+            let untracked_artifact = path
+                .components()
+                .any(|c| ARTIFACT_DIRS.iter().any(|a| c.as_os_str() == *a));
+            i32::from(untracked_artifact)
+        };
+        index
+            .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_artifacts))
+            .ctx(|| "staging the worktree".into())?;
+        // add_all does not notice deletions; update_all removes entries whose files are gone.
+        index
+            .update_all(["*"], None)
+            .ctx(|| "staging deletions".into())?;
+        index.write().ctx(|| "writing the workspace index".into())?;
+        index
+            .write_tree()
+            .ctx(|| "writing the snapshot tree".into())
+    }
+
+    fn changes(&self, old: &Tree<'_>, new: &Tree<'_>) -> Result<Vec<FileChange>, VcsError> {
+        let diff = self
+            .scratch
+            .diff_tree_to_tree(Some(old), Some(new), None)
+            .ctx(|| "diffing trees".into())?;
+        let blob = |oid: Oid| -> Option<Vec<u8>> {
+            (!oid.is_zero())
+                .then(|| {
+                    self.scratch
+                        .find_blob(oid)
+                        .ok()
+                        .map(|b| b.content().to_vec())
+                })
+                .flatten()
+        };
+        Ok(diff
+            .deltas()
+            .map(|d| FileChange {
+                path: d
+                    .new_file()
+                    .path()
+                    .or(d.old_file().path())
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                old: blob(d.old_file().id()),
+                new: blob(d.new_file().id()),
+            })
+            .collect())
+    }
+}
+
+fn unique_branch(repo: &Repository, slug: &str) -> String {
+    let base = format!("refs/heads/agent/{slug}");
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|name| repo.find_reference(name).is_err())
+        .unwrap_or(base)
+}
+
+fn copy_object(from: &git2::Odb<'_>, to: &git2::Odb<'_>, oid: Oid) -> Result<bool, VcsError> {
+    if to.exists(oid) {
+        return Ok(false);
+    }
+    let object = from.read(oid).ctx(|| format!("reading object {oid}"))?;
+    to.write(object.kind(), object.data())
+        .ctx(|| format!("writing object {oid} into the repository"))?;
+    Ok(true)
+}
+
+/// Copy a tree and everything under it that the target lacks. A tree already present implies its
+/// children are present, so unchanged subtrees cost one lookup.
+fn copy_tree(from: &git2::Odb<'_>, to: &git2::Odb<'_>, tree: Oid) -> Result<(), VcsError> {
+    if to.exists(tree) {
+        return Ok(());
+    }
+    let object = from.read(tree).ctx(|| format!("reading tree {tree}"))?;
+    for entry in parse_tree_entries(object.data()) {
+        match entry {
+            (ObjectType::Tree, oid) => copy_tree(from, to, oid)?,
+            (ObjectType::Blob, oid) => {
+                copy_object(from, to, oid)?;
+            }
+            _ => {} // submodule commits live in other repositories
+        }
+    }
+    to.write(ObjectType::Tree, object.data())
+        .ctx(|| format!("writing tree {tree} into the repository"))?;
+    Ok(())
+}
+
+/// Raw tree format: `<octal mode> <name>\0<20-byte id>` repeated.
+fn parse_tree_entries(data: &[u8]) -> Vec<(ObjectType, Oid)> {
+    let mut entries = Vec::new();
+    let mut rest = data;
+    while let Some(space) = rest.iter().position(|&b| b == b' ') {
+        let mode = &rest[..space];
+        let Some(nul) = rest[space..]
+            .iter()
+            .position(|&b| b == 0)
+            .map(|p| p + space)
+        else {
+            break;
+        };
+        let Some(id) = rest.get(nul + 1..nul + 21) else {
+            break;
+        };
+        let Ok(oid) = Oid::from_bytes(id) else { break };
+        let kind = match mode {
+            b"40000" | b"040000" => ObjectType::Tree,
+            b"160000" => ObjectType::Commit,
+            _ => ObjectType::Blob,
+        };
+        entries.push((kind, oid));
+        rest = &rest[nul + 21..];
+    }
+    entries
+}

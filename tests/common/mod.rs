@@ -1,0 +1,161 @@
+//! Helpers for integration tests: real git repositories in temp dirs, byte-level snapshots, and running
+//! the real `agent` binary with isolated cache/state directories.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+/// A user's repository in a temp dir, with one commit holding `files`.
+pub fn repo_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, content) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "-A"]);
+    git(
+        dir.path(),
+        &[
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "initial",
+        ],
+    );
+    dir
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Every file under `root` (symlinks as their targets' text), with its SHA-256, `.git` included or not.
+pub fn snapshot(root: &Path, include_git: bool) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if !include_git && rel == ".git" {
+                continue;
+            }
+            let kind = entry.file_type().unwrap();
+            if kind.is_symlink() {
+                out.insert(
+                    rel,
+                    format!(
+                        "symlink -> {}",
+                        std::fs::read_link(&path).unwrap().display()
+                    ),
+                );
+            } else if kind.is_dir() {
+                out.insert(rel.clone() + "/", String::new());
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(rel, format!("{:x}", Sha256::digest(&bytes)));
+            }
+        }
+    }
+    out
+}
+
+/// What a run must never change in the user's repository: the working tree (untracked files included),
+/// HEAD, the index, the config, and every ref that is not the agent's.
+pub fn user_state(root: &Path) -> BTreeMap<String, String> {
+    let mut state = snapshot(root, false);
+    for file in ["HEAD", "index", "config"] {
+        let bytes = std::fs::read(root.join(".git").join(file)).unwrap_or_default();
+        state.insert(
+            format!(".git/{file}"),
+            format!("{:x}", Sha256::digest(&bytes)),
+        );
+    }
+    let refs = git(root, &["for-each-ref", "--format=%(refname) %(objectname)"]);
+    for line in refs.lines().filter(|l| !l.starts_with("refs/heads/agent/")) {
+        state.insert(format!("ref {line}"), String::new());
+    }
+    state
+}
+
+/// The `agent` binary with cache and state directories of its own under `home`.
+pub fn agent(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
+    cmd.env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env_remove("AGENT_MODEL_SPEC")
+        .env_remove("CARGO_TARGET_DIR");
+    cmd
+}
+
+/// Write a replay script and return its `--model` argument.
+pub fn replay_script(dir: &Path, turns: serde_json::Value) -> String {
+    let path = dir.join("script.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&turns).unwrap()).unwrap();
+    format!("replay:{}", path.display())
+}
+
+/// The JSON events of a `--json` run.
+pub fn events(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event: {l:?}: {e}")))
+        .collect()
+}
+
+pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The shared eval data (../shared/eval beside the checkout, or $AGENT_EVAL_DIR). Missing data is a
+/// failure, not a skip.
+pub fn eval_task(file: &str, id: &str) -> serde_json::Value {
+    let dir = std::env::var_os("AGENT_EVAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"));
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "eval data {} is missing ({e}); set AGENT_EVAL_DIR",
+            path.display()
+        )
+    });
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("task {id} not in {}", path.display()))
+}

