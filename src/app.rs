@@ -62,12 +62,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let mut reporter = Fanout(sinks);
 
     let sandbox = NoSandbox;
+    if let ModelSpec::Gguf(path) = &spec {
+        reporter.event(&Event::Note {
+            message: format!("loading {} (mistral.rs, in-process)", path.display()),
+        });
+    }
     let mut model = spec
         .load()
         .with_context(|| format!("loading model {spec:?}"))?;
     reporter.event(&Event::RunStarted {
         run_id: run_id.clone(),
-        task_title: crate::report::first_line(&task, 80),
+        task_title: crate::report::first_line(task.trim_start_matches(['#', ' ']), 80),
         repo: workspace.user_repo_path().to_path_buf(),
         workspace: workspace.root().to_path_buf(),
         branch: workspace.branch.clone(),

@@ -55,10 +55,6 @@ pub fn run(
 ) -> Result<RunResult, VcsError> {
     let specs = tools::specs();
     let check_cmd = config.check.as_ref().map(|c| c.command.as_str());
-    let mut messages = vec![
-        Message::system(prompt::system(&specs, check_cmd)),
-        Message::user(config.task.clone()),
-    ];
     let root = workspace.root().to_path_buf();
     let ctx = ToolContext {
         root: &root,
@@ -67,6 +63,15 @@ pub fn run(
         output_limit: config.output_limit,
         command_env: &config.command_env,
     };
+    // The file list spares the model a first turn of orientation (and tiny models from guessing).
+    let files = match tools::call(&ctx, "list_files", &serde_json::json!({})) {
+        Ok(ToolOutput::Text(listing)) => listing,
+        _ => String::new(),
+    };
+    let mut messages = vec![
+        Message::system(prompt::system(&specs, check_cmd)),
+        Message::user(prompt::task(&config.task, &files)),
+    ];
     let mut steps = 0usize;
     // None: no check has run on the current state of the worktree.
     let mut check_passing: Option<bool> = None;
@@ -89,7 +94,7 @@ pub fn run(
                 })
             }
         }
-        let reply = match model.complete(&messages, &specs) {
+        let mut reply = match model.complete(&messages, &specs) {
             Ok(reply) => reply,
             Err(e) => {
                 return Ok(RunResult {
@@ -99,6 +104,12 @@ pub fn run(
                 })
             }
         };
+        // Results are matched to calls by id; give every call one, whatever the backend did.
+        for (i, call) in reply.tool_calls.iter_mut().enumerate() {
+            if call.id.is_empty() {
+                call.id = format!("call-{turn}-{i}");
+            }
+        }
         reporter.event(&Event::ModelTurn {
             turn,
             max_turns: config.max_turns,

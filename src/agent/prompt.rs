@@ -34,6 +34,14 @@ pub fn system(tools: &[ToolSpec], check: Option<&str>) -> String {
     text
 }
 
+/// The first user message: the task, then the repository's files.
+pub fn task(task: &str, files: &str) -> String {
+    if files.trim().is_empty() {
+        return task.to_string();
+    }
+    format!("{task}\n\nFiles in the repository:\n{files}")
+}
+
 pub const NO_TOOL_CALL: &str =
     "Your reply contained no tool call. Reply with exactly one tool call: inspect files, edit them, run a command, or call finish.";
 

@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::time::Instant;
 
+use either::Either;
 use mistralrs::{
-    Constraint, GgufModelBuilder, Model, RequestBuilder, TextMessageRole, TokenSource,
+    Constraint, GgufModelBuilder, Model, RequestBuilder, StopTokens, TextMessageRole, TokenSource,
 };
 
 use super::schema::{parse_tool_call_json, tool_call_schema};
@@ -16,6 +17,19 @@ use super::{AssistantTurn, ChatModel, Message, ModelError, Role, ToolSpec, Usage
 
 /// Tokens a single turn may generate at first; doubled once if a call is cut off.
 const TURN_TOKEN_BUDGET: usize = 768;
+/// End-of-text and end-of-turn tokens of common chat models. The grammar engine ends a finished call with
+/// its own idea of end-of-text (often `<|endoftext|>`), which is not always the token the chat template
+/// stops on (`<|im_end|>`); without stopping on all of them a finished call is padded to the budget.
+const END_TOKENS: &[&str] = &[
+    "</s>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<eos>",
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+];
 /// Used when the model does not say how long its context is.
 const FALLBACK_CONTEXT: usize = 8192;
 
@@ -24,6 +38,8 @@ pub struct EmbeddedModel {
     model: Model,
     name: String,
     context_window: usize,
+    /// Ids of the END_TOKENS this model's vocabulary has as single tokens.
+    stop_ids: Vec<u32>,
 }
 
 impl EmbeddedModel {
@@ -61,11 +77,27 @@ impl EmbeddedModel {
             .ok()
             .and_then(|c| c.max_seq_len)
             .unwrap_or(FALLBACK_CONTEXT);
+        let stop_ids = END_TOKENS
+            .iter()
+            .filter_map(|token| {
+                let ids = runtime
+                    .block_on(model.tokenize(
+                        Either::Right(token.to_string()),
+                        None,
+                        false,
+                        false,
+                        None,
+                    ))
+                    .ok()?;
+                (ids.len() == 1).then(|| ids[0])
+            })
+            .collect();
         Ok(Self {
             runtime,
             model,
             name: file,
             context_window,
+            stop_ids,
         })
     }
 
@@ -74,6 +106,9 @@ impl EmbeddedModel {
             .set_constraint(Constraint::JsonSchema(tool_call_schema(tools)))
             .set_deterministic_sampler()
             .set_sampler_max_len(max_len);
+        if !self.stop_ids.is_empty() {
+            request = request.set_sampler_stop_toks(StopTokens::Ids(self.stop_ids.clone()));
+        }
         for message in messages {
             let (role, text) = render(message);
             request = request.add_message(role, text);

@@ -46,7 +46,9 @@ pub fn tool_call_schema(tools: &[ToolSpec]) -> Value {
             })
         })
         .collect();
-    json!({ "anyOf": variants })
+    // Compact JSON only: with flexible whitespace a small model can pad a call with blanks until the
+    // token budget runs out.
+    json!({ "anyOf": variants, "x-guidance": {"whitespace_flexible": false} })
 }
 
 /// Parse a constrained turn. Returns the thought and the call, or a message saying what is wrong.

@@ -14,6 +14,7 @@ const DEFAULT_LINES: usize = 400;
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// File path relative to the repository root.
+    #[schemars(length(max = 500))]
     pub path: String,
     /// First line to show (1-based, inclusive).
     #[serde(default)]

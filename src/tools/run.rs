@@ -10,6 +10,7 @@ use crate::sandbox::CommandSpec;
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// Shell command line, run with `sh -c` in the repository root.
+    #[schemars(length(max = 4000))]
     pub command: String,
 }
 

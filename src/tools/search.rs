@@ -18,6 +18,7 @@ const MAX_LINE_CHARS: usize = 300;
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// Regular expression (Rust regex syntax) to look for.
+    #[schemars(length(max = 500))]
     pub pattern: String,
     /// File or directory to search, relative to the repository root; the whole repository when omitted.
     #[serde(default)]

@@ -14,6 +14,7 @@ const MAX_CONTENT_BYTES: usize = 1024 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// File path relative to the repository root; parent directories are created.
+    #[schemars(length(max = 500))]
     pub path: String,
     /// The complete new content of the file.
     pub content: String,

@@ -162,6 +162,9 @@ impl Workspace {
         self.user_repo
             .workdir()
             .unwrap_or_else(|| self.user_repo.path())
+            // `components()` drops the trailing slash libgit2 puts on directory paths.
+            .components()
+            .as_path()
     }
 
     /// Does the worktree differ from the last commit?

@@ -3,16 +3,33 @@
 /// Longest slug, so branch names stay readable.
 const MAX_SLUG: usize = 40;
 
+/// Headings that say nothing about the task; the next line names it better.
+const GENERIC_TITLES: &[&str] = &["instructions", "task", "description", "issue", "problem"];
+
 /// `"Make the tests in tests/acronym.rs pass!"` → `"make-the-tests-in-tests-acronym-rs-pass"`. Only
-/// `[a-z0-9-]`, so the result is always a valid ref component; never empty.
+/// `[a-z0-9-]`, so the result is always a valid ref component; never empty. A generic first heading
+/// such as `# Instructions` is skipped in favour of the line after it.
 pub fn slugify(text: &str) -> String {
-    let title = text
+    let mut lines = text
         .lines()
         .map(|l| l.trim_start_matches('#').trim())
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
+        .filter(|l| !l.is_empty());
+    let first = slug_of(lines.next().unwrap_or(""));
+    if GENERIC_TITLES.contains(&first.as_str()) {
+        if let Some(next) = lines.next().map(slug_of).filter(|s| !s.is_empty()) {
+            return next;
+        }
+    }
+    if first.is_empty() {
+        "task".to_string()
+    } else {
+        first
+    }
+}
+
+fn slug_of(line: &str) -> String {
     let mut slug = String::new();
-    for c in title.chars().flat_map(char::to_lowercase) {
+    for c in line.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_alphanumeric() {
             slug.push(c);
         } else if !slug.ends_with('-') && !slug.is_empty() {
@@ -22,12 +39,7 @@ pub fn slugify(text: &str) -> String {
             break;
         }
     }
-    let slug = slug.trim_end_matches('-');
-    if slug.is_empty() {
-        "task".to_string()
-    } else {
-        slug.to_string()
-    }
+    slug.trim_end_matches('-').to_string()
 }
 
 #[cfg(test)]
@@ -40,7 +52,11 @@ mod tests {
             slugify("Make the tests in tests/acronym.rs pass!"),
             "make-the-tests-in-tests-acronym-rs-pass"
         );
-        assert_eq!(slugify("# Instructions\n\nRest"), "instructions");
+        assert_eq!(
+            slugify("# Instructions\n\nConvert a phrase to its acronym."),
+            "convert-a-phrase-to-its-acronym"
+        );
+        assert_eq!(slugify("# Instructions"), "instructions");
         assert_eq!(slugify("../../.lock ~^:"), "lock");
         assert_eq!(slugify("¿¿??"), "task");
         assert_eq!(slugify(""), "task");
