@@ -27,11 +27,7 @@ fn embedded_smollm2_run_completes_and_touches_nothing_outside_the_worktree() {
             )
         })
         .collect();
-    let borrowed: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let repo = repo_with(&borrowed);
+    let repo = repo_with(&files);
     let before = user_state(repo.path());
     let home = tempfile::tempdir().unwrap();
 

@@ -23,11 +23,7 @@ fn replayed_exercism_solution_lands_as_one_verified_commit_and_leaves_the_checko
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
         .collect();
-    let borrowed: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let repo = repo_with(&borrowed);
+    let repo = repo_with(&files);
     // The user's own work in progress must survive untouched.
     std::fs::write(repo.path().join("NOTES.txt"), "untracked notes\n").unwrap();
     std::fs::write(

@@ -9,9 +9,10 @@ use std::process::{Command, Output};
 use sha2::{Digest, Sha256};
 
 /// A user's repository in a temp dir, with one commit holding `files`.
-pub fn repo_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub fn repo_with<P: AsRef<str>, C: AsRef<str>>(files: &[(P, C)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (path, content) in files {
+        let (path, content) = (path.as_ref(), content.as_ref());
         let full = dir.path().join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, content).unwrap();
