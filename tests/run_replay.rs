@@ -371,3 +371,37 @@ fn task_from_stdin_and_branch_names_stay_unique() {
         "main"
     );
 }
+
+#[test]
+fn a_model_that_only_repeats_finish_is_stopped_early() {
+    let repo = repo_with(&[("a.txt", "a\n")]);
+    let home = tempfile::tempdir().unwrap();
+    let finish = json!({"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]});
+    let model = replay_script(home.path(), json!([finish, finish, finish, finish, finish]));
+    let output = agent(home.path())
+        .args([
+            "run",
+            "make the check pass",
+            "--json",
+            "--check",
+            "false",
+            "--max-steps",
+            "10",
+            "--model",
+            &model,
+            "--repo",
+        ])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let events = events(&output);
+    let finished = of_kind(&events, "finished")[0];
+    assert_eq!(finished["outcome"], "check_failing", "{finished}");
+    assert_eq!(finished["turns"], 3, "{finished}");
+    assert_eq!(
+        of_kind(&events, "check_result").len(),
+        1,
+        "an unchanged tree is checked once"
+    );
+}

@@ -19,6 +19,9 @@ use crate::vcs::{VcsError, Workspace};
 
 pub use verify::Check;
 
+/// Refused finishes in a row, with no edit between them, before the run stops.
+const MAX_REFUSED_FINISHES: usize = 3;
+
 /// Limits and options of one run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -77,6 +80,8 @@ pub fn run(
     let mut check_passing: Option<bool> = None;
     let mut last_failure = String::new();
     let mut previous_calls: Vec<String> = Vec::new();
+    // Finishes refused since the last edit; a model that only repeats `finish` is going nowhere.
+    let mut refused_finishes = 0usize;
 
     for turn in 1..=config.max_turns {
         match context::fit(&mut messages, model.context_window()) {
@@ -165,6 +170,7 @@ pub fn run(
         }
 
         if may_have_edited && workspace.is_dirty()? {
+            refused_finishes = 0;
             let title = step_title(&reply.content, &reply.tool_calls);
             match verify_and_commit(
                 config,
@@ -210,6 +216,16 @@ pub fn run(
                 return Ok(RunResult {
                     outcome: Outcome::Finished,
                     summary,
+                    turns: turn,
+                });
+            }
+            refused_finishes += 1;
+            if refused_finishes >= MAX_REFUSED_FINISHES {
+                return Ok(RunResult {
+                    outcome: Outcome::CheckFailing,
+                    summary: format!(
+                        "stopped: the model tried to finish {refused_finishes} times without changing anything while the check fails"
+                    ),
                     turns: turn,
                 });
             }
