@@ -1,52 +1,136 @@
 //! Locating hunks in a file and computing its new content.
 //!
-//! Each hunk's old lines are searched after the previous hunk, first exactly, then ignoring trailing
-//! whitespace. The first level with any match decides: one match is applied, several are refused as
-//! ambiguous. A file's line endings and final-newline state are preserved.
+//! Every hunk is located in the original file: after the previous hunk for diffs, anywhere for
+//! SEARCH/REPLACE blocks. Its old lines (context and removed) are compared at each [`Level`] in turn;
+//! the first level with any match decides. One match is used; several are refused as ambiguous unless
+//! the diff's line number points at exactly one of them. Context lines keep the file's own text, added
+//! lines are re-indented (and de-typographed) the way the match required, and the file's line endings
+//! and final-newline state are preserved.
 
-use super::{Hunk, PatchError};
+use super::normalize::{fold_unicode, Level, Reindent};
+use super::{Hunk, Line, PatchError};
 
-/// Apply `hunks` in order to `original`, returning the new content.
-pub fn apply_hunks(path: &str, original: &str, hunks: &[Hunk]) -> Result<String, PatchError> {
+struct Placed {
+    start: usize,
+    len: usize,
+    replacement: Vec<String>,
+    hunk: usize,
+}
+
+/// Apply `hunks` to `original`, returning the new content, or an error naming the hunk that failed.
+pub fn apply_hunks(
+    path: &str,
+    original: &str,
+    hunks: &[Hunk],
+    ordered: bool,
+) -> Result<String, PatchError> {
     let crlf = original.contains("\r\n");
     let final_newline = original.is_empty() || original.ends_with('\n');
-    let mut lines: Vec<String> = original
+    let lines: Vec<&str> = original
         .lines()
-        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .collect();
+    let mut placed: Vec<Placed> = Vec::new();
     let mut cursor = 0usize;
     for (index, hunk) in hunks.iter().enumerate() {
         let number = index + 1;
-        let at = if hunk.old.is_empty() {
-            insertion_point(path, number, hunk, &lines, cursor)?
+        if let Some(first) = hunks[..index].iter().position(|h| h == hunk) {
+            return Err(PatchError::NoMatch {
+                path: path.into(),
+                hunk: number,
+                detail: format!(
+                    "it repeats hunk {} exactly; give each change its own context lines",
+                    first + 1
+                ),
+            });
+        }
+        let mut from = if ordered { cursor } else { 0 };
+        if let Some(anchor) = hunk.anchor.as_deref().filter(|a| !a.trim().is_empty()) {
+            from = find_anchor(&lines, anchor, from).ok_or_else(|| PatchError::NoMatch {
+                path: path.into(),
+                hunk: number,
+                detail: format!("its anchor line `@@ {anchor}` does not occur after line {from}"),
+            })? + 1;
+        }
+        let old = hunk.old();
+        let (start, level) = if old.is_empty() {
+            (
+                insertion_point(path, number, hunk, &lines, from)?,
+                Level::Exact,
+            )
         } else {
-            locate(path, number, hunk, &lines, cursor)?
+            locate(path, number, hunk, &old, &lines, from)?
         };
-        lines.splice(at..at + hunk.old.len(), hunk.new.iter().cloned());
-        cursor = at + hunk.new.len();
+        let replacement = replacement(
+            path,
+            number,
+            hunk,
+            &lines[start..start + old.len()],
+            start,
+            level,
+        )?;
+        placed.push(Placed {
+            start,
+            len: old.len(),
+            replacement,
+            hunk: number,
+        });
+        cursor = start + old.len();
     }
+    placed.sort_by_key(|p| (p.start, p.hunk));
+    for pair in placed.windows(2) {
+        if pair[0].start + pair[0].len > pair[1].start {
+            return Err(PatchError::NoMatch {
+                path: path.into(),
+                hunk: pair[1].hunk,
+                detail: format!(
+                    "it overlaps hunk {} (both change line {})",
+                    pair[0].hunk,
+                    pair[1].start + 1
+                ),
+            });
+        }
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(lines.len());
+    let mut next = 0;
+    for p in &placed {
+        out.extend_from_slice(&lines[next..p.start]);
+        out.extend(p.replacement.iter().map(String::as_str));
+        next = p.start + p.len;
+    }
+    out.extend_from_slice(&lines[next..]);
     let ending = if crlf { "\r\n" } else { "\n" };
-    let mut out = lines.join(ending);
-    if final_newline && !lines.is_empty() {
-        out.push_str(ending);
+    let mut text = out.join(ending);
+    if final_newline && !out.is_empty() {
+        text.push_str(ending);
     }
-    Ok(out)
+    Ok(text)
 }
 
-/// A hunk without old lines inserts at its hinted line, or into an empty file.
+fn find_anchor(lines: &[&str], anchor: &str, from: usize) -> Option<usize> {
+    Level::ALL.iter().find_map(|level| {
+        let want = level.normalize(anchor);
+        (from..lines.len()).find(|&i| level.normalize(lines[i]) == want)
+    })
+}
+
+/// Where a hunk without old lines goes: into an empty file, right after its anchor, or after the line
+/// its `@@ -N,0` header names.
 fn insertion_point(
     path: &str,
     number: usize,
     hunk: &Hunk,
-    lines: &[String],
-    cursor: usize,
+    lines: &[&str],
+    from: usize,
 ) -> Result<usize, PatchError> {
     if lines.is_empty() {
         return Ok(0);
     }
+    if hunk.anchor.is_some() {
+        return Ok(from);
+    }
     match hunk.old_start {
-        // `@@ -N,0` means "after line N".
-        Some(after) if after <= lines.len() && after >= cursor => Ok(after),
+        Some(after) if after <= lines.len() && after >= from => Ok(after),
         _ => Err(PatchError::NoMatch {
             path: path.into(),
             hunk: number,
@@ -59,91 +143,140 @@ fn locate(
     path: &str,
     number: usize,
     hunk: &Hunk,
-    lines: &[String],
-    cursor: usize,
-) -> Result<usize, PatchError> {
-    let levels: [fn(&str, &str) -> bool; 2] = [|a, b| a == b, |a, b| a.trim_end() == b.trim_end()];
-    for same in levels {
-        let matches: Vec<usize> = (cursor..=lines.len().saturating_sub(hunk.old.len()))
-            .filter(|&start| {
-                start + hunk.old.len() <= lines.len()
-                    && hunk
-                        .old
-                        .iter()
+    old: &[&str],
+    lines: &[&str],
+    from: usize,
+) -> Result<(usize, Level), PatchError> {
+    if old.len() <= lines.len() {
+        for level in Level::ALL {
+            let want: Vec<_> = old.iter().map(|l| level.normalize(l)).collect();
+            let matches: Vec<usize> = (from..=lines.len() - old.len())
+                .filter(|&start| {
+                    want.iter()
                         .zip(&lines[start..])
-                        .all(|(want, have)| same(want, have))
-            })
-            .collect();
-        match matches.as_slice() {
-            [] => continue,
-            [only] => return Ok(*only),
-            many => {
-                // The header's line number breaks a tie when it points exactly at one candidate.
-                if let Some(hint) = hunk
-                    .old_start
-                    .filter(|&h| many.contains(&(h.saturating_sub(1))))
-                {
-                    return Ok(hint - 1);
+                        .all(|(w, have)| *w == level.normalize(have))
+                })
+                .collect();
+            match matches.as_slice() {
+                [] => continue,
+                [only] => return Ok((*only, level)),
+                many => {
+                    // The header's line number breaks a tie when it points exactly at one candidate.
+                    if let Some(start) = hunk
+                        .old_start
+                        .and_then(|h| h.checked_sub(1))
+                        .filter(|s| many.contains(s))
+                    {
+                        return Ok((start, level));
+                    }
+                    let shown: Vec<String> =
+                        many.iter().take(5).map(|m| (m + 1).to_string()).collect();
+                    return Err(PatchError::Ambiguous {
+                        path: path.into(),
+                        hunk: number,
+                        count: many.len(),
+                        lines: shown.join(", "),
+                    });
                 }
-                let shown: Vec<String> = many.iter().take(5).map(|m| (m + 1).to_string()).collect();
-                return Err(PatchError::Ambiguous {
-                    path: path.into(),
-                    hunk: number,
-                    count: many.len(),
-                    lines: shown.join(", "),
-                });
             }
         }
     }
     Err(PatchError::NoMatch {
         path: path.into(),
         hunk: number,
-        detail: closest_region(hunk, lines, cursor),
+        detail: closest_region(old, lines, from),
     })
 }
 
+/// The lines that replace the matched region: the file's own context lines, and the hunk's added lines
+/// adjusted to the file the way the match required.
+fn replacement(
+    path: &str,
+    number: usize,
+    hunk: &Hunk,
+    region: &[&str],
+    start: usize,
+    level: Level,
+) -> Result<Vec<String>, PatchError> {
+    let reindent = if level >= Level::SurroundingWhitespace {
+        let pairs: Vec<(&str, &str)> = hunk.old().into_iter().zip(region.iter().copied()).collect();
+        Reindent::learn(&pairs).ok_or_else(|| PatchError::NoMatch {
+            path: path.into(),
+            hunk: number,
+            detail: format!(
+                "its lines match lines {}-{} except for indentation, which differs unevenly; copy the indentation exactly",
+                start + 1,
+                start + region.len()
+            ),
+        })?
+    } else {
+        Reindent::Same
+    };
+    let mut out = Vec::with_capacity(hunk.lines.len());
+    let mut file_lines = region.iter();
+    for line in &hunk.lines {
+        match line {
+            Line::Context(_) => out.extend(file_lines.next().map(|l| l.to_string())),
+            Line::Remove(_) => {
+                file_lines.next();
+            }
+            Line::Add(text) => {
+                let mut text = if level >= Level::TrailingWhitespace {
+                    text.trim_end().to_string()
+                } else {
+                    text.clone()
+                };
+                if level >= Level::Unicode {
+                    text = fold_unicode(&text).into_owned();
+                }
+                let adjusted = reindent.apply(&text).ok_or_else(|| PatchError::NoMatch {
+                    path: path.into(),
+                    hunk: number,
+                    detail: format!("added line {text:?} cannot be re-indented to match the file ({reindent:?})"),
+                })?;
+                out.push(adjusted);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Describe where the hunk came closest to matching, to help the model fix its next try.
-fn closest_region(hunk: &Hunk, lines: &[String], cursor: usize) -> String {
+fn closest_region(old: &[&str], lines: &[&str], from: usize) -> String {
     let score = |start: usize| {
-        hunk.old
-            .iter()
+        old.iter()
             .zip(&lines[start..])
             .filter(|(w, h)| w.trim() == h.trim())
             .count()
     };
-    let best = (cursor..lines.len()).max_by_key(|&s| (score(s), std::cmp::Reverse(s)));
+    let best = (from..lines.len()).max_by_key(|&s| (score(s), std::cmp::Reverse(s)));
     let Some(start) = best.filter(|&s| score(s) > 0) else {
         return format!(
-            "none of its {} old lines (first: {:?}) occur in the file after line {cursor}; read the file again and copy the lines exactly",
-            hunk.old.len(),
-            hunk.old.first().map_or("", |s| s.as_str())
+            "none of its {} old lines (first: {:?}) occur in the file after line {from}; read the file again and copy the lines exactly",
+            old.len(),
+            old.first().copied().unwrap_or("")
         );
     };
-    let end = (start + hunk.old.len()).min(lines.len());
-    let first_diff = hunk
-        .old
-        .iter()
-        .zip(&lines[start..end])
-        .position(|(w, h)| w != h);
+    let end = (start + old.len()).min(lines.len());
     let mut detail = format!(
         "closest region is lines {}-{end}, where {} of {} old lines match",
         start + 1,
         score(start),
-        hunk.old.len()
+        old.len()
     );
-    if let Some(i) = first_diff {
-        let (want, have) = (&hunk.old[i], &lines[start + i]);
-        let what = if want.trim() == have.trim() {
-            "indentation differs"
-        } else {
-            "text differs"
-        };
+    if let Some(i) = old
+        .iter()
+        .zip(&lines[start..end])
+        .position(|(w, h)| w.trim() != h.trim())
+    {
         detail.push_str(&format!(
-            "; line {} of the hunk ({want:?}) vs file line {} ({have:?}): {what}",
+            "; line {} of the hunk ({:?}) is not at file line {} ({:?})",
             i + 1,
-            start + i + 1
+            old[i],
+            start + i + 1,
+            lines[start + i]
         ));
-    } else if end - start < hunk.old.len() {
+    } else if end - start < old.len() {
         detail.push_str("; the hunk runs past the end of the file");
     }
     detail
@@ -154,19 +287,18 @@ mod tests {
     use super::*;
 
     fn hunk(old: &[&str], new: &[&str]) -> Hunk {
-        Hunk {
-            old_start: None,
-            old: old.iter().map(|s| s.to_string()).collect(),
-            new: new.iter().map(|s| s.to_string()).collect(),
-        }
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Hunk::from_old_new(&owned(old), &owned(new))
+    }
+
+    fn apply(original: &str, hunks: &[Hunk]) -> Result<String, PatchError> {
+        apply_hunks("f", original, hunks, true)
     }
 
     #[test]
     fn applies_in_order_and_keeps_crlf_and_missing_final_newline() {
-        let original = "a\r\nb\r\nc\r\nb";
-        let out = apply_hunks(
-            "f",
-            original,
+        let out = apply(
+            "a\r\nb\r\nc\r\nb",
             &[hunk(&["a", "b"], &["a", "B"]), hunk(&["b"], &["bee"])],
         )
         .unwrap();
@@ -174,47 +306,89 @@ mod tests {
     }
 
     #[test]
-    fn tolerates_trailing_whitespace_but_refuses_ambiguity() {
+    fn tolerates_whitespace_and_keeps_the_files_context() {
         assert_eq!(
-            apply_hunks("f", "x  \ny\n", &[hunk(&["x", "y"], &["z"])]).unwrap(),
-            "z\n"
+            apply("x  \ny\n", &[hunk(&["x", "y"], &["x", "z"])]).unwrap(),
+            "x  \nz\n"
         );
-        let err = apply_hunks("f", "x\nx\n", &[hunk(&["x"], &["y"])]).unwrap_err();
+        let err = apply("x\nx\n", &[hunk(&["x"], &["y"])]).unwrap_err();
         assert!(
             matches!(err, PatchError::Ambiguous { count: 2, .. }),
             "{err}"
         );
         let mut hinted = hunk(&["x"], &["y"]);
         hinted.old_start = Some(2);
-        assert_eq!(apply_hunks("f", "x\nx\n", &[hinted]).unwrap(), "x\ny\n");
+        assert_eq!(apply("x\nx\n", &[hinted]).unwrap(), "x\ny\n");
     }
 
     #[test]
-    fn explains_a_miss() {
+    fn reindents_the_replacement_like_the_file() {
+        let file = "def f():\n    if a:\n        return 1\n";
+        let h = hunk(&["if a:", "    return 1"], &["if a:", "    return 2"]);
+        assert_eq!(
+            apply(file, &[h]).unwrap(),
+            "def f():\n    if a:\n        return 2\n"
+        );
+        let tabs = "fn f() {\n\tlet a = 1;\n}\n";
+        let h = hunk(&["    let a = 1;"], &["    let a = 2;", "    let b = 3;"]);
+        assert_eq!(
+            apply(tabs, &[h]).unwrap(),
+            "fn f() {\n\tlet a = 2;\n\tlet b = 3;\n}\n"
+        );
+    }
+
+    #[test]
+    fn folds_smart_quotes_when_the_file_has_none() {
+        let h = hunk(
+            &["print(\u{201C}hi\u{201D})"],
+            &["print(\u{201C}hello\u{201D})"],
+        );
+        assert_eq!(
+            apply("print(\"hi\")\n", &[h]).unwrap(),
+            "print(\"hello\")\n"
+        );
+    }
+
+    #[test]
+    fn explains_a_miss_and_refuses_repeats_and_overlaps() {
+        let err = apply(
+            "fn a() {\n    one\n}\n",
+            &[hunk(&["fn a() {", "    two", "}"], &[])],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("lines 1-3") && err.contains("line 2 of the hunk"),
+            "{err}"
+        );
+        let err = apply("abc\n", &[hunk(&["zzz"], &[])]).unwrap_err();
+        assert!(err.to_string().contains("none of its 1 old lines"), "{err}");
+        let h = hunk(&["x", "a"], &["x", "c"]);
+        let err = apply("x\na\ny\n", &[h.clone(), h]).unwrap_err();
+        assert!(err.to_string().contains("repeats hunk 1"), "{err}");
         let err = apply_hunks(
             "f",
-            "fn a() {\n    one\n}\n",
-            &[hunk(&["fn a() {", "  one", "}"], &[])],
+            "a\nb\nc\n",
+            &[hunk(&["a", "b"], &["x"]), hunk(&["b", "c"], &["y"])],
+            false,
         )
         .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("lines 1-3") && text.contains("indentation differs"),
-            "{text}"
-        );
-        let err = apply_hunks("f", "abc\n", &[hunk(&["zzz"], &[])]).unwrap_err();
-        assert!(err.to_string().contains("none of its 1 old lines"), "{err}");
+        assert!(err.to_string().contains("overlaps hunk 1"), "{err}");
     }
 
     #[test]
-    fn inserts_into_empty_files_and_at_hints() {
-        assert_eq!(
-            apply_hunks("f", "", &[hunk(&[], &["new"])]).unwrap(),
-            "new\n"
-        );
+    fn inserts_into_empty_files_at_hints_and_after_anchors() {
+        assert_eq!(apply("", &[hunk(&[], &["new"])]).unwrap(), "new\n");
         let mut h = hunk(&[], &["mid"]);
         h.old_start = Some(1);
-        assert_eq!(apply_hunks("f", "a\nb\n", &[h]).unwrap(), "a\nmid\nb\n");
-        assert!(apply_hunks("f", "a\n", &[hunk(&[], &["x"])]).is_err());
+        assert_eq!(apply("a\nb\n", &[h]).unwrap(), "a\nmid\nb\n");
+        assert!(apply("a\n", &[hunk(&[], &["x"])]).is_err());
+        let mut anchored = hunk(&["    x = 1"], &["    x = 2"]);
+        anchored.anchor = Some("def g():".into());
+        let file = "def f():\n    x = 1\ndef g():\n    x = 1\n";
+        assert_eq!(
+            apply(file, &[anchored]).unwrap(),
+            "def f():\n    x = 1\ndef g():\n    x = 2\n"
+        );
     }
 }

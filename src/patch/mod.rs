@@ -1,39 +1,113 @@
-//! The edit engine: parse the diffs models write and apply them to files all-or-nothing.
+//! The edit engine: parse the diffs models write, locate every hunk, and apply them to files
+//! all-or-nothing.
 //!
-//! Parsing ([`parse`]) and matching ([`apply_hunks`]) are pure functions over text; [`write_all_or_nothing`]
-//! is the only place that touches the disk. Line numbers in a diff are hints: hunks are located by their
-//! content, after the previous hunk, and a hunk that matches in more than one place is refused rather
-//! than guessed. This module knows nothing about worktrees or confinement: callers resolve paths first.
+//! Three formats are understood ([`parse_any`] picks one): the `*** Begin Patch` envelope, unified
+//! diffs, and SEARCH/REPLACE blocks. Parsing and matching are pure functions over text; [`plan`]
+//! computes every file's new content before anything is written, and [`write_all_or_nothing`] is the
+//! only place that touches the disk. Line numbers are hints: hunks are located by content through
+//! increasingly tolerant levels (see `matcher`), and a hunk that matches in more than one place at the
+//! first level that matches is refused rather than guessed. This module knows nothing about worktrees:
+//! callers resolve (and confine) paths.
 
+mod envelope;
 mod matcher;
+mod normalize;
+mod search_replace;
 mod unified;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use matcher::apply_hunks;
-pub use unified::parse;
+pub use normalize::Level;
 
-/// One hunk: the lines it expects (`old`) and the lines that replace them (`new`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Hunk {
-    /// The 1-based old start line from the `@@` header, if any. A hint only.
-    pub old_start: Option<usize>,
-    pub old: Vec<String>,
-    pub new: Vec<String>,
+/// One line of a hunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// Unchanged; must be found in the file, and the file's own text is kept.
+    Context(String),
+    Remove(String),
+    Add(String),
 }
 
-/// The change to one file. `old_path` is `None` for a new file, `new_path` is `None` for a deletion.
+/// One hunk: lines to find (context and removed) and what replaces them (context and added).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hunk {
+    /// The 1-based old start line from a unified `@@ -N` header. A hint only.
+    pub old_start: Option<usize>,
+    /// Envelope `@@ text`: the hunk lies after the first line matching this text.
+    pub anchor: Option<String>,
+    pub lines: Vec<Line>,
+}
+
+impl Hunk {
+    /// The lines the file must contain: context and removed lines.
+    pub fn old(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Context(s) | Line::Remove(s) => Some(s.as_str()),
+                Line::Add(_) => None,
+            })
+            .collect()
+    }
+
+    /// The lines after the change, as written in the patch.
+    pub fn new_lines(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Context(s) | Line::Add(s) => Some(s.as_str()),
+                Line::Remove(_) => None,
+            })
+            .collect()
+    }
+
+    /// A hunk from before/after text without markers (SEARCH/REPLACE): the lines both sides share
+    /// become context, so the file's own version of them is kept.
+    pub fn from_old_new(old: &[String], new: &[String]) -> Self {
+        let diff = similar::capture_diff_slices(similar::Algorithm::Myers, old, new);
+        let mut lines = Vec::new();
+        for op in diff {
+            for change in op.iter_changes(old, new) {
+                let text = change.value().clone();
+                lines.push(match change.tag() {
+                    similar::ChangeTag::Equal => Line::Context(text),
+                    similar::ChangeTag::Delete => Line::Remove(text),
+                    similar::ChangeTag::Insert => Line::Add(text),
+                });
+            }
+        }
+        Self {
+            lines,
+            ..Self::default()
+        }
+    }
+}
+
+/// The change to one file. `old_path` is `None` for a new file, `new_path` is `None` for a deletion;
+/// different paths mean a move.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilePatch {
     pub old_path: Option<String>,
     pub new_path: Option<String>,
     pub hunks: Vec<Hunk>,
+    /// Hunks appear in file order (diffs) rather than each anywhere in the file (SEARCH/REPLACE).
+    pub ordered: bool,
+}
+
+/// Which format a patch was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Envelope,
+    Unified,
+    SearchReplace,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
-    #[error("the patch holds no file changes; write a unified diff with `--- a/PATH`, `+++ b/PATH` and `@@` hunks")]
+    #[error("the patch holds no file changes; write a unified diff (`--- a/PATH`, `+++ b/PATH`, `@@` hunks), a `*** Begin Patch` envelope, or SEARCH/REPLACE blocks")]
     Empty,
     #[error("line {line} of the patch: {reason}")]
     Syntax { line: usize, reason: String },
@@ -52,6 +126,158 @@ pub enum PatchError {
     },
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
+    /// The caller's path resolver refused a path (e.g. it leaves the repository).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Detect the format of `text` and parse it.
+pub fn parse_any(text: &str) -> Result<(Format, Vec<FilePatch>), PatchError> {
+    let trimmed = text.lines().map(str::trim);
+    let mut format = Format::Unified;
+    for line in trimmed {
+        if line == "*** Begin Patch" || envelope::is_file_marker(line) {
+            format = Format::Envelope;
+            break;
+        }
+        if search_replace::is_search_marker(line) {
+            format = Format::SearchReplace;
+            break;
+        }
+    }
+    let files = match format {
+        Format::Envelope => envelope::parse(text)?,
+        Format::Unified => unified::parse(text)?,
+        Format::SearchReplace => search_replace::parse(text)?,
+    };
+    Ok((format, files))
+}
+
+/// One file's outcome: its new content, or `None` to delete it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedChange {
+    pub path: PathBuf,
+    /// The path as the patch named it.
+    pub shown: String,
+    pub content: Option<Vec<u8>>,
+    pub action: &'static str,
+}
+
+/// Compute every file's new content without writing anything. `resolve` turns a patch path into a
+/// file path (and may refuse it).
+pub fn plan(
+    files: &[FilePatch],
+    resolve: &dyn Fn(&str) -> Result<PathBuf, PatchError>,
+) -> Result<Vec<PlannedChange>, PatchError> {
+    let mut changes: Vec<PlannedChange> = Vec::new();
+    // Later patches of the same file (a model may split one file's hunks) see earlier results.
+    let current = |changes: &[PlannedChange], path: &Path| -> Option<Option<Vec<u8>>> {
+        changes
+            .iter()
+            .rev()
+            .find(|c| c.path == path)
+            .map(|c| c.content.clone())
+    };
+    for file in files {
+        let old = file
+            .old_path
+            .as_deref()
+            .map(|p| resolve(p).map(|full| (p, full)))
+            .transpose()?;
+        let new = file
+            .new_path
+            .as_deref()
+            .map(|p| resolve(p).map(|full| (p, full)))
+            .transpose()?;
+        let read = |shown: &str, full: &Path| -> Result<Option<String>, PatchError> {
+            let bytes = match current(&changes, full) {
+                Some(content) => content,
+                None if full.exists() => {
+                    Some(std::fs::read(full).map_err(|e| PatchError::File {
+                        path: shown.into(),
+                        reason: format!("cannot read it: {e}"),
+                    })?)
+                }
+                None => None,
+            };
+            bytes
+                .map(|b| {
+                    String::from_utf8(b).map_err(|_| PatchError::File {
+                        path: shown.into(),
+                        reason: "is not UTF-8 text; patches only edit text files".into(),
+                    })
+                })
+                .transpose()
+        };
+        let creates = file.hunks.iter().all(|h| h.old().is_empty());
+        match (&old, &new) {
+            (None, None) => {
+                return Err(PatchError::Syntax {
+                    line: 1,
+                    reason: "a file header names /dev/null on both sides".into(),
+                })
+            }
+            (Some((shown, full)), None) => {
+                if read(shown, full)?.is_none() {
+                    return Err(PatchError::File {
+                        path: shown.to_string(),
+                        reason: "cannot be deleted: it does not exist".into(),
+                    });
+                }
+                changes.push(PlannedChange {
+                    path: full.clone(),
+                    shown: shown.to_string(),
+                    content: None,
+                    action: "deleted",
+                });
+            }
+            (old, Some((shown, full))) => {
+                let source = match old {
+                    Some((old_shown, old_full)) => read(old_shown, old_full)?,
+                    None => None,
+                };
+                let content = match (source, old.is_some()) {
+                    (Some(text), _) => apply_hunks(shown, &text, &file.hunks, file.ordered)?,
+                    (None, true) if !creates => {
+                        return Err(PatchError::File {
+                            path: old.as_ref().map_or("", |o| o.0).to_string(),
+                            reason: "does not exist; to create a file, add it (`--- /dev/null`, `*** Add File:`, or an empty SEARCH)".into(),
+                        })
+                    }
+                    (None, _) => {
+                        if old.is_none() && read(shown, full)?.is_some() {
+                            return Err(PatchError::File {
+                                path: shown.to_string(),
+                                reason: "already exists; edit it instead of adding it".into(),
+                            });
+                        }
+                        apply_hunks(shown, "", &file.hunks, file.ordered)?
+                    }
+                };
+                let mut action = if old.is_some() && !creates {
+                    "patched"
+                } else {
+                    "created"
+                };
+                if let Some((old_shown, old_full)) = old.as_ref().filter(|(_, f)| f != full) {
+                    changes.push(PlannedChange {
+                        path: old_full.clone(),
+                        shown: old_shown.to_string(),
+                        content: None,
+                        action: "moved away",
+                    });
+                    action = "moved here";
+                }
+                changes.push(PlannedChange {
+                    path: full.clone(),
+                    shown: shown.to_string(),
+                    content: Some(content.into_bytes()),
+                    action,
+                });
+            }
+        }
+    }
+    Ok(changes)
 }
 
 /// Write `bytes` to `path` through a temporary file and a rename, so readers never see half a file.

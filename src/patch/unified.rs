@@ -2,7 +2,7 @@
 //! `--- a/PATH` / `+++ b/PATH` headers, `@@ -a,b +c,d @@` hunk headers whose numbers may be wrong or
 //! missing, and blank lines standing for blank context lines.
 
-use super::{FilePatch, Hunk, PatchError};
+use super::{FilePatch, Hunk, Line, PatchError};
 
 /// Parse `text` into per-file patches.
 pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
@@ -22,6 +22,7 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
                 old_path: header_path(old),
                 new_path: header_path(new),
                 hunks: Vec::new(),
+                ordered: true,
             });
             i += 2;
             continue;
@@ -100,36 +101,32 @@ fn parse_hunk(lines: &[&str], start: usize) -> (Hunk, usize) {
         if line.starts_with("```") || line.starts_with("diff --git ") {
             break;
         }
-        match line.chars().next() {
-            Some(' ') => {
-                hunk.old.push(line[1..].to_string());
-                hunk.new.push(line[1..].to_string());
-            }
-            Some('-') => hunk.old.push(line[1..].to_string()),
-            Some('+') => hunk.new.push(line[1..].to_string()),
-            Some('\\') => {} // "\ No newline at end of file": final newlines are preserved per file
-            None => {
-                // A blank line inside a hunk is a blank context line whose leading space was lost.
-                hunk.old.push(String::new());
-                hunk.new.push(String::new());
-            }
-            // A context line whose leading space was lost.
-            Some(_) => {
-                hunk.old.push(line.to_string());
-                hunk.new.push(line.to_string());
-            }
-        }
+        hunk.lines.extend(body_line(line));
         i += 1;
     }
-    // Trailing blank lines are usually the gap before the next file, not context.
-    while hunk.old.last().is_some_and(String::is_empty)
-        && hunk.new.last().is_some_and(String::is_empty)
-        && i >= lines.len()
-    {
-        hunk.old.pop();
-        hunk.new.pop();
-    }
+    trim_trailing_blank_context(&mut hunk);
     (hunk, i)
+}
+
+/// One line of a hunk body: ` ` context, `-` removed, `+` added. A blank line, or a line without a
+/// marker, is context whose leading space was lost. `\ No newline at end of file` gives `None`: final
+/// newlines are preserved per file, so the marker carries nothing.
+pub(super) fn body_line(line: &str) -> Option<Line> {
+    Some(match line.chars().next() {
+        Some(' ') => Line::Context(line[1..].to_string()),
+        Some('-') => Line::Remove(line[1..].to_string()),
+        Some('+') => Line::Add(line[1..].to_string()),
+        Some('\\') => return None,
+        None => Line::Context(String::new()),
+        Some(_) => Line::Context(line.to_string()),
+    })
+}
+
+/// Blank lines at the end of a hunk are usually the gap before the next file or hunk, not context.
+pub(super) fn trim_trailing_blank_context(hunk: &mut Hunk) {
+    while matches!(hunk.lines.last(), Some(Line::Context(s)) if s.trim().is_empty()) {
+        hunk.lines.pop();
+    }
 }
 
 fn old_start(header: &str) -> Option<usize> {
@@ -149,17 +146,20 @@ mod tests {
         let files = parse(text).unwrap();
         assert_eq!(files.len(), 2);
         assert_eq!(files[0].old_path.as_deref(), Some("src/lib.rs"));
-        assert_eq!(files[0].hunks[0].old, vec!["fn a() {", "    1", "}"]);
-        assert_eq!(files[0].hunks[0].new, vec!["fn a() {", "    2", "}"]);
+        assert_eq!(files[0].hunks[0].old(), vec!["fn a() {", "    1", "}"]);
+        assert_eq!(
+            files[0].hunks[0].new_lines(),
+            vec!["fn a() {", "    2", "}"]
+        );
         assert_eq!(files[0].hunks[0].old_start, Some(1));
         assert_eq!(files[1].old_path, None);
-        assert_eq!(files[1].hunks[0].new, vec!["hello"]);
+        assert_eq!(files[1].hunks[0].new_lines(), vec!["hello"]);
     }
 
     #[test]
     fn tolerates_missing_numbers_and_lost_spaces() {
         let files = parse("--- a/x\n+++ b/x\n@@\nkeep\n\n-old\n+new\n").unwrap();
-        assert_eq!(files[0].hunks[0].old, vec!["keep", "", "old"]);
+        assert_eq!(files[0].hunks[0].old(), vec!["keep", "", "old"]);
         assert_eq!(files[0].hunks[0].old_start, None);
     }
 
@@ -167,7 +167,7 @@ mod tests {
     fn removed_line_that_looks_like_a_header_stays_in_the_hunk() {
         let files =
             parse("--- a/x\n+++ b/x\n@@ -1 +1 @@\n--- not a header\n+replacement\n").unwrap();
-        assert_eq!(files[0].hunks[0].old, vec!["-- not a header"]);
+        assert_eq!(files[0].hunks[0].old(), vec!["-- not a header"]);
     }
 
     #[test]

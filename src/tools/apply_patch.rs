@@ -1,17 +1,15 @@
 //! `apply_patch {patch}`: edit files through a unified diff, all files or none.
 
-use std::path::PathBuf;
-
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{confine, Tool, ToolContext, ToolError, ToolOutput};
-use crate::patch::{apply_hunks, parse, write_all_or_nothing, PatchError};
+use crate::patch::{parse_any, plan, write_all_or_nothing, PatchError};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
-    /// A unified diff: `--- a/PATH`, `+++ b/PATH`, then `@@` hunks of ` ` context, `-` removed and `+` added lines. Use `--- /dev/null` to create a file and `+++ /dev/null` to delete one.
+    /// The edit, as a unified diff (`--- a/PATH`, `+++ b/PATH`, `@@` hunks of ` ` context, `-` removed and `+` added lines; `--- /dev/null` creates a file), a `*** Begin Patch` envelope, or SEARCH/REPLACE blocks.
     pub patch: String,
 }
 
@@ -21,77 +19,30 @@ impl Tool for ApplyPatch {
     type Args = Args;
     const NAME: &'static str = "apply_patch";
     const DESCRIPTION: &'static str =
-        "Edit files with a unified diff. Hunks are located by their context and removed lines (copy them exactly from read_file, without the `N| ` prefix); line numbers are only hints. Either every hunk of every file applies or nothing changes.";
+        "Edit files with a patch: a unified diff, a `*** Begin Patch` envelope, or SEARCH/REPLACE blocks. Hunks are located by their context and removed lines (copy them from read_file without the `N| ` prefix); line numbers are only hints. Either every hunk of every file applies or nothing changes.";
 
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
-        let files = parse(&args.patch).map_err(patch_error)?;
-        let mut changes: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
-        let mut summary = Vec::new();
-        for file in &files {
-            let old = file
-                .old_path
-                .as_deref()
-                .map(|p| confine(ctx.root, p).map(|full| (p, full)))
-                .transpose()?;
-            let new = file
-                .new_path
-                .as_deref()
-                .map(|p| confine(ctx.root, p).map(|full| (p, full)))
-                .transpose()?;
-            let original = match &old {
-                Some((shown, full)) => Some(std::fs::read_to_string(full).map_err(|e| {
-                    patch_error(PatchError::File {
-                        path: shown.to_string(),
-                        reason: format!(
-                            "cannot read it ({e}); to create a file use `--- /dev/null`"
-                        ),
-                    })
-                })?),
-                None => None,
-            };
-            match (&old, &new) {
-                (_, Some((shown, full))) => {
-                    if original.is_none() && full.exists() {
-                        return Err(patch_error(PatchError::File {
-                            path: shown.to_string(),
-                            reason: "already exists; patch it with `--- a/PATH` instead of `--- /dev/null`".into(),
-                        }));
-                    }
-                    let content =
-                        apply_hunks(shown, original.as_deref().unwrap_or(""), &file.hunks)
-                            .map_err(patch_error)?;
-                    if let Some((old_shown, old_full)) = old.as_ref().filter(|(_, f)| f != full) {
-                        changes.push((old_full.clone(), None));
-                        summary.push(format!("moved {old_shown} -> {shown}"));
-                    } else {
-                        summary.push(format!(
-                            "{} {shown}",
-                            if original.is_some() {
-                                "patched"
-                            } else {
-                                "created"
-                            }
-                        ));
-                    }
-                    changes.push((full.clone(), Some(content.into_bytes())));
-                }
-                (Some((shown, full)), None) => {
-                    changes.push((full.clone(), None));
-                    summary.push(format!("deleted {shown}"));
-                }
-                (None, None) => {
-                    return Err(patch_error(PatchError::Syntax {
-                        line: 1,
-                        reason: "a file header names /dev/null on both sides".into(),
-                    }))
-                }
-            }
-        }
-        write_all_or_nothing(&changes).map_err(|e| {
+        let (_, files) = parse_any(&args.patch).map_err(patch_error)?;
+        let resolve =
+            |path: &str| confine(ctx.root, path).map_err(|e| PatchError::Refused(e.to_string()));
+        let changes = plan(&files, &resolve).map_err(|e| match e {
+            // A refused path is a confinement refusal, not a matching problem: say so plainly.
+            PatchError::Refused(reason) => ToolError::Failed(reason),
+            other => patch_error(other),
+        })?;
+        let writes: Vec<_> = changes
+            .iter()
+            .map(|c| (c.path.clone(), c.content.clone()))
+            .collect();
+        write_all_or_nothing(&writes).map_err(|e| {
             ToolError::Failed(format!(
                 "writing the patched files failed, nothing was changed: {e}"
             ))
         })?;
+        let summary: Vec<String> = changes
+            .iter()
+            .map(|c| format!("{} {}", c.action, c.shown))
+            .collect();
         Ok(ToolOutput::Text(summary.join("\n")))
     }
 }
@@ -147,6 +98,6 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(matches!(err, ToolError::PathRefused { .. }), "{err}");
+        assert!(err.to_string().contains("refused"), "{err}");
     }
 }
