@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::agent::{self, verify, Check, RunConfig};
-use crate::cli::RunArgs;
+use crate::cli::{ApplyArgs, RunArgs};
 use crate::model::{cache_dir, ModelSpec};
+use crate::patch::{self, PatchError};
 use crate::report::{diff, Event, Fanout, JsonReporter, LogReporter, Reporter, TerminalReporter};
 use crate::sandbox::none::NoSandbox;
 use crate::sandbox::Sandbox;
@@ -21,6 +22,67 @@ use crate::vcs::Workspace;
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// `agent apply`: apply a patch to a directory atomically, or with `--check` only report. Returns the
+/// process exit code: 0 applied, 1 refused.
+pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
+    let text = if args.patch == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the patch from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(&args.patch)
+            .map_err(|e| UsageError(format!("cannot read patch file {}: {e}", args.patch)))?
+    };
+    if !args.repo.is_dir() {
+        return Err(
+            UsageError(format!("--repo {} is not a directory", args.repo.display())).into(),
+        );
+    }
+    let refused = |reason: String| {
+        eprintln!("refused: {reason}\nnothing was changed");
+        Ok(1)
+    };
+    let (format, files) = match patch::parse_any(&text) {
+        Ok(parsed) => parsed,
+        Err(e) => return refused(e.to_string()),
+    };
+    let resolve = |path: &str| {
+        crate::tools::confine(&args.repo, path).map_err(|e| PatchError::Refused(e.to_string()))
+    };
+    let changes = match patch::plan(&files, &resolve) {
+        Ok(changes) => changes,
+        Err(e) => return refused(e.to_string()),
+    };
+    let hunks: usize = files.iter().map(|f| f.hunks.len()).sum();
+    let mut out = std::io::stdout().lock();
+    if args.check {
+        for change in &changes {
+            writeln!(out, "would be {}: {}", change.action, change.shown)?;
+        }
+        writeln!(
+            out,
+            "the patch ({format:?}, {} file(s), {hunks} hunk(s)) applies cleanly",
+            files.len()
+        )?;
+        return Ok(0);
+    }
+    let writes: Vec<_> = changes
+        .iter()
+        .map(|c| (c.path.clone(), c.content.clone()))
+        .collect();
+    if let Err(e) = patch::write_all_or_nothing(&writes) {
+        return refused(format!(
+            "writing failed ({e}); files already written were restored"
+        ));
+    }
+    for change in &changes {
+        writeln!(out, "{}: {}", change.action, change.shown)?;
+    }
+    Ok(0)
+}
 
 /// `agent run`. Returns the process exit code.
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {

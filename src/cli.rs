@@ -21,6 +21,29 @@ pub struct Cli {
 pub enum Command {
     /// Work on a task in a repository; verified steps land as commits on a new branch `agent/<slug>`.
     Run(RunArgs),
+    /// Apply a patch (unified diff, `*** Begin Patch` envelope, or SEARCH/REPLACE blocks) to a
+    /// directory, all files or none, tolerating the drift models produce.
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 applied (or, with --check, would apply); 1 refused, with the reason; 2 usage error.\n\n\
+Hunks are located by content: line numbers are hints, and trailing/surrounding whitespace, typographic \
+quotes and uniformly shifted indentation are tolerated. A hunk that matches in several places is refused."
+)]
+pub struct ApplyArgs {
+    /// The patch file; `-` reads stdin.
+    #[arg(value_name = "PATCHFILE")]
+    pub patch: String,
+
+    /// Only report what would happen; change nothing.
+    #[arg(long)]
+    pub check: bool,
+
+    /// The directory the patch's paths are relative to; no path may leave it.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => app::run(args),
+        Command::Apply(args) => app::apply(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
