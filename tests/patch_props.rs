@@ -77,23 +77,24 @@ enum Drift {
 }
 
 fn drift(patch: &str, kind: Drift) -> String {
-    let body = |f: &dyn Fn(&str) -> String| -> String {
+    // Drift touches the lines the model copied from the file (context and removed lines), or, with
+    // `all`, every line of the hunk.
+    let drift_lines = |all: bool, f: &dyn Fn(&str) -> String| -> String {
         patch
             .lines()
             .map(|l| {
-                if l.starts_with("---")
-                    || l.starts_with("+++")
-                    || l.starts_with("@@")
-                    || l.is_empty()
-                {
-                    format!("{l}\n")
-                } else {
+                let copied = l.starts_with(' ') || (l.starts_with('-') && !l.starts_with("---"));
+                let added = l.starts_with('+') && !l.starts_with("+++");
+                if copied || (all && added) {
                     let (marker, rest) = l.split_at(1);
                     format!("{marker}{}\n", f(rest))
+                } else {
+                    format!("{l}\n")
                 }
             })
             .collect()
     };
+    let body = |f: &dyn Fn(&str) -> String| drift_lines(true, f);
     match kind {
         Drift::NoLineNumbers => patch
             .lines()
@@ -105,7 +106,7 @@ fn drift(patch: &str, kind: Drift) -> String {
                 }
             })
             .collect(),
-        Drift::TrailingSpaces => body(&|l| format!("{l}  ")),
+        Drift::TrailingSpaces => drift_lines(false, &|l| format!("{l}  ")),
         Drift::IndentShift => body(&|l| format!("  {l}")),
         Drift::SpacesToTabs => body(&|l| {
             let spaces = l.len() - l.trim_start_matches(' ').len();

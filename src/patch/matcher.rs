@@ -25,11 +25,12 @@ pub fn apply_hunks(
     ordered: bool,
 ) -> Result<String, PatchError> {
     let crlf = original.contains("\r\n");
-    let final_newline = original.is_empty() || original.ends_with('\n');
+    let mut final_newline = original.is_empty() || original.ends_with('\n');
     let lines: Vec<&str> = original
         .lines()
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .collect();
+    let file = FileStyle::of(path, original, &lines);
     let mut placed: Vec<Placed> = Vec::new();
     let mut cursor = 0usize;
     for (index, hunk) in hunks.iter().enumerate() {
@@ -61,14 +62,18 @@ pub fn apply_hunks(
         } else {
             locate(path, number, hunk, &old, &lines, from)?
         };
-        let replacement = replacement(
-            path,
-            number,
-            hunk,
-            &lines[start..start + old.len()],
+        if let Some(newline) = hunk
+            .new_final_newline
+            .filter(|_| start + old.len() == lines.len())
+        {
+            final_newline = newline;
+        }
+        let region = Region {
+            lines: &lines[start..start + old.len()],
             start,
             level,
-        )?;
+        };
+        let replacement = replacement(path, number, hunk, &region, &file)?;
         placed.push(Placed {
             start,
             len: old.len(),
@@ -188,32 +193,114 @@ fn locate(
     })
 }
 
+/// Where a hunk matched, and how loosely.
+struct Region<'a> {
+    lines: &'a [&'a str],
+    start: usize,
+    level: Level,
+}
+
+/// What added lines must agree with, whatever the hunk's own lines say.
+struct FileStyle {
+    /// The file has no typographic punctuation, so a model's smart quotes in added lines are a slip.
+    /// Prose files are exempt: there typography may be intended.
+    fold_typography: bool,
+    /// The file indents with spaces only (`Some(false)`) or tabs only (`Some(true)`), and its unit.
+    tabs: Option<bool>,
+    unit: usize,
+}
+
+impl FileStyle {
+    fn of(path: &str, original: &str, lines: &[&str]) -> Self {
+        let prose = [".md", ".txt", ".rst", ".adoc", ".html", ".tex"]
+            .iter()
+            .any(|ext| path.ends_with(ext));
+        let fold_typography = !prose && fold_unicode(original) == original;
+        let indents: Vec<&str> = lines
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| &l[..l.len() - l.trim_start().len()])
+            .filter(|i| !i.is_empty())
+            .collect();
+        let tabs = if indents.is_empty() {
+            None
+        } else if indents.iter().all(|i| i.chars().all(|c| c == ' ')) {
+            Some(false)
+        } else if indents.iter().all(|i| i.chars().all(|c| c == '\t')) {
+            Some(true)
+        } else {
+            None
+        };
+        let unit = indents
+            .iter()
+            .filter(|i| !i.contains('\t'))
+            .map(|i| i.len())
+            .min()
+            .unwrap_or(4)
+            .clamp(1, 8);
+        Self {
+            fold_typography,
+            tabs,
+            unit,
+        }
+    }
+
+    /// Make an added line's leading whitespace use the file's character (tabs or spaces).
+    fn conform(&self, line: String) -> String {
+        let indent_len = line.len() - line.trim_start().len();
+        let indent = &line[..indent_len];
+        match self.tabs {
+            Some(false) if indent.contains('\t') => {
+                format!(
+                    "{}{}",
+                    indent.replace('\t', &" ".repeat(self.unit)),
+                    &line[indent_len..]
+                )
+            }
+            Some(true) if indent.starts_with(' ') => {
+                let spaces = indent.chars().take_while(|c| *c == ' ').count();
+                let unit = self.unit.max(4);
+                format!(
+                    "{}{}{}",
+                    "\t".repeat(spaces / unit),
+                    " ".repeat(spaces % unit),
+                    &line[spaces..]
+                )
+            }
+            _ => line,
+        }
+    }
+}
+
 /// The lines that replace the matched region: the file's own context lines, and the hunk's added lines
 /// adjusted to the file the way the match required.
 fn replacement(
     path: &str,
     number: usize,
     hunk: &Hunk,
-    region: &[&str],
-    start: usize,
-    level: Level,
+    region: &Region<'_>,
+    file: &FileStyle,
 ) -> Result<Vec<String>, PatchError> {
-    let reindent = if level >= Level::SurroundingWhitespace {
-        let pairs: Vec<(&str, &str)> = hunk.old().into_iter().zip(region.iter().copied()).collect();
+    let reindent = if region.level >= Level::SurroundingWhitespace {
+        let pairs: Vec<(&str, &str)> = hunk
+            .old()
+            .into_iter()
+            .zip(region.lines.iter().copied())
+            .collect();
         Reindent::learn(&pairs).ok_or_else(|| PatchError::NoMatch {
             path: path.into(),
             hunk: number,
             detail: format!(
                 "its lines match lines {}-{} except for indentation, which differs unevenly; copy the indentation exactly",
-                start + 1,
-                start + region.len()
+                region.start + 1,
+                region.start + region.lines.len()
             ),
         })?
     } else {
         Reindent::Same
     };
     let mut out = Vec::with_capacity(hunk.lines.len());
-    let mut file_lines = region.iter();
+    let mut file_lines = region.lines.iter();
     for line in &hunk.lines {
         match line {
             Line::Context(_) => out.extend(file_lines.next().map(|l| l.to_string())),
@@ -221,20 +308,18 @@ fn replacement(
                 file_lines.next();
             }
             Line::Add(text) => {
-                let mut text = if level >= Level::TrailingWhitespace {
-                    text.trim_end().to_string()
+                // Added lines are kept as written, except for re-indentation and typography.
+                let text = if file.fold_typography || region.level >= Level::Unicode {
+                    fold_unicode(text).into_owned()
                 } else {
                     text.clone()
                 };
-                if level >= Level::Unicode {
-                    text = fold_unicode(&text).into_owned();
-                }
                 let adjusted = reindent.apply(&text).ok_or_else(|| PatchError::NoMatch {
                     path: path.into(),
                     hunk: number,
                     detail: format!("added line {text:?} cannot be re-indented to match the file ({reindent:?})"),
                 })?;
-                out.push(adjusted);
+                out.push(file.conform(adjusted));
             }
         }
     }

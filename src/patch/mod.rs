@@ -38,6 +38,9 @@ pub struct Hunk {
     /// Envelope `@@ text`: the hunk lies after the first line matching this text.
     pub anchor: Option<String>,
     pub lines: Vec<Line>,
+    /// From a unified diff's `\ No newline at end of file`: whether the new file ends with a newline.
+    /// `None` keeps the file's own final-newline state.
+    pub new_final_newline: Option<bool>,
 }
 
 impl Hunk {

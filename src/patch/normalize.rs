@@ -104,19 +104,21 @@ impl Reindent {
             Reindent::Remove(extra) => indent.strip_prefix(extra.as_str()).map(str::to_string),
             Reindent::SpacesToTabs(width) => {
                 let spaces = indent.chars().all(|c| c == ' ').then_some(indent.len())?;
-                (spaces % width == 0).then(|| "\t".repeat(spaces / width))
+                Some(format!(
+                    "{}{}",
+                    "\t".repeat(spaces / width),
+                    " ".repeat(spaces % width)
+                ))
             }
-            Reindent::TabsToSpaces(width) => indent
-                .chars()
-                .all(|c| c == '\t')
-                .then(|| " ".repeat(indent.len() * width)),
+            Reindent::TabsToSpaces(width) => Some(indent.replace('\t', &" ".repeat(*width))),
         }
     }
 
     /// Apply the rule to an added line; `None` when the line's indentation does not fit the rule.
     pub fn apply(&self, line: &str) -> Option<String> {
         if line.trim().is_empty() {
-            return Some(line.to_string());
+            // Whitespace-only lines follow the rule when they can, and are kept as written otherwise.
+            return Some(self.indent(line).unwrap_or_else(|| line.to_string()));
         }
         let indent = indent_of(line);
         self.indent(indent)

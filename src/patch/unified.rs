@@ -101,6 +101,17 @@ fn parse_hunk(lines: &[&str], start: usize) -> (Hunk, usize) {
         if line.starts_with("```") || line.starts_with("diff --git ") {
             break;
         }
+        if line.starts_with('\\') {
+            // `\ No newline at end of file` after a line of the new side: the new file ends without one;
+            // after a removed line only: the old file lacked it and the new one has it.
+            match hunk.lines.last() {
+                Some(Line::Add(_)) | Some(Line::Context(_)) => hunk.new_final_newline = Some(false),
+                Some(Line::Remove(_)) if hunk.new_final_newline.is_none() => {
+                    hunk.new_final_newline = Some(true)
+                }
+                _ => {}
+            }
+        }
         hunk.lines.extend(body_line(line));
         i += 1;
     }
@@ -109,8 +120,8 @@ fn parse_hunk(lines: &[&str], start: usize) -> (Hunk, usize) {
 }
 
 /// One line of a hunk body: ` ` context, `-` removed, `+` added. A blank line, or a line without a
-/// marker, is context whose leading space was lost. `\ No newline at end of file` gives `None`: final
-/// newlines are preserved per file, so the marker carries nothing.
+/// marker, is context whose leading space was lost. `\ No newline at end of file` gives `None`; the
+/// hunk parser records what it says about the final newline.
 pub(super) fn body_line(line: &str) -> Option<Line> {
     Some(match line.chars().next() {
         Some(' ') => Line::Context(line[1..].to_string()),

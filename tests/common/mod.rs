@@ -142,9 +142,9 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
-/// The shared eval data (../shared/eval beside the checkout, or $AGENT_EVAL_DIR). Missing data is a
-/// failure, not a skip.
-pub fn eval_task(file: &str, id: &str) -> serde_json::Value {
+/// Every task of an eval file (../shared/eval beside the checkout, or $AGENT_EVAL_DIR). Missing data
+/// is a failure, not a skip.
+pub fn eval_tasks(file: &str) -> Vec<serde_json::Value> {
     let dir = std::env::var_os("AGENT_EVAL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"));
@@ -156,7 +156,14 @@ pub fn eval_task(file: &str, id: &str) -> serde_json::Value {
         )
     });
     text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// One task of an eval file, by id.
+pub fn eval_task(file: &str, id: &str) -> serde_json::Value {
+    eval_tasks(file)
+        .into_iter()
         .find(|t| t["id"] == id)
-        .unwrap_or_else(|| panic!("task {id} not in {}", path.display()))
+        .unwrap_or_else(|| panic!("task {id} not in {file}"))
 }
