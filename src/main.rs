@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => app::run(args),
         Command::Apply(args) => app::apply(args),
+        Command::Sandbox(agent::cli::SandboxCommand::Exec(args)) => app::sandbox_exec(args),
+        Command::Doctor => app::doctor(),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -68,6 +68,14 @@ fn replayed_exercism_solution_lands_as_one_verified_commit_and_leaves_the_checko
     let branch = finished["branch"].as_str().unwrap().to_string();
     assert!(branch.starts_with("agent/"), "{branch}");
 
+    let started = of_kind(&events, "run_started")[0];
+    assert!(
+        started["sandbox"]
+            .as_str()
+            .unwrap()
+            .starts_with("bubblewrap"),
+        "the check ran confined (bubblewrap is installed by scripts/setup.sh): {started}"
+    );
     let checks = of_kind(&events, "check_result");
     assert_eq!(checks.len(), 1, "one edit, one check");
     assert_eq!(checks[0]["passed"], true, "{}", checks[0]);

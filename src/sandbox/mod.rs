@@ -4,7 +4,9 @@
 //! `std::process` elsewhere. A sandbox reports how a command ended and what it printed, capped; it never
 //! decides what the agent does next.
 
+pub mod linux;
 pub mod none;
+mod process;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -80,6 +82,46 @@ pub trait Sandbox: Send + Sync {
     /// A short name for reports, e.g. "none (plain subprocess)".
     fn describe(&self) -> String;
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError>;
+}
+
+/// Which sandbox to use (`--sandbox`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Choice {
+    /// bubblewrap when it works here, else unconfined with a warning.
+    Auto,
+    /// bubblewrap, or fail.
+    Bwrap,
+    /// No confinement (only a timeout and an output cap).
+    None,
+}
+
+/// Build the chosen sandbox. `read_only` paths stay visible inside (e.g. the repository whose objects
+/// the workspace borrows). Returns the sandbox and, when protection is missing, a warning saying what.
+pub fn select(
+    choice: Choice,
+    read_only: Vec<PathBuf>,
+) -> Result<(Box<dyn Sandbox>, Option<String>), String> {
+    match choice {
+        Choice::None => Ok((
+            Box::new(none::NoSandbox),
+            Some(
+                "--sandbox none: commands run unconfined, with your user's full rights and network"
+                    .into(),
+            ),
+        )),
+        Choice::Bwrap => {
+            linux::BwrapSandbox::probe(read_only).map(|s| (Box::new(s) as Box<dyn Sandbox>, None))
+        }
+        Choice::Auto => match linux::BwrapSandbox::probe(read_only) {
+            Ok(sandbox) => Ok((Box::new(sandbox), None)),
+            Err(why) => Ok((
+                Box::new(none::NoSandbox),
+                Some(format!(
+                    "commands run UNCONFINED (no filesystem, network or process isolation): {why}"
+                )),
+            )),
+        },
+    }
 }
 
 /// Keep the head and tail of `bytes` within `limit`, noting what was dropped. Test runners print the

@@ -4,14 +4,10 @@
 //! It confines nothing but time and output; the confined Linux sandbox replaces it as the default. It
 //! must never leave a process behind: the group is killed when the command ends, times out or fails.
 
-use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
-use wait_timeout::ChildExt;
-
-use super::{cap_output, CommandOutcome, CommandSpec, Sandbox, SandboxError, StopReason};
+use super::process::supervise;
+use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError};
 
 pub struct NoSandbox;
 
@@ -21,92 +17,12 @@ impl Sandbox for NoSandbox {
     }
 
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError> {
-        let spawn_err = |source| SandboxError::Spawn {
-            command: spec.command.clone(),
-            cwd: spec.cwd.clone(),
-            source,
-        };
-        let wait_err = |source| SandboxError::Wait {
-            command: spec.command.clone(),
-            source,
-        };
-        // One pipe for both streams keeps stdout and stderr interleaved as the command wrote them.
-        let (mut reader, writer) = std::io::pipe().map_err(spawn_err)?;
-        let writer_err = writer.try_clone().map_err(spawn_err)?;
-        let started = Instant::now();
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(&spec.command)
-            .current_dir(&spec.cwd)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(writer)
-            .stderr(writer_err)
-            .process_group(0)
-            .spawn()
-            .map_err(spawn_err)?;
-        let pgid = child.id() as i32;
-        // The parent's copies of the write end were moved into Command and dropped with it, so the reader
-        // sees EOF once every process of the group has exited or been killed.
-        let limit = spec.output_limit;
-        let collector = std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            let mut tail = Vec::new();
-            let mut buf = [0u8; 8192];
-            let mut total = 0usize;
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                total += n;
-                // Keep the first `limit` bytes and a rolling tail, so memory stays bounded for chatty commands.
-                if kept.len() < limit {
-                    let take = n.min(limit - kept.len());
-                    kept.extend_from_slice(&buf[..take]);
-                    tail.extend_from_slice(&buf[take..n]);
-                } else {
-                    tail.extend_from_slice(&buf[..n]);
-                }
-                if tail.len() > 2 * limit {
-                    tail.drain(..tail.len() - limit);
-                }
-            }
-            (kept, tail, total)
-        });
-        let waited = child.wait_timeout(spec.timeout).map_err(wait_err)?;
-        let stop = match waited {
-            Some(status) => match (status.code(), status.signal()) {
-                (Some(code), _) => StopReason::Exited(code),
-                (None, Some(sig)) => StopReason::Signal(sig),
-                (None, None) => StopReason::Exited(-1),
-            },
-            None => StopReason::TimedOut,
-        };
-        // Kill what is left of the group: the command itself on timeout, background children otherwise.
-        // SAFETY: kill(2) with a negative pid only sends a signal to our own child's process group.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        if waited.is_none() {
-            child.wait().map_err(wait_err)?;
-        }
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        let (kept, tail, total) = collector.join().unwrap_or_default();
-        let mut all = kept;
-        let dropped = total - all.len() - tail.len();
-        all.extend_from_slice(&tail);
-        let (mut output, mut truncated) = cap_output(&all, limit);
-        if dropped > 0 {
-            truncated = true;
-            output =
-                format!("{output}\n[{dropped} further bytes were dropped while the command ran]");
-        }
-        Ok(CommandOutcome {
-            stop,
-            output,
-            truncated,
-            elapsed_ms,
-        })
+            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+        supervise(command, spec)
     }
 }
 
@@ -115,6 +31,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::sandbox::StopReason;
 
     fn spec(command: &str, timeout_ms: u64) -> CommandSpec {
         CommandSpec {

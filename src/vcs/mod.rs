@@ -167,6 +167,12 @@ impl Workspace {
             .as_path()
     }
 
+    /// The user's object store, which the workspace reads through alternates (commands in a sandbox
+    /// need it visible to run git).
+    pub fn borrowed_objects(&self) -> PathBuf {
+        self.user_repo.commondir().join("objects")
+    }
+
     /// Does the worktree differ from the last commit?
     pub fn is_dirty(&mut self) -> Result<bool, VcsError> {
         let tree = self.snapshot_tree()?;

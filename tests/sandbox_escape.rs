@@ -1,0 +1,168 @@
+//! The adversarial suite: commands that try to get out of the sandbox through `agent sandbox exec`, the
+//! same sandbox the agent uses. Each case must be stopped, and the host must be untouched.
+//! Prints "N blocked of N". Requires bubblewrap (installed by scripts/setup.sh): a failure, not a skip.
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn exec(dir: &Path, timeout: u64, script: &str, home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args([
+            "sandbox",
+            "exec",
+            "--timeout",
+            &timeout.to_string(),
+            "--dir",
+        ])
+        .arg(dir)
+        .args(["--", "sh", "-c", script])
+        .env("HOME", home)
+        .env("AGENT_SECRET_TOKEN", "hunter2")
+        .output()
+        .expect("agent runs")
+}
+
+/// Returns Err(what got out) if the attempt succeeded.
+type Verdict = Box<dyn Fn(&Output) -> Result<(), String>>;
+
+struct Case {
+    name: &'static str,
+    script: String,
+    timeout: u64,
+    blocked: Verdict,
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path().join("work");
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::os::unix::fs::symlink(outer.path(), dir.join("up")).unwrap();
+    let home = outer.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_rsa"), "PRIVATE KEY").unwrap();
+    let victim = outer.path().join("victim.txt");
+    std::fs::write(&victim, "original").unwrap();
+    let host_tmp_marker = PathBuf::from(format!("/tmp/agent-escape-{}", std::process::id()));
+
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let mut host_sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let sleeper_pid = host_sleeper.id();
+
+    let fails = |o: &Output| {
+        if o.status.success() {
+            Err(format!("exit 0: {}", out(o)))
+        } else {
+            Ok(())
+        }
+    };
+    let py = |code: &str| format!("python3 -c '{code}'");
+    let outer_path = outer.path().display().to_string();
+    let cases: Vec<Case> = vec![
+        Case { name: "tcp to the host's 127.0.0.1", script: py(&format!("import socket; socket.create_connection((\"127.0.0.1\", {tcp_port}), 2)")), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "tcp to the internet", script: py("import socket; socket.create_connection((\"1.1.1.1\", 80), 2)"), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "dns lookup", script: py("import socket; socket.getaddrinfo(\"crates.io\", 443)"), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "udp to the host", script: py(&format!("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"127.0.0.1\", {udp_port}))")), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "write to $HOME", script: "echo x > \"$HOME/escaped\"".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "write to /etc", script: "echo x > /etc/agent-escaped".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "write to the host's /tmp", script: format!("echo x > {}", host_tmp_marker.display()), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "write to the worktree's .git", script: "echo evil > .git/HEAD".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "write through ..", script: "echo x > ../escaped-dotdot".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "write through a symlink", script: "echo x > up/escaped-link".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "write through /proc/self/root", script: format!("echo x > /proc/self/root{outer_path}/escaped-proc"), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "overwrite a file outside", script: format!("echo pwned > {outer_path}/victim.txt"), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "delete a file outside", script: format!("rm -f {outer_path}/victim.txt"), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "read a secret under $HOME", script: "cat \"$HOME/.ssh/id_rsa\"".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("PRIVATE KEY") { Err("secret leaked".into()) } else { Ok(()) }) },
+        Case { name: "read a secret from the environment", script: "echo \"token=$AGENT_SECRET_TOKEN\"".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("hunter2") { Err("env leaked".into()) } else { Ok(()) }) },
+        Case { name: "kill a host process", script: format!("kill -9 {sleeper_pid}"), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "see host processes", script: "ls /proc | grep -c '^[0-9]'".into(), timeout: 20, blocked: Box::new(|o| if out(o).trim().parse::<u32>().unwrap_or(99) > 5 { Err(format!("sees {} processes", out(o).trim())) } else { Ok(()) }) },
+        Case { name: "keep capabilities", script: "grep CapEff /proc/self/status".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("0000000000000000") { Ok(()) } else { Err(out(o)) }) },
+        Case { name: "mount a filesystem", script: "mkdir -p m && mount -t tmpfs none m".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "change the hostname", script: "hostname agent-evil".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "infinite loop", script: "while :; do :; done".into(), timeout: 2, blocked: Box::new(|o| if o.status.code() == Some(124) { Ok(()) } else { Err(format!("{:?}", o.status)) }) },
+        Case { name: "daemon that outlives the command", script: "setsid sh -c 'sleep 2; echo late > late.txt' > /dev/null 2>&1 & exit 0".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "memory hog (20 GB)", script: py("b = bytearray(20 * 1024**3)"), timeout: 30, blocked: Box::new(fails) },
+        Case { name: "huge output stream", script: "yes 0123456789abcdef | head -c 3000000000".into(), timeout: 30, blocked: Box::new(|o| if o.stdout.len() < 20 << 20 { Ok(()) } else { Err(format!("{} bytes of output", o.stdout.len())) }) },
+        Case { name: "huge file (past the file-size limit)", script: "head -c 3000000000 /dev/zero > big.bin".into(), timeout: 60, blocked: Box::new(fails) },
+        Case { name: "fill /tmp", script: "head -c 2000000000 /dev/zero > /tmp/fill".into(), timeout: 60, blocked: Box::new(fails) },
+        Case { name: "core dumps", script: "ulimit -c".into(), timeout: 20, blocked: Box::new(|o| if out(o).trim() == "0" { Ok(()) } else { Err(out(o)) }) },
+        Case { name: "raw block devices", script: "ls /dev | grep -E '^(sd|vd|nvme|xvd)'".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "write to the host's /dev/shm", script: "echo x > /dev/shm/agent-escaped".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "ptrace a host process", script: format!("cat /proc/{sleeper_pid}/environ"), timeout: 20, blocked: Box::new(fails) },
+    ];
+
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let mut escaped = Vec::new();
+    for case in &cases {
+        let started = Instant::now();
+        let output = exec(&dir, case.timeout, &case.script, &home);
+        if let Err(what) = (case.blocked)(&output) {
+            escaped.push(format!("{}: {what}", case.name));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(case.timeout + 30),
+            "{} was not stopped in time",
+            case.name
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3)); // let a surviving daemon show itself
+    let _ = std::fs::remove_file(dir.join("big.bin"));
+
+    // The host is untouched.
+    let mut host = Vec::new();
+    if tcp.accept().is_ok() {
+        host.push("the host's TCP listener got a connection");
+    }
+    if udp.recv(&mut [0u8; 16]).is_ok() {
+        host.push("the host's UDP socket got a datagram");
+    }
+    for (path, what) in [
+        (home.join("escaped"), "file in $HOME"),
+        (PathBuf::from("/etc/agent-escaped"), "file in /etc"),
+        (host_tmp_marker.clone(), "file in the host's /tmp"),
+        (outer.path().join("escaped-dotdot"), "file through .."),
+        (outer.path().join("escaped-link"), "file through a symlink"),
+        (
+            outer.path().join("escaped-proc"),
+            "file through /proc/self/root",
+        ),
+        (dir.join("late.txt"), "file from a surviving daemon"),
+        (PathBuf::from("/dev/shm/agent-escaped"), "file in /dev/shm"),
+    ] {
+        if path.exists() {
+            host.push(what);
+        }
+    }
+    if std::fs::read_to_string(&victim).ok().as_deref() != Some("original") {
+        host.push("a file outside was changed or deleted");
+    }
+    if std::fs::read_to_string(dir.join(".git/HEAD")).unwrap() != "ref: refs/heads/main\n" {
+        host.push(".git was written");
+    }
+    if host_sleeper.try_wait().unwrap().is_some() {
+        host.push("a host process was killed");
+    }
+    if std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap() != hostname {
+        host.push("the hostname changed");
+    }
+    let _ = host_sleeper.kill();
+    escaped.extend(host.iter().map(|h| format!("host: {h}")));
+    println!(
+        "{} blocked of {}",
+        cases.len() - escaped.len().min(cases.len()),
+        cases.len()
+    );
+    assert!(escaped.is_empty(), "escapes: {escaped:#?}");
+}
