@@ -87,9 +87,10 @@ impl BwrapSandbox {
             .ok_or("bubblewrap (bwrap) is not installed; install the `bubblewrap` package")?;
         let sandbox = Self {
             bwrap,
+            // Hiding `/` as "home" would hide everything; only a real home directory is hidden.
             home: std::env::var_os("HOME")
                 .map(PathBuf::from)
-                .filter(|h| h.is_absolute()),
+                .filter(|h| h.is_absolute() && h.parent().is_some() && h.is_dir()),
             read_only,
             limits: Limits::default(),
         };
