@@ -147,8 +147,40 @@ pub fn doctor() -> anyhow::Result<u8> {
         out,
         "ok       rlimits: core dumps off, file size, data size, open files, CPU time"
     )?;
-    writeln!(out, "missing  landlock: not implemented yet")?;
-    writeln!(out, "missing  seccomp filter: not implemented yet (network is blocked by bubblewrap's empty network namespace)")?;
+    // The helper is what the sandbox runs inside bubblewrap; try it bare, on a throwaway directory.
+    // Writing outside it goes to a second throwaway directory, so a missing layer harms nothing.
+    let scratch = tempfile::tempdir()?;
+    let outside = tempfile::tempdir()?;
+    let probe = format!(
+        "import socket\ntry:\n socket.socket()\nexcept PermissionError:\n print('net-blocked')\nopen('{}/probe','w')",
+        outside.path().display()
+    );
+    let helper = std::process::Command::new(std::env::current_exe()?)
+        .arg("__sandbox-helper")
+        .arg("--write")
+        .arg(scratch.path())
+        .args(["--", "python3", "-c", &probe])
+        .output();
+    match helper {
+        Ok(out_) => {
+            let stdout = String::from_utf8_lossy(&out_.stdout);
+            let stderr = String::from_utf8_lossy(&out_.stderr);
+            let landlock = stderr.contains("PermissionError") && !stderr.contains("landlock");
+            writeln!(
+                out,
+                "{}  landlock: writes outside the worktree denied{}",
+                if landlock { "ok     " } else { "MISSING" },
+                if landlock { "" } else { " (not enforced here)" }
+            )?;
+            let seccomp = stdout.contains("net-blocked");
+            writeln!(
+                out,
+                "{}  seccomp: network sockets, ptrace, io_uring denied",
+                if seccomp { "ok     " } else { "MISSING" }
+            )?;
+        }
+        Err(e) => writeln!(out, "MISSING  landlock/seccomp helper: cannot run it ({e})")?,
+    }
     writeln!(out, "missing  cgroup pids/memory limits: not implemented yet (a fork bomb is stopped only by the timeout)")?;
     let model = crate::model::default_model_path();
     let state = if model.is_file() {

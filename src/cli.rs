@@ -31,6 +31,15 @@ pub enum Command {
     Sandbox(SandboxCommand),
     /// Report which protections work on this machine.
     Doctor,
+    /// Internal: applies landlock and seccomp inside the sandbox, then runs the command.
+    #[command(name = "__sandbox-helper", hide = true)]
+    SandboxHelper {
+        /// A directory the command may write under.
+        #[arg(long = "write")]
+        writable: Vec<PathBuf>,
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         Command::Apply(args) => app::apply(args),
         Command::Sandbox(agent::cli::SandboxCommand::Exec(args)) => app::sandbox_exec(args),
         Command::Doctor => app::doctor(),
+        Command::SandboxHelper { writable, command } => {
+            return ExitCode::from(agent::sandbox::confine::helper_main(&writable, &command));
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -78,6 +78,9 @@ pub struct BwrapSandbox {
     /// Extra read-only paths (e.g. the user's repository, whose objects the workspace borrows).
     read_only: Vec<PathBuf>,
     limits: Limits,
+    /// The agent's own binary, re-executed inside to apply landlock and seccomp; `None` when it
+    /// cannot be found (then those layers are missing and `describe` says so).
+    helper: Option<PathBuf>,
 }
 
 impl BwrapSandbox {
@@ -93,6 +96,7 @@ impl BwrapSandbox {
                 .filter(|h| h.is_absolute() && h.parent().is_some() && h.is_dir()),
             read_only,
             limits: Limits::default(),
+            helper: std::env::current_exe().ok().filter(|p| p.is_file()),
         };
         let out = Command::new(&sandbox.bwrap)
             .args([
@@ -142,12 +146,21 @@ impl BwrapSandbox {
             arg_path(&mut cmd, "--ro-bind", path);
         }
         // Build caches named in the environment (CARGO_TARGET_DIR) stay writable so builds are reused.
+        let mut writable = vec![
+            spec.cwd.clone(),
+            PathBuf::from("/tmp"),
+            PathBuf::from("/dev"),
+        ];
         for (key, value) in &spec.env {
             if key == "CARGO_TARGET_DIR" {
                 let dir = PathBuf::from(value);
                 let _ = std::fs::create_dir_all(&dir);
                 arg_path(&mut cmd, "--bind", &dir);
+                writable.push(dir);
             }
+        }
+        if let Some(helper) = &self.helper {
+            arg_path(&mut cmd, "--ro-bind", helper);
         }
         arg_path(&mut cmd, "--bind", &spec.cwd);
         let git = spec.cwd.join(".git");
@@ -172,7 +185,16 @@ impl BwrapSandbox {
         }
         cmd.arg("--setenv").arg("TMPDIR").arg("/tmp");
         cmd.arg("--chdir").arg(&spec.cwd);
-        cmd.args(["--", "sh", "-c", &spec.command]);
+        cmd.arg("--");
+        // Inside, the agent's own binary applies landlock and seccomp, then execs the shell.
+        if let Some(helper) = &self.helper {
+            cmd.arg(helper).arg("__sandbox-helper");
+            for dir in &writable {
+                cmd.arg("--write").arg(dir);
+            }
+            cmd.arg("--");
+        }
+        cmd.args(["sh", "-c", &spec.command]);
         let limits = self.limits;
         let cpu = spec.timeout.as_secs() + 10;
         // SAFETY: only async-signal-safe setrlimit(2) calls between fork and exec.
@@ -213,9 +235,15 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 
 impl Sandbox for BwrapSandbox {
     fn describe(&self) -> String {
-        "bubblewrap (read-only system, writable worktree, no network, private /tmp and /proc, $HOME hidden, \
-         rlimits); not yet: landlock, seccomp, cgroup pids/memory limits"
-            .into()
+        let inner = if self.helper.is_some() {
+            "landlock (writes only to the worktree, /tmp, caches; no TCP), seccomp (no network sockets, ptrace, io_uring)"
+        } else {
+            "MISSING landlock and seccomp (the agent binary could not be found to re-execute)"
+        };
+        format!(
+            "bubblewrap (read-only system, writable worktree, no network, private /tmp and /proc, $HOME hidden, \
+             rlimits) + {inner}; not yet: cgroup pids/memory limits"
+        )
     }
 
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError> {

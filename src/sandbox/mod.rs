@@ -4,6 +4,7 @@
 //! `std::process` elsewhere. A sandbox reports how a command ended and what it printed, capped; it never
 //! decides what the agent does next.
 
+pub mod confine;
 pub mod linux;
 pub mod none;
 mod process;
