@@ -117,6 +117,7 @@ pub fn sandbox_exec(args: SandboxExecArgs) -> anyhow::Result<u8> {
     Ok(match outcome.stop {
         StopReason::Exited(code) => code.clamp(0, 255) as u8,
         StopReason::Signal(sig) => (128 + sig).clamp(0, 255) as u8,
+        StopReason::OutOfMemory => 137,
         StopReason::TimedOut => {
             eprintln!("agent sandbox exec: {}", outcome.status_line());
             124
@@ -181,7 +182,11 @@ pub fn doctor() -> anyhow::Result<u8> {
         }
         Err(e) => writeln!(out, "MISSING  landlock/seccomp helper: cannot run it ({e})")?,
     }
-    writeln!(out, "missing  cgroup pids/memory limits: not implemented yet (a fork bomb is stopped only by the timeout)")?;
+    if sandbox::linux::cgroups_available() {
+        writeln!(out, "ok       cgroups: per-command pids and memory limits")?;
+    } else {
+        writeln!(out, "MISSING  cgroups: no writable pids/memory controllers; a fork bomb is stopped only by the timeout")?;
+    }
     let model = crate::model::default_model_path();
     let state = if model.is_file() {
         "ok     "

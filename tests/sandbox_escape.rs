@@ -27,6 +27,25 @@ fn exec(dir: &Path, timeout: u64, script: &str, home: &Path) -> Output {
 /// Returns Err(what got out) if the attempt succeeded.
 type Verdict = Box<dyn Fn(&Output) -> Result<(), String>>;
 
+/// Cgroups the agent made (`agent-*`) anywhere in the hierarchy, down to `depth` levels.
+fn agent_cgroups(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    {
+        if entry.file_name().to_string_lossy().starts_with("agent-") {
+            found.push(entry.path());
+        } else if depth > 0 {
+            found.extend(agent_cgroups(&entry.path(), depth - 1));
+        }
+    }
+    found
+}
+
 struct Case {
     name: &'static str,
     script: String,
@@ -100,6 +119,10 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         Case { name: "core dumps", script: "ulimit -c".into(), timeout: 20, blocked: Box::new(|o| if out(o).trim() == "0" { Ok(()) } else { Err(out(o)) }) },
         Case { name: "raw block devices", script: "ls /dev | grep -E '^(sd|vd|nvme|xvd)'".into(), timeout: 20, blocked: Box::new(fails) },
         Case { name: "write to the host's /dev/shm", script: "echo x > /dev/shm/agent-escaped".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
+        Case { name: "fork bomb", script: "f() { f | f & }; f 2>/dev/null; sleep 30".into(), timeout: 5, blocked: Box::new(|o| {
+            let processes = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit())).count();
+            if o.status.code() == Some(124) && processes < 2000 { Ok(()) } else { Err(format!("{:?}, {processes} processes on the host afterwards", o.status)) }
+        }) },
         Case { name: "ptrace a host process", script: format!("cat /proc/{sleeper_pid}/environ"), timeout: 20, blocked: Box::new(fails) },
     ];
 
@@ -158,6 +181,10 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         host.push("the hostname changed");
     }
     let _ = host_sleeper.kill();
+    let leftovers = agent_cgroups(Path::new("/sys/fs/cgroup"), 4);
+    if !leftovers.is_empty() {
+        escaped.push(format!("host: cgroups left behind: {leftovers:?}"));
+    }
     escaped.extend(host.iter().map(|h| format!("host: {h}")));
     println!(
         "{} blocked of {}",

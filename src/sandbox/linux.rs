@@ -12,8 +12,15 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::cgroup::{CgroupLimits, CommandCgroup};
 use super::process::supervise;
-use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError};
+use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError, StopReason};
+
+/// Numbers the commands of this process, for unique cgroup names.
+static COMMANDS: AtomicUsize = AtomicUsize::new(0);
 
 /// Environment variables passed through from the agent's environment.
 const ENV_ALLOW: &[&str] = &[
@@ -225,6 +232,15 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result
     }
 }
 
+/// Can per-command cgroups be made here?
+pub fn cgroups_available() -> bool {
+    CommandCgroup::create(
+        &format!("agent-probe-{}", std::process::id()),
+        CgroupLimits::default(),
+    )
+    .is_some()
+}
+
 fn find_in_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
@@ -240,13 +256,36 @@ impl Sandbox for BwrapSandbox {
         } else {
             "MISSING landlock and seccomp (the agent binary could not be found to re-execute)"
         };
+        let cgroups = if cgroups_available() {
+            "cgroup pids/memory limits"
+        } else {
+            "MISSING cgroup pids/memory limits (no writable cgroup controllers here; a fork bomb is stopped only by the timeout)"
+        };
         format!(
             "bubblewrap (read-only system, writable worktree, no network, private /tmp and /proc, $HOME hidden, \
-             rlimits) + {inner}; not yet: cgroup pids/memory limits"
+             rlimits) + {inner} + {cgroups}"
         )
     }
 
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError> {
-        supervise(self.command(spec), spec)
+        let mut command = self.command(spec);
+        let name = format!(
+            "agent-{}-{}",
+            std::process::id(),
+            COMMANDS.fetch_add(1, Ordering::Relaxed)
+        );
+        let cgroup = CommandCgroup::create(&name, CgroupLimits::default()).map(Arc::new);
+        if let Some(cgroup) = &cgroup {
+            let cgroup = Arc::clone(cgroup);
+            // SAFETY: `enter` only makes async-signal-safe system calls.
+            unsafe {
+                command.pre_exec(move || cgroup.enter());
+            }
+        }
+        let mut outcome = supervise(command, spec)?;
+        if cgroup.as_ref().is_some_and(|c| c.hit_memory_limit()) {
+            outcome.stop = StopReason::OutOfMemory;
+        }
+        Ok(outcome)
     }
 }

@@ -4,6 +4,7 @@
 //! `std::process` elsewhere. A sandbox reports how a command ended and what it printed, capped; it never
 //! decides what the agent does next.
 
+pub mod cgroup;
 pub mod confine;
 pub mod linux;
 pub mod none;
@@ -35,6 +36,8 @@ pub enum StopReason {
     Exited(i32),
     Signal(i32),
     TimedOut,
+    /// Killed by the memory limit.
+    OutOfMemory,
 }
 
 /// How a command ended.
@@ -59,6 +62,7 @@ impl CommandOutcome {
             StopReason::Exited(code) => format!("exit {code} after {secs:.1} s"),
             StopReason::Signal(sig) => format!("killed by signal {sig} after {secs:.1} s"),
             StopReason::TimedOut => format!("timed out after {secs:.1} s and was killed"),
+            StopReason::OutOfMemory => format!("killed by the memory limit after {secs:.1} s"),
         }
     }
 }
