@@ -22,6 +22,7 @@ command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v bwrap >/dev/null || missing+=(bubblewrap)   # the sandbox for every command the model runs
+command -v npm >/dev/null || missing+=(npm)             # for node projects (and the sandbox's npm test)
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing ${missing[*]}"
