@@ -83,13 +83,60 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The dependency-fetch phase: with network, under the `fetch` profile, so the offline phase finds
+/// every dependency in the local caches. A failure is reported, not fatal: the check will say more.
+fn fetch_dependencies(
+    args: &RunArgs,
+    read_only: Vec<PathBuf>,
+    root: &std::path::Path,
+    reporter: &mut dyn Reporter,
+) -> anyhow::Result<()> {
+    let Some(command) = verify::detect_fetch(root) else {
+        return Ok(());
+    };
+    let (fetch_sandbox, _) =
+        sandbox::select(args.sandbox, read_only, "fetch").map_err(UsageError)?;
+    reporter.event(&Event::Note {
+        message: format!("fetching dependencies (network allowed): {command}"),
+    });
+    let spec = CommandSpec {
+        command: command.clone(),
+        cwd: root.to_path_buf(),
+        timeout: Duration::from_secs(args.check_timeout),
+        env: command_env(),
+        output_limit: 64 * 1024,
+    };
+    let message = match fetch_sandbox.run(&spec) {
+        Ok(outcome) if outcome.success() => {
+            format!("dependencies fetched ({})", outcome.status_line())
+        }
+        Ok(outcome) => format!(
+            "WARNING: `{command}` failed ({}); offline builds may miss dependencies:\n{}",
+            outcome.status_line(),
+            crate::report::first_line(
+                outcome
+                    .output
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or(""),
+                200
+            )
+        ),
+        Err(e) => format!("WARNING: `{command}` could not run: {e}"),
+    };
+    reporter.event(&Event::Note { message });
+    Ok(())
+}
+
 /// `agent sandbox exec`: one command under the agent's sandbox; its exit status is passed through.
 pub fn sandbox_exec(args: SandboxExecArgs) -> anyhow::Result<u8> {
     let dir = args
         .dir
         .canonicalize()
         .map_err(|e| UsageError(format!("--dir {}: {e}", args.dir.display())))?;
-    let (sandbox, warning) = sandbox::select(args.sandbox, Vec::new()).map_err(UsageError)?;
+    let (sandbox, warning) =
+        sandbox::select(args.sandbox, Vec::new(), &args.profile).map_err(UsageError)?;
     if let Some(warning) = warning {
         eprintln!("warning: {warning}");
     }
@@ -140,7 +187,8 @@ fn shell_quote(arg: &str) -> String {
 /// `agent doctor`: which protections work here.
 pub fn doctor() -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
-    match sandbox::linux::BwrapSandbox::probe(Vec::new()) {
+    let profile = sandbox::profile::Profile::load("default").map_err(UsageError)?;
+    match sandbox::linux::BwrapSandbox::probe(Vec::new(), profile) {
         Ok(_) => writeln!(out, "ok       bubblewrap: namespaces work (read-only system, no network, private /tmp and pids; capabilities dropped)")?,
         Err(why) => writeln!(out, "MISSING  bubblewrap: {why}; commands would run unconfined")?,
     }
@@ -236,13 +284,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     };
     let mut reporter = Fanout(sinks);
 
+    let read_only = vec![workspace.borrowed_objects()];
     let (sandbox, sandbox_warning) =
-        sandbox::select(args.sandbox, vec![workspace.borrowed_objects()])
-            .map_err(|why| UsageError(format!("--sandbox bwrap: {why}")))?;
+        sandbox::select(args.sandbox, read_only.clone(), &args.sandbox_profile)
+            .map_err(|why| UsageError(format!("--sandbox: {why}")))?;
     if let Some(warning) = sandbox_warning {
         reporter.event(&Event::Note {
             message: format!("WARNING: {warning}"),
         });
+    }
+    if !args.no_fetch {
+        fetch_dependencies(&args, read_only, workspace.root(), &mut reporter)?;
     }
     if let ModelSpec::Gguf(path) = &spec {
         reporter.event(&Event::Note {

@@ -37,6 +37,9 @@ pub enum Command {
         /// A directory the command may write under.
         #[arg(long = "write")]
         writable: Vec<PathBuf>,
+        /// Allow network sockets (the fetch profile).
+        #[arg(long)]
+        network: bool,
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
@@ -120,6 +123,15 @@ pub struct RunArgs {
     /// and warns loudly when it does not.
     #[arg(long, value_enum, default_value = "auto")]
     pub sandbox: Choice,
+
+    /// The sandbox profile for builds and tests (see `agent sandbox exec --help`).
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub sandbox_profile: String,
+
+    /// Skip the dependency-fetch phase (`cargo fetch`, `npm install`) that runs with network, under the
+    /// `fetch` profile, before the offline work.
+    #[arg(long)]
+    pub no_fetch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +149,11 @@ pub struct SandboxExecArgs {
 
     #[arg(long, value_enum, default_value = "bwrap")]
     pub sandbox: Choice,
+
+    /// The sandbox profile: `default` (offline), `fetch` (network, package caches writable), a name in
+    /// ~/.config/agent/sandboxes/, or a path to a .toml file.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub profile: String,
 
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]

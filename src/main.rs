@@ -15,8 +15,14 @@ fn main() -> ExitCode {
         Command::Apply(args) => app::apply(args),
         Command::Sandbox(agent::cli::SandboxCommand::Exec(args)) => app::sandbox_exec(args),
         Command::Doctor => app::doctor(),
-        Command::SandboxHelper { writable, command } => {
-            return ExitCode::from(agent::sandbox::confine::helper_main(&writable, &command));
+        Command::SandboxHelper {
+            writable,
+            network,
+            command,
+        } => {
+            return ExitCode::from(agent::sandbox::confine::helper_main(
+                &writable, network, &command,
+            ));
         }
     };
     match result {

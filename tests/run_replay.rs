@@ -413,3 +413,49 @@ fn a_model_that_only_repeats_finish_is_stopped_early() {
         "an unchanged tree is checked once"
     );
 }
+
+#[test]
+fn dependencies_are_fetched_with_network_before_the_offline_check() {
+    // bottle-song's tests use the crate `pretty_assertions`: the offline check only passes if the fetch
+    // phase (network allowed, `fetch` profile) put it into the local cargo cache first.
+    let task = eval_task("exercism-rust.jsonl", "exercism-rust/bottle-song");
+    let files: Vec<(String, String)> = task["files"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    let repo = repo_with(&files);
+    let home = tempfile::tempdir().unwrap();
+    let reference = task["reference"]["src/lib.rs"].as_str().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            {"content": "write the solution", "tool_calls": [{"name": "write_file", "arguments": {"path": "src/lib.rs", "content": reference}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}
+        ]),
+    );
+    let output = agent(home.path())
+        .args(["run", "sing", "--json", "--model", &model, "--check"])
+        .arg(task["test_command"].as_str().unwrap())
+        .arg("--repo")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let events = events(&output);
+    let notes: Vec<&str> = of_kind(&events, "note")
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("fetching dependencies") && n.contains("cargo fetch")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.starts_with("dependencies fetched")),
+        "{notes:?}"
+    );
+}

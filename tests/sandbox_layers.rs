@@ -58,3 +58,41 @@ fn seccomp_denies_network_sockets_and_ptrace_but_not_socketpairs() {
     let mut sleeper = sleeper;
     let _ = sleeper.kill();
 }
+
+#[test]
+fn only_the_fetch_profile_reaches_the_network() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let connect = format!(
+        "import socket; socket.create_connection((\"127.0.0.1\", {port}), 5); print(\"connected\")"
+    );
+    let run = |profile: &str| {
+        Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["sandbox", "exec", "--profile", profile, "--dir"])
+            .arg(dir.path())
+            .args(["--", "python3", "-c", &connect])
+            .output()
+            .unwrap()
+    };
+    let offline = run("default");
+    assert!(
+        !offline.status.success(),
+        "the default profile reached the network"
+    );
+    let online = run("fetch");
+    assert!(
+        String::from_utf8_lossy(&online.stdout).contains("connected"),
+        "{}",
+        String::from_utf8_lossy(&online.stderr)
+    );
+    // The fetch profile still writes only where it may.
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["sandbox", "exec", "--profile", "fetch", "--dir"])
+        .arg(dir.path())
+        .args(["--", "sh", "-c", "echo x > /etc/agent-fetch-escape"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!std::path::Path::new("/etc/agent-fetch-escape").exists());
+}

@@ -61,6 +61,18 @@ pub fn detect(root: &Path) -> Option<Check> {
     None
 }
 
+/// The command that fetches the repository's dependencies into local caches, if it has any to fetch.
+pub fn detect_fetch(root: &Path) -> Option<String> {
+    if root.join("Cargo.toml").exists() {
+        return Some("cargo fetch".into());
+    }
+    let package = std::fs::read_to_string(root.join("package.json")).unwrap_or_default();
+    if package.contains("\"dependencies\"") || package.contains("\"devDependencies\"") {
+        return Some("npm install --ignore-scripts --no-audit --no-fund".into());
+    }
+    None
+}
+
 /// Run the check in the worktree.
 pub fn run_check(
     sandbox: &dyn Sandbox,

@@ -22,11 +22,17 @@ use seccompiler::{
 };
 
 /// Restrict this process with landlock: read anywhere, write only under `writable`, no TCP.
-pub fn apply_landlock(writable: &[PathBuf]) -> Result<RulesetStatus, String> {
+/// With `network`, outgoing TCP is allowed (binding stays denied).
+pub fn apply_landlock(writable: &[PathBuf], network: bool) -> Result<RulesetStatus, String> {
+    let net = if network {
+        AccessNet::BindTcp.into()
+    } else {
+        AccessNet::BindTcp | AccessNet::ConnectTcp
+    };
     let abi = ABI::V4;
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
-        .and_then(|r| r.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp))
+        .and_then(|r| r.handle_access(net))
         .and_then(|r| r.create())
         .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
         .and_then(|r| r.add_rules(path_beneath_rules(writable, AccessFs::from_all(abi))))
@@ -36,7 +42,8 @@ pub fn apply_landlock(writable: &[PathBuf]) -> Result<RulesetStatus, String> {
 }
 
 /// Install the seccomp filter.
-pub fn apply_seccomp() -> Result<(), String> {
+/// With `network`, sockets of any family are allowed.
+pub fn apply_seccomp(network: bool) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("seccomp: {e}");
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| err(&e))?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -47,10 +54,12 @@ pub fn apply_seccomp() -> Result<(), String> {
         libc::AF_UNIX as u64,
     )
     .map_err(|e| err(&e))?;
-    rules.insert(
-        libc::SYS_socket,
-        vec![SeccompRule::new(vec![not_unix]).map_err(|e| err(&e))?],
-    );
+    if !network {
+        rules.insert(
+            libc::SYS_socket,
+            vec![SeccompRule::new(vec![not_unix]).map_err(|e| err(&e))?],
+        );
+    }
     for syscall in [
         libc::SYS_ptrace,
         libc::SYS_process_vm_readv,
@@ -75,17 +84,17 @@ pub fn apply_seccomp() -> Result<(), String> {
 }
 
 /// The helper: apply both layers, then become `command`. Returns only on failure (exit status 125).
-pub fn helper_main(writable: &[PathBuf], command: &[String]) -> u8 {
+pub fn helper_main(writable: &[PathBuf], network: bool, command: &[String]) -> u8 {
     let Some((program, args)) = command.split_first() else {
         eprintln!("agent sandbox helper: no command given");
         return 125;
     };
-    match apply_landlock(writable) {
+    match apply_landlock(writable, network) {
         Ok(RulesetStatus::FullyEnforced) => {}
         Ok(status) => eprintln!("agent sandbox: landlock only partly enforced here ({status:?})"),
         Err(e) => eprintln!("agent sandbox: {e}; continuing without it"),
     }
-    if let Err(e) = apply_seccomp() {
+    if let Err(e) = apply_seccomp(network) {
         eprintln!("agent sandbox: {e}");
         return 125;
     }

@@ -17,33 +17,11 @@ use std::sync::Arc;
 
 use super::cgroup::{CgroupLimits, CommandCgroup};
 use super::process::supervise;
+use super::profile::Profile;
 use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError, StopReason};
 
 /// Numbers the commands of this process, for unique cgroup names.
 static COMMANDS: AtomicUsize = AtomicUsize::new(0);
-
-/// Environment variables passed through from the agent's environment.
-const ENV_ALLOW: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TERM",
-    "TZ",
-    "CARGO_HOME",
-    "RUSTUP_HOME",
-    "RUSTUP_TOOLCHAIN",
-    "PYENV_ROOT",
-    "PYENV_VERSION",
-    "VIRTUAL_ENV",
-    "NODE_PATH",
-    "GOPATH",
-    "GOROOT",
-    "JAVA_HOME",
-];
 
 /// Directories under `$HOME` that hold toolchains; they stay visible, read-only.
 const HOME_TOOLCHAINS: &[&str] = &[
@@ -58,33 +36,12 @@ const HOME_TOOLCHAINS: &[&str] = &[
     ".venv",
 ];
 
-/// Resource limits applied to every sandboxed command.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub file_size: u64,
-    pub data_size: u64,
-    pub open_files: u64,
-    /// Size of the private `/tmp`.
-    pub tmp_size: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            file_size: 2 << 30,
-            data_size: 8 << 30,
-            open_files: 4096,
-            tmp_size: 1 << 30,
-        }
-    }
-}
-
 pub struct BwrapSandbox {
     bwrap: PathBuf,
     home: Option<PathBuf>,
     /// Extra read-only paths (e.g. the user's repository, whose objects the workspace borrows).
     read_only: Vec<PathBuf>,
-    limits: Limits,
+    profile: Profile,
     /// The agent's own binary, re-executed inside to apply landlock and seccomp; `None` when it
     /// cannot be found (then those layers are missing and `describe` says so).
     helper: Option<PathBuf>,
@@ -92,7 +49,7 @@ pub struct BwrapSandbox {
 
 impl BwrapSandbox {
     /// Find bubblewrap and check that it can create its namespaces here; `Err` says why not.
-    pub fn probe(read_only: Vec<PathBuf>) -> Result<Self, String> {
+    pub fn probe(read_only: Vec<PathBuf>, profile: Profile) -> Result<Self, String> {
         let bwrap = find_in_path("bwrap")
             .ok_or("bubblewrap (bwrap) is not installed; install the `bubblewrap` package")?;
         let sandbox = Self {
@@ -102,7 +59,7 @@ impl BwrapSandbox {
                 .map(PathBuf::from)
                 .filter(|h| h.is_absolute() && h.parent().is_some() && h.is_dir()),
             read_only,
-            limits: Limits::default(),
+            profile,
             helper: std::env::current_exe().ok().filter(|p| p.is_file()),
         };
         let out = Command::new(&sandbox.bwrap)
@@ -133,9 +90,10 @@ impl BwrapSandbox {
             cmd.arg(flag).arg(path).arg(path);
         };
         cmd.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
+        let limits = self.profile.limits;
         cmd.args([
             "--size",
-            &self.limits.tmp_size.to_string(),
+            &(limits.tmp_size_mb << 20).to_string(),
             "--tmpfs",
             "/tmp",
         ]);
@@ -166,6 +124,12 @@ impl BwrapSandbox {
                 writable.push(dir);
             }
         }
+        for dir in self.profile.writable_paths(self.home.as_deref()) {
+            if std::fs::create_dir_all(&dir).is_ok() {
+                arg_path(&mut cmd, "--bind", &dir);
+                writable.push(dir);
+            }
+        }
         if let Some(helper) = &self.helper {
             arg_path(&mut cmd, "--ro-bind", helper);
         }
@@ -174,15 +138,18 @@ impl BwrapSandbox {
         if git.exists() {
             arg_path(&mut cmd, "--ro-bind", &git);
         }
+        cmd.arg("--unshare-all");
+        if self.profile.network {
+            cmd.arg("--share-net");
+        }
         cmd.args([
-            "--unshare-all",
             "--die-with-parent",
             "--new-session",
             "--cap-drop",
             "ALL",
             "--clearenv",
         ]);
-        for key in ENV_ALLOW {
+        for key in &self.profile.env {
             if let Some(value) = std::env::var_os(key) {
                 cmd.arg("--setenv").arg(key).arg(value);
             }
@@ -196,20 +163,22 @@ impl BwrapSandbox {
         // Inside, the agent's own binary applies landlock and seccomp, then execs the shell.
         if let Some(helper) = &self.helper {
             cmd.arg(helper).arg("__sandbox-helper");
+            if self.profile.network {
+                cmd.arg("--network");
+            }
             for dir in &writable {
                 cmd.arg("--write").arg(dir);
             }
             cmd.arg("--");
         }
         cmd.args(["sh", "-c", &spec.command]);
-        let limits = self.limits;
         let cpu = spec.timeout.as_secs() + 10;
         // SAFETY: only async-signal-safe setrlimit(2) calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 set_limit(libc::RLIMIT_CORE, 0)?;
-                set_limit(libc::RLIMIT_FSIZE, limits.file_size)?;
-                set_limit(libc::RLIMIT_DATA, limits.data_size)?;
+                set_limit(libc::RLIMIT_FSIZE, limits.file_size_mb << 20)?;
+                set_limit(libc::RLIMIT_DATA, limits.data_size_mb << 20)?;
                 set_limit(libc::RLIMIT_NOFILE, limits.open_files)?;
                 set_limit(libc::RLIMIT_CPU, cpu)?;
                 Ok(())
@@ -261,9 +230,15 @@ impl Sandbox for BwrapSandbox {
         } else {
             "MISSING cgroup pids/memory limits (no writable cgroup controllers here; a fork bomb is stopped only by the timeout)"
         };
+        let network = if self.profile.network {
+            "NETWORK ALLOWED"
+        } else {
+            "no network"
+        };
         format!(
-            "bubblewrap (read-only system, writable worktree, no network, private /tmp and /proc, $HOME hidden, \
-             rlimits) + {inner} + {cgroups}"
+            "bubblewrap, profile {} (read-only system, writable worktree, {network}, private /tmp and /proc, \
+             $HOME hidden, rlimits) + {inner} + {cgroups}",
+            self.profile.name
         )
     }
 
@@ -274,7 +249,11 @@ impl Sandbox for BwrapSandbox {
             std::process::id(),
             COMMANDS.fetch_add(1, Ordering::Relaxed)
         );
-        let cgroup = CommandCgroup::create(&name, CgroupLimits::default()).map(Arc::new);
+        let limits = CgroupLimits {
+            pids: self.profile.limits.pids,
+            memory_bytes: self.profile.limits.memory_mb << 20,
+        };
+        let cgroup = CommandCgroup::create(&name, limits).map(Arc::new);
         if let Some(cgroup) = &cgroup {
             let cgroup = Arc::clone(cgroup);
             // SAFETY: `enter` only makes async-signal-safe system calls.

@@ -9,6 +9,7 @@ pub mod confine;
 pub mod linux;
 pub mod none;
 mod process;
+pub mod profile;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -105,7 +106,9 @@ pub enum Choice {
 pub fn select(
     choice: Choice,
     read_only: Vec<PathBuf>,
+    profile: &str,
 ) -> Result<(Box<dyn Sandbox>, Option<String>), String> {
+    let profile = profile::Profile::load(profile)?;
     match choice {
         Choice::None => Ok((
             Box::new(none::NoSandbox),
@@ -114,10 +117,9 @@ pub fn select(
                     .into(),
             ),
         )),
-        Choice::Bwrap => {
-            linux::BwrapSandbox::probe(read_only).map(|s| (Box::new(s) as Box<dyn Sandbox>, None))
-        }
-        Choice::Auto => match linux::BwrapSandbox::probe(read_only) {
+        Choice::Bwrap => linux::BwrapSandbox::probe(read_only, profile)
+            .map(|s| (Box::new(s) as Box<dyn Sandbox>, None)),
+        Choice::Auto => match linux::BwrapSandbox::probe(read_only, profile) {
             Ok(sandbox) => Ok((Box::new(sandbox), None)),
             Err(why) => Ok((
                 Box::new(none::NoSandbox),
