@@ -103,7 +103,7 @@ fn fetch_dependencies(
         command: command.clone(),
         cwd: root.to_path_buf(),
         timeout: Duration::from_secs(args.check_timeout),
-        env: command_env(),
+        env: command_env(root),
         output_limit: 64 * 1024,
     };
     let message = match fetch_sandbox.run(&spec) {
@@ -329,7 +329,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         command_timeout: Duration::from_secs(args.command_timeout),
         check_timeout: Duration::from_secs(args.check_timeout),
         output_limit: 16 * 1024,
-        command_env: command_env(),
+        command_env: command_env(workspace.root()),
         publish: !args.dry_run,
         run_id,
     };
@@ -414,14 +414,30 @@ fn read_task(args: &RunArgs) -> anyhow::Result<String> {
 }
 
 /// Environment for commands: build outputs go outside the worktree so they are never committed and are
-/// reused across runs.
-fn command_env() -> Vec<(String, String)> {
+/// reused across runs; Python dependencies fetched for `requirements.txt` are importable.
+fn command_env(root: &std::path::Path) -> Vec<(String, String)> {
     let mut env = vec![("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string())];
     if std::env::var_os("CARGO_TARGET_DIR").is_none() {
         env.push((
             "CARGO_TARGET_DIR".into(),
             cache_dir().join("cargo-target").display().to_string(),
         ));
+    }
+    if let Ok(requirements) = std::fs::read(root.join("requirements.txt")) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        requirements.hash(&mut hasher);
+        let dir = cache_dir()
+            .join("pydeps")
+            .join(format!("{:016x}", hasher.finish()))
+            .display()
+            .to_string();
+        let path = match std::env::var("PYTHONPATH") {
+            Ok(existing) if !existing.is_empty() => format!("{dir}:{existing}"),
+            _ => dir.clone(),
+        };
+        env.push((sandbox::PYDEPS_ENV.into(), dir));
+        env.push(("PYTHONPATH".into(), path));
     }
     env
 }

@@ -459,3 +459,46 @@ fn dependencies_are_fetched_with_network_before_the_offline_check() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn python_requirements_are_fetched_and_importable_offline() {
+    // `toolz` is not installed on the machine: the offline check passes only through the fetch phase.
+    let repo = repo_with(&[
+        ("requirements.txt", "toolz==0.12.1\n"),
+        ("uses_toolz.py", "from toolz import identity\n\ndef same(x):\n    return identity(x)\n"),
+        ("uses_toolz_test.py", "import unittest\nfrom uses_toolz import same\n\nclass T(unittest.TestCase):\n    def test(self):\n        self.assertEqual(same(3), 3)\n"),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([{"tool_calls": [{"name": "finish", "arguments": {"summary": "nothing to do"}}]}]),
+    );
+    let run = |extra: &[&str]| {
+        agent(home.path())
+            .args(["run", "check it", "--json", "--model", &model])
+            .args(extra)
+            .arg("--repo")
+            .arg(repo.path())
+            .output()
+            .unwrap()
+    };
+    let without = run(&["--no-fetch"]);
+    assert_eq!(
+        without.status.code(),
+        Some(1),
+        "without the fetch phase toolz is missing: {}",
+        describe(&without)
+    );
+    let with = run(&[]);
+    assert_eq!(with.status.code(), Some(0), "{}", describe(&with));
+    let notes: Vec<String> = of_kind(&events(&with), "note")
+        .iter()
+        .map(|n| n["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("pip install") && n.starts_with("fetching")),
+        "{notes:?}"
+    );
+}

@@ -66,6 +66,13 @@ pub fn detect_fetch(root: &Path) -> Option<String> {
     if root.join("Cargo.toml").exists() {
         return Some("cargo fetch".into());
     }
+    if root.join("requirements.txt").exists() {
+        // Installed into the directory the agent names in $AGENT_PYDEPS, which is on PYTHONPATH.
+        return Some(
+            "python3 -m pip install --quiet --disable-pip-version-check --no-input --no-cache-dir --target \"$AGENT_PYDEPS\" -r requirements.txt"
+                .into(),
+        );
+    }
     let package = std::fs::read_to_string(root.join("package.json")).unwrap_or_default();
     if package.contains("\"dependencies\"") || package.contains("\"devDependencies\"") {
         return Some("npm install --ignore-scripts --no-audit --no-fund".into());

@@ -110,14 +110,14 @@ impl BwrapSandbox {
         for path in self.read_only.iter().filter(|p| p.exists()) {
             arg_path(&mut cmd, "--ro-bind", path);
         }
-        // Build caches named in the environment (CARGO_TARGET_DIR) stay writable so builds are reused.
+        // Caches named in the environment (CARGO_TARGET_DIR, ...) stay writable so work is reused.
         let mut writable = vec![
             spec.cwd.clone(),
             PathBuf::from("/tmp"),
             PathBuf::from("/dev"),
         ];
         for (key, value) in &spec.env {
-            if key == "CARGO_TARGET_DIR" {
+            if super::CACHE_ENV.contains(&key.as_str()) {
                 let dir = PathBuf::from(value);
                 let _ = std::fs::create_dir_all(&dir);
                 arg_path(&mut cmd, "--bind", &dir);

@@ -90,6 +90,13 @@ pub trait Sandbox: Send + Sync {
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError>;
 }
 
+/// Environment variables whose values name cache directories commands may write (build outputs,
+/// fetched dependencies); the sandbox keeps them writable.
+pub const CACHE_ENV: &[&str] = &["CARGO_TARGET_DIR", PYDEPS_ENV];
+
+/// Where the fetch phase installs Python dependencies (`pip install --target`).
+pub const PYDEPS_ENV: &str = "AGENT_PYDEPS";
+
 /// Which sandbox to use (`--sandbox`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Choice {
