@@ -201,6 +201,28 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result
     }
 }
 
+/// Does the helper's landlock ruleset hold here? Tried on two throwaway directories: a write outside
+/// the allowed one must fail.
+fn landlock_enforced(helper: &Path) -> bool {
+    let (Ok(allowed), Ok(other)) = (tempfile::tempdir(), tempfile::tempdir()) else {
+        return false;
+    };
+    let probe = other.path().join("probe");
+    let _ = Command::new(helper)
+        .arg("__sandbox-helper")
+        .arg("--write")
+        .arg(allowed.path())
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo x > \"$0\" 2>/dev/null",
+            &probe.display().to_string(),
+        ])
+        .output();
+    !probe.exists()
+}
+
 /// Can per-command cgroups be made here?
 pub fn cgroups_available() -> bool {
     CommandCgroup::create(
@@ -220,10 +242,12 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 
 impl Sandbox for BwrapSandbox {
     fn describe(&self) -> String {
-        let inner = if self.helper.is_some() {
-            "landlock (writes only to the worktree, /tmp, caches; no TCP), seccomp (no network sockets, ptrace, io_uring)"
-        } else {
-            "MISSING landlock and seccomp (the agent binary could not be found to re-execute)"
+        let inner = match &self.helper {
+            Some(helper) if landlock_enforced(helper) => {
+                "landlock (writes only to the worktree, /tmp, caches; no TCP), seccomp (no network sockets, ptrace, io_uring)"
+            }
+            Some(_) => "MISSING landlock (not enforced by this kernel), seccomp (no network sockets, ptrace, io_uring)",
+            None => "MISSING landlock and seccomp (the agent binary could not be found to re-execute)",
         };
         let cgroups = if cgroups_available() {
             "cgroup pids/memory limits"
