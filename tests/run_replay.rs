@@ -17,12 +17,7 @@ fn unified(path: &str, old: &str, new: &str) -> String {
 #[test]
 fn replayed_exercism_solution_lands_as_one_verified_commit_and_leaves_the_checkout_alone() {
     let task = eval_task("exercism-rust.jsonl", "exercism-rust/armstrong-numbers");
-    let files: Vec<(String, String)> = task["files"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
+    let files = task_files(&task, "files");
     let repo = repo_with(&files);
     // The user's own work in progress must survive untouched.
     std::fs::write(repo.path().join("NOTES.txt"), "untracked notes\n").unwrap();
@@ -419,12 +414,7 @@ fn dependencies_are_fetched_with_network_before_the_offline_check() {
     // bottle-song's tests use the crate `pretty_assertions`: the offline check only passes if the fetch
     // phase (network allowed, `fetch` profile) put it into the local cargo cache first.
     let task = eval_task("exercism-rust.jsonl", "exercism-rust/bottle-song");
-    let files: Vec<(String, String)> = task["files"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
-        .collect();
+    let files = task_files(&task, "files");
     let repo = repo_with(&files);
     let home = tempfile::tempdir().unwrap();
     let reference = task["reference"]["src/lib.rs"].as_str().unwrap();

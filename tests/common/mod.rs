@@ -160,6 +160,16 @@ pub fn eval_tasks(file: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A task's `files` (or `reference`) as (path, content) pairs.
+pub fn task_files(task: &serde_json::Value, key: &str) -> Vec<(String, String)> {
+    task[key]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
 /// One task of an eval file, by id.
 pub fn eval_task(file: &str, id: &str) -> serde_json::Value {
     eval_tasks(file)
