@@ -126,6 +126,13 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         Case { name: "ptrace a host process", script: format!("cat /proc/{sleeper_pid}/environ"), timeout: 20, blocked: Box::new(fails) },
     ];
 
+    // The sandbox must really run commands; otherwise every attempt would "fail" and prove nothing.
+    let sanity = exec(&dir, 20, "echo sandbox-works > ok.txt && cat ok.txt", &home);
+    assert_eq!(
+        String::from_utf8_lossy(&sanity.stdout),
+        "sandbox-works\n",
+        "the sandbox does not run commands: {sanity:?}"
+    );
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let mut escaped = Vec::new();
     for case in &cases {
