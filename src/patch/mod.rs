@@ -46,22 +46,20 @@ pub struct Hunk {
 impl Hunk {
     /// The lines the file must contain: context and removed lines.
     pub fn old(&self) -> Vec<&str> {
-        self.lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Context(s) | Line::Remove(s) => Some(s.as_str()),
-                Line::Add(_) => None,
-            })
-            .collect()
+        self.side(|l| !matches!(l, Line::Add(_)))
     }
 
     /// The lines after the change, as written in the patch.
     pub fn new_lines(&self) -> Vec<&str> {
+        self.side(|l| !matches!(l, Line::Remove(_)))
+    }
+
+    fn side(&self, keep: impl Fn(&Line) -> bool) -> Vec<&str> {
         self.lines
             .iter()
-            .filter_map(|l| match l {
-                Line::Context(s) | Line::Add(s) => Some(s.as_str()),
-                Line::Remove(_) => None,
+            .filter(|l| keep(l))
+            .map(|l| match l {
+                Line::Context(s) | Line::Remove(s) | Line::Add(s) => s.as_str(),
             })
             .collect()
     }

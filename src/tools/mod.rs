@@ -198,9 +198,9 @@ pub fn confine(root: &Path, raw: &str) -> Result<PathBuf, ToolError> {
 }
 
 /// The path as the model should see it: relative to the root, with `/`.
+/// `root` must already be canonical: callers resolve it once, not once per path.
 pub fn display_path(root: &Path, path: &Path) -> String {
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    path.strip_prefix(&root)
+    path.strip_prefix(root)
         .unwrap_or(path)
         .to_string_lossy()
         .replace('\\', "/")
