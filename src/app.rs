@@ -296,14 +296,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     if !args.no_fetch {
         fetch_dependencies(&args, read_only, workspace.root(), &mut reporter)?;
     }
-    if let ModelSpec::Gguf(path) = &spec {
+    if spec.is_embedded() {
         reporter.event(&Event::Note {
-            message: format!("loading {} (mistral.rs, in-process)", path.display()),
+            message: format!("loading {spec} (mistral.rs, in-process)"),
         });
     }
+    let options = args.model_options.options();
+    if let Some(template) = &options.chat_template {
+        if !template.is_file() {
+            return Err(UsageError(format!(
+                "--chat-template {}: no such file",
+                template.display()
+            ))
+            .into());
+        }
+    }
     let mut model = spec
-        .load()
-        .with_context(|| format!("loading model {spec:?}"))?;
+        .load(&options)
+        .with_context(|| format!("loading model {spec}"))?;
     reporter.event(&Event::RunStarted {
         run_id: run_id.clone(),
         task_title: crate::report::first_line(task.trim_start_matches(['#', ' ']), 80),

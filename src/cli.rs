@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::model::ToolCallMode;
 use crate::sandbox::Choice;
 
 #[derive(Debug, Parser)]
@@ -89,10 +90,25 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub repo: PathBuf,
 
-    /// The model: a path to a .gguf file (run in-process by mistral.rs), or replay:FILE (scripted turns,
-    /// for tests). Default: $AGENT_MODEL, else the SmolLM2-135M model installed by scripts/setup.sh.
-    #[arg(long, value_name = "SPEC", env = "AGENT_MODEL_SPEC")]
+    /// The model (see docs/models.md):
+    ///   PATH.gguf                       a local GGUF file, run in-process by mistral.rs;
+    ///   DIR                             a local Hugging Face folder (config.json + safetensors);
+    ///   hf:ORG/NAME[:FILE.gguf]         a Hugging Face repo, downloaded into the HF cache
+    ///                                   (HF_HOME, HF_TOKEN and HF_HUB_OFFLINE are honoured);
+    ///   openai:http://HOST:PORT/v1#NAME an OpenAI-compatible server (Ollama, llama.cpp, vLLM,
+    ///                                   mistralrs serve); key from AGENT_API_KEY or OPENAI_API_KEY;
+    ///   replay:FILE                     scripted turns, for tests.
+    /// Default: $AGENT_MODEL, else the SmolLM2-135M model installed by scripts/setup.sh.
+    #[arg(
+        long,
+        value_name = "SPEC",
+        env = "AGENT_MODEL_SPEC",
+        verbatim_doc_comment
+    )]
     pub model: Option<String>,
+
+    #[command(flatten)]
+    pub model_options: ModelArgs,
 
     /// The verification command run after each edit (e.g. "cargo test"). Default: detected from the
     /// repository (Cargo.toml → cargo test, *_test.py → unittest, package.json → npm test, ...).
@@ -132,6 +148,47 @@ pub struct RunArgs {
     /// `fetch` profile, before the offline work.
     #[arg(long)]
     pub no_fetch: bool,
+}
+
+/// How to run the model.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// How tool calls are produced. `constrained` decodes under a JSON schema that admits only valid
+    /// calls of the offered tools (any model; on a server, through response_format). `native` uses the
+    /// model's own tool-call format (models trained for it; arguments are checked afterwards).
+    #[arg(long, value_enum, default_value = "constrained", value_name = "MODE")]
+    pub tool_calls: ToolCallMode,
+
+    /// A chat template replacing the model's own: a .jinja file, or a JSON file with a `chat_template`
+    /// field (such as a tokenizer_config.json).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
+
+    /// CPU threads for the in-process model (default: all cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
+    /// Quantise a safetensors model in place as it loads (e.g. Q4K, Q8_0, or 4/8 for the best type
+    /// of that width on this device). GGUF files are already quantised.
+    #[arg(long, value_name = "TYPE")]
+    pub isq: Option<String>,
+
+    /// The context window in tokens, when the server does not report it (Ollama), or to use less of it.
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(512..))]
+    pub context_window: Option<u32>,
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> crate::model::ModelOptions {
+        crate::model::ModelOptions {
+            chat_template: self.chat_template.clone(),
+            threads: self.threads.map(usize::from),
+            tool_calls: self.tool_calls,
+            isq: self.isq.clone(),
+            context_window: self.context_window.map(|n| n as usize),
+            prefix_cache: true,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -29,13 +29,21 @@ pub fn estimate_tokens(messages: &[Message]) -> usize {
 
 /// Elide old tool outputs until the conversation fits `window`. Returns how many were elided, or an
 /// error when the conversation cannot fit even with every old output elided.
+///
+/// Eliding rewrites the middle of the conversation, which costs the backend its prefix cache, so once
+/// it has to happen it goes down to three quarters of the budget: the next turns then append again
+/// instead of eliding one more output each time.
 pub fn fit(messages: &mut [Message], window: usize) -> Result<usize, String> {
     let budget = window.saturating_sub(REPLY_RESERVE);
+    if estimate_tokens(messages) <= budget {
+        return Ok(0);
+    }
+    let target = budget / 4 * 3;
     let mut elided = 0;
     // The last two messages are the newest exchange; they stay whole.
     let protected = messages.len().saturating_sub(2);
     for i in 0..protected {
-        if estimate_tokens(messages) <= budget {
+        if estimate_tokens(messages) <= target {
             return Ok(elided);
         }
         let m = &mut messages[i];
@@ -71,9 +79,15 @@ mod tests {
             messages.push(Message::assistant("", vec![]));
             messages.push(Message::user(big.clone()));
         }
-        let elided = fit(&mut messages, REPLY_RESERVE + 2200).unwrap();
-        assert_eq!(elided, 2);
+        assert_eq!(fit(&mut messages, REPLY_RESERVE + 5000).unwrap(), 0);
+        let elided = fit(&mut messages, REPLY_RESERVE + 3000).unwrap();
+        assert_eq!(
+            elided, 2,
+            "down to three quarters of the budget, not just under it"
+        );
         assert_eq!(messages[3].content, ELIDED);
+        assert_eq!(messages[5].content, ELIDED);
+        assert_eq!(messages[7].content, big);
         assert_eq!(messages[9].content, big, "the newest output is kept");
         let mut huge = vec![Message::system("s"), Message::user("x".repeat(100_000))];
         assert!(fit(&mut huge, 4096).unwrap_err().contains("context"));

@@ -11,7 +11,7 @@ pub mod verify;
 
 use std::time::{Duration, Instant};
 
-use crate::model::{ChatModel, Message};
+use crate::model::{ChatModel, Message, ModelError};
 use crate::report::{first_line, Event, Outcome, Reporter};
 use crate::sandbox::Sandbox;
 use crate::tools::{self, ToolContext, ToolOutput};
@@ -99,7 +99,21 @@ pub fn run(
                 })
             }
         }
-        let mut reply = match model.complete(&messages, &specs) {
+        let mut answer = model.complete(&messages, &specs);
+        if let Err(ModelError::ContextOverflow { needed, window }) = answer {
+            // The backend counted exactly and the estimate was optimistic: shrink by the measured
+            // ratio and try once more. A second overflow ends the run with the backend's message.
+            let shrunk = window.saturating_mul(window) / needed.max(1);
+            if let Ok(n) = context::fit(&mut messages, shrunk) {
+                reporter.event(&Event::Note {
+                    message: format!(
+                        "context: the prompt needed {needed} of {window} tokens; elided {n} more old output(s)"
+                    ),
+                });
+                answer = model.complete(&messages, &specs);
+            }
+        }
+        let mut reply = match answer {
             Ok(reply) => reply,
             Err(e) => {
                 return Ok(RunResult {
@@ -122,6 +136,11 @@ pub fn run(
             tool_calls: reply.tool_calls.clone(),
             usage: reply.usage.clone(),
         });
+        if reply.usage.cut_off_retries > 0 {
+            reporter.event(&Event::Note {
+                message: "the reply hit the token budget mid-call and was generated again with twice the room".into(),
+            });
+        }
         messages.push(Message::assistant(
             reply.content.clone(),
             reply.tool_calls.clone(),

@@ -1,22 +1,32 @@
-//! The embedded backend: a GGUF model run in-process through mistral.rs, with every turn decoded under a
-//! JSON schema that admits exactly one valid call of one offered tool.
+//! The embedded backend: a model run in-process through mistral.rs (a GGUF file, a Hugging Face folder of
+//! safetensors, or a hub id), by default with every turn decoded under a JSON schema that admits exactly
+//! one valid call of one offered tool.
 //!
 //! Constraining the decoder is what keeps small local models from emitting malformed tool calls: the
-//! model cannot produce an unknown tool name or wrongly typed arguments. This module never runs tools.
+//! model cannot produce an unknown tool name or wrongly typed arguments. The conversation is sent
+//! append-only, so mistral.rs's prefix cache reuses the KV cache of everything already seen. This
+//! module never runs tools.
 
 use std::path::Path;
 use std::time::Instant;
 
 use either::Either;
 use mistralrs::{
-    Constraint, GgufModelBuilder, Model, RequestBuilder, StopTokens, TextMessageRole, TokenSource,
+    Constraint, GgufModelBuilder, Model, RequestBuilder, StopTokens, TextMessageRole, TextMessages,
+    TextModelBuilder, TokenSource,
 };
+use serde_json::json;
 
 use super::schema::{parse_tool_call_json, tool_call_schema};
-use super::{AssistantTurn, ChatModel, Message, ModelError, Role, ToolSpec, Usage};
+use super::{
+    AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ModelSpec, Role, ToolCall,
+    ToolCallMode, ToolSpec, Usage,
+};
 
 /// Tokens a single turn may generate at first; doubled once if a call is cut off.
 const TURN_TOKEN_BUDGET: usize = 768;
+/// Below this much room for the reply, a request is refused as a context overflow.
+const MIN_REPLY_TOKENS: usize = 256;
 /// End-of-text and end-of-turn tokens of common chat models. The grammar engine ends a finished call with
 /// its own idea of end-of-text (often `<|endoftext|>`), which is not always the token the chat template
 /// stops on (`<|im_end|>`); without stopping on all of them a finished call is padded to the budget.
@@ -38,45 +48,80 @@ pub struct EmbeddedModel {
     model: Model,
     name: String,
     context_window: usize,
+    mode: ToolCallMode,
     /// Ids of the END_TOKENS this model's vocabulary has as single tokens.
     stop_ids: Vec<u32>,
 }
 
 impl EmbeddedModel {
-    pub fn load_gguf(path: &Path) -> Result<Self, ModelError> {
+    /// Load what `spec` names. Errors say which file or repo, what went wrong and what to do.
+    pub fn load(spec: &ModelSpec, options: &ModelOptions) -> Result<Self, ModelError> {
         let load_err = |what: String| {
             ModelError::Load(format!(
-                "{}: {what}. Check that the file is a complete GGUF model of an architecture mistral.rs supports \
-                 (llama, mistral, phi, qwen, gemma, ...); re-run scripts/setup.sh to reinstall the default model",
-                path.display()
+                "{spec}: {what}. mistral.rs 0.8.1 runs GGUF models of the llama, mistral, phi2, phi3, starcoder2, \
+                 qwen2, qwen3 and qwen3moe architectures (K-quants, Q4_0..Q8_0; no I-quants), and safetensors \
+                 folders of the architectures it lists; see docs/models.md. For the default model, re-run scripts/setup.sh"
             ))
         };
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let file = path
-            .file_name()
-            .ok_or_else(|| load_err("not a file path".into()))?
-            .to_string_lossy()
-            .into_owned();
+        if let Some(n) = options.threads {
+            // candle sizes its CPU thread pool from this variable; it is read when the pool starts,
+            // which is during the load below, before any other thread of ours exists.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .map_err(|e| load_err(format!("cannot start the async runtime: {e}")))?;
-        // A local file needs no hub token; never read one.
-        let builder = GgufModelBuilder::new(dir.to_string_lossy(), vec![file.clone()])
-            .with_token_source(TokenSource::None);
-        #[cfg(not(any(feature = "cuda", feature = "metal")))]
-        let builder = builder.with_force_cpu();
+        let prefix_cache = options.prefix_cache.then_some(16);
+        let template = options.chat_template.as_deref();
+        let (build, name) = match spec {
+            ModelSpec::Gguf(path) => {
+                let (dir, file) = split_file(path).map_err(load_err)?;
+                // A local file needs no hub token; never read one.
+                let builder = GgufModelBuilder::new(dir, vec![file.clone()])
+                    .with_token_source(TokenSource::None);
+                (gguf_build(builder, template, prefix_cache), file)
+            }
+            ModelSpec::Hub {
+                repo,
+                file: Some(file),
+            } => {
+                let builder = GgufModelBuilder::new(repo, vec![file.clone()])
+                    .with_token_source(TokenSource::CacheToken);
+                (
+                    gguf_build(builder, template, prefix_cache),
+                    format!("{repo}:{file}"),
+                )
+            }
+            ModelSpec::HfFolder(dir) => {
+                let builder = TextModelBuilder::new(dir.to_string_lossy())
+                    .with_token_source(TokenSource::None);
+                (
+                    text_build(builder, options, prefix_cache).map_err(load_err)?,
+                    dir.file_name()
+                        .map_or_else(|| spec.to_string(), |n| n.to_string_lossy().into_owned()),
+                )
+            }
+            ModelSpec::Hub { repo, file: None } => {
+                let builder =
+                    TextModelBuilder::new(repo).with_token_source(TokenSource::CacheToken);
+                (
+                    text_build(builder, options, prefix_cache).map_err(load_err)?,
+                    repo.clone(),
+                )
+            }
+            ModelSpec::Replay(_) | ModelSpec::OpenAi { .. } => {
+                return Err(load_err("not a model the embedded backend runs".into()))
+            }
+        };
         let model = runtime
-            .block_on(builder.build())
+            .block_on(build)
             .map_err(|e| load_err(format!("{e:#}")))?;
-        let context_window = model
-            .config()
-            .ok()
-            .and_then(|c| c.max_seq_len)
-            .unwrap_or(FALLBACK_CONTEXT);
+        let model_window = model.config().ok().and_then(|c| c.max_seq_len);
+        let context_window = match (options.context_window, model_window) {
+            (Some(asked), Some(model)) => asked.min(model),
+            (asked, model) => asked.or(model).unwrap_or(FALLBACK_CONTEXT),
+        };
         let stop_ids = END_TOKENS
             .iter()
             .filter_map(|token| {
@@ -95,26 +140,159 @@ impl EmbeddedModel {
         Ok(Self {
             runtime,
             model,
-            name: file,
+            name,
             context_window,
+            mode: options.tool_calls,
             stop_ids,
         })
     }
 
     fn request(&self, messages: &[Message], tools: &[ToolSpec], max_len: usize) -> RequestBuilder {
         let mut request = RequestBuilder::new()
-            .set_constraint(Constraint::JsonSchema(tool_call_schema(tools)))
             .set_deterministic_sampler()
             .set_sampler_max_len(max_len);
+        match self.mode {
+            ToolCallMode::Constrained => {
+                request = request.set_constraint(Constraint::JsonSchema(tool_call_schema(tools)));
+                for message in messages {
+                    let (role, text) = render(message);
+                    request = request.add_message(role, text);
+                }
+            }
+            ToolCallMode::Native => {
+                request = request.set_tools(native_tools(tools));
+                for message in messages {
+                    request = match message.role {
+                        Role::Assistant if !message.tool_calls.is_empty() => request
+                            .add_message_with_tool_call(
+                                TextMessageRole::Assistant,
+                                &message.content,
+                                message.tool_calls.iter().filter_map(native_call).collect(),
+                            ),
+                        Role::Tool => request.add_tool_message(
+                            &message.content,
+                            message.tool_call_id.as_deref().unwrap_or_default(),
+                        ),
+                        _ => {
+                            let (role, text) = render(message);
+                            request.add_message(role, text)
+                        }
+                    };
+                }
+            }
+        }
         if !self.stop_ids.is_empty() {
             request = request.set_sampler_stop_toks(StopTokens::Ids(self.stop_ids.clone()));
         }
-        for message in messages {
-            let (role, text) = render(message);
-            request = request.add_message(role, text);
-        }
         request
     }
+
+    /// The exact prompt length as the chat template renders it (tool calls rendered as text in native
+    /// mode, which is close).
+    fn prompt_tokens(&self, messages: &[Message], tools: &[ToolSpec]) -> Result<usize, ModelError> {
+        let text = messages.iter().fold(TextMessages::new(), |acc, m| {
+            let (role, text) = render(m);
+            acc.add_message(role, text)
+        });
+        let tools = (self.mode == ToolCallMode::Native).then(|| native_tools(tools));
+        self.runtime
+            .block_on(
+                self.model
+                    .tokenize(Either::Left(text), tools, true, true, None),
+            )
+            .map(|ids| ids.len())
+            .map_err(|e| ModelError::Generation(format!("cannot tokenize the conversation: {e}")))
+    }
+}
+
+type BuildFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Model>>>>;
+
+fn gguf_build(
+    builder: GgufModelBuilder,
+    template: Option<&Path>,
+    prefix_cache: Option<usize>,
+) -> BuildFuture {
+    let mut builder = builder.with_prefix_cache_n(prefix_cache);
+    match template {
+        Some(t) if is_jinja(t) => {
+            builder = builder.with_jinja_explicit(t.to_string_lossy().into_owned())
+        }
+        Some(t) => builder = builder.with_chat_template(t.to_string_lossy()),
+        None => {}
+    }
+    #[cfg(not(any(feature = "cuda", feature = "metal")))]
+    let builder = builder.with_force_cpu();
+    Box::pin(async move { builder.build().await })
+}
+
+fn text_build(
+    builder: TextModelBuilder,
+    options: &ModelOptions,
+    prefix_cache: Option<usize>,
+) -> Result<BuildFuture, String> {
+    let mut builder = builder.with_prefix_cache_n(prefix_cache);
+    match options.chat_template.as_deref() {
+        Some(t) if is_jinja(t) => {
+            builder = builder.with_jinja_explicit(t.to_string_lossy().into_owned())
+        }
+        Some(t) => builder = builder.with_chat_template(t.to_string_lossy()),
+        None => {}
+    }
+    if let Some(isq) = &options.isq {
+        let isq = mistralrs::core::parse_isq_value(isq, None)
+            .map_err(|e| format!("--isq {isq:?}: {e}"))?;
+        builder = builder.with_isq(isq);
+    }
+    #[cfg(not(any(feature = "cuda", feature = "metal")))]
+    let builder = builder.with_force_cpu();
+    Ok(Box::pin(async move { builder.build().await }))
+}
+
+fn is_jinja(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("jinja") || e.eq_ignore_ascii_case("j2"))
+}
+
+fn split_file(path: &Path) -> Result<(String, String), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file = path
+        .file_name()
+        .ok_or("not a file path")?
+        .to_string_lossy()
+        .into_owned();
+    Ok((dir.to_string_lossy().into_owned(), file))
+}
+
+fn native_tools(tools: &[ToolSpec]) -> Vec<mistralrs::Tool> {
+    tools
+        .iter()
+        .filter_map(|t| {
+            serde_json::from_value(json!({
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": super::schema::sanitize(&t.parameters),
+                }
+            }))
+            .ok()
+        })
+        .collect()
+}
+
+fn native_call(call: &ToolCall) -> Option<mistralrs::ToolCallResponse> {
+    Some(mistralrs::ToolCallResponse {
+        index: 0,
+        id: call.id.clone(),
+        tp: mistralrs::ToolCallType::Function,
+        function: mistralrs::CalledFunction {
+            name: call.name.clone(),
+            arguments: call.arguments.to_string(),
+        },
+    })
 }
 
 /// The constrained format has no native tool roles: calls are shown as the JSON the model wrote, and
@@ -125,7 +303,7 @@ fn render(message: &Message) -> (TextMessageRole, String) {
         Role::User => (TextMessageRole::User, message.content.clone()),
         Role::Assistant => {
             let text = match message.tool_calls.first() {
-                Some(call) => serde_json::json!({
+                Some(call) => json!({
                     "thought": message.content, "tool": call.name, "arguments": call.arguments
                 })
                 .to_string(),
@@ -146,7 +324,11 @@ fn render(message: &Message) -> (TextMessageRole, String) {
 
 impl ChatModel for EmbeddedModel {
     fn describe(&self) -> String {
-        format!("{} (embedded mistral.rs)", self.name)
+        let mode = match self.mode {
+            ToolCallMode::Constrained => "constrained tool calls",
+            ToolCallMode::Native => "native tool calls",
+        };
+        format!("{} (embedded mistral.rs, {mode})", self.name)
     }
 
     fn context_window(&self) -> usize {
@@ -159,9 +341,16 @@ impl ChatModel for EmbeddedModel {
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError> {
         let started = Instant::now();
-        let mut budget = TURN_TOKEN_BUDGET;
+        let prompt = self.prompt_tokens(messages, tools)?;
+        let room = self.context_window.saturating_sub(prompt);
+        if room < MIN_REPLY_TOKENS {
+            return Err(ModelError::ContextOverflow {
+                needed: prompt + MIN_REPLY_TOKENS,
+                window: self.context_window,
+            });
+        }
+        let mut budget = TURN_TOKEN_BUDGET.min(room);
         let mut usage = Usage::default();
-        let mut retried = false;
         loop {
             let request = self.request(messages, tools, budget);
             let response = self
@@ -172,6 +361,9 @@ impl ChatModel for EmbeddedModel {
             usage.completion_tokens += response.usage.completion_tokens;
             usage.prompt_tok_per_s = f64::from(response.usage.avg_prompt_tok_per_sec);
             usage.decode_tok_per_s = f64::from(response.usage.avg_compl_tok_per_sec);
+            if usage.ttft_ms == 0 {
+                usage.ttft_ms = (response.usage.total_prompt_time_sec * 1000.0) as u64;
+            }
             let Some(choice) = response.choices.first() else {
                 return Err(ModelError::Generation(
                     "the model returned no choices".into(),
@@ -179,13 +371,25 @@ impl ChatModel for EmbeddedModel {
             };
             let text = choice.message.content.clone().unwrap_or_default();
             let cut_off = choice.finish_reason == "length";
-            if cut_off && !retried {
-                retried = true;
-                // The call did not fit; one retry with twice the room, as promised in the docs.
-                budget *= 2;
+            if cut_off && usage.cut_off_retries == 0 && budget < room {
+                // The call did not fit; one retry with twice the room, reported in the usage.
+                usage.cut_off_retries += 1;
+                budget = (budget * 2).min(room);
                 continue;
             }
             usage.elapsed_ms = started.elapsed().as_millis() as u64;
+            let cut_note = if cut_off {
+                "; cut off at the token budget"
+            } else {
+                ""
+            };
+            if self.mode == ToolCallMode::Native {
+                return Ok(native_turn(
+                    text,
+                    choice.message.tool_calls.as_deref().unwrap_or_default(),
+                    usage,
+                ));
+            }
             return Ok(match parse_tool_call_json(&text) {
                 Ok((thought, call)) => AssistantTurn {
                     content: thought,
@@ -193,18 +397,36 @@ impl ChatModel for EmbeddedModel {
                     usage,
                 },
                 Err(problem) => AssistantTurn {
-                    content: format!(
-                        "{text}\n[unparsed: {problem}{}]",
-                        if cut_off {
-                            "; cut off at the token budget"
-                        } else {
-                            ""
-                        }
-                    ),
+                    content: format!("{text}\n[unparsed: {problem}{cut_note}]"),
                     tool_calls: Vec::new(),
                     usage,
                 },
             });
         }
+    }
+}
+
+/// A native-mode reply: calls whose arguments are not JSON are reported in the content (the loop then
+/// asks again) rather than passed on half-parsed.
+fn native_turn(text: String, calls: &[mistralrs::ToolCallResponse], usage: Usage) -> AssistantTurn {
+    let mut content = text;
+    let mut tool_calls = Vec::new();
+    for call in calls {
+        match serde_json::from_str(&call.function.arguments) {
+            Ok(arguments) => tool_calls.push(ToolCall {
+                id: call.id.clone(),
+                name: call.function.name.clone(),
+                arguments,
+            }),
+            Err(e) => content.push_str(&format!(
+                "\n[malformed call of {}: arguments are not JSON ({e})]",
+                call.function.name
+            )),
+        }
+    }
+    AssistantTurn {
+        content,
+        tool_calls,
+        usage,
     }
 }

@@ -6,10 +6,14 @@
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod openai;
 pub mod replay;
 pub mod schema;
+pub mod spec;
 
-use std::path::{Path, PathBuf};
+pub use spec::{ModelSpec, SpecError};
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -95,7 +99,16 @@ pub struct Usage {
     pub completion_tokens: usize,
     pub prompt_tok_per_s: f64,
     pub decode_tok_per_s: f64,
+    /// Time to first token: mostly prompt processing, which the prefix cache shortens.
+    pub ttft_ms: u64,
     pub elapsed_ms: u64,
+    /// Times the reply hit the token budget mid-call and was generated again with more room.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cut_off_retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One reply of the model.
@@ -118,6 +131,11 @@ pub enum ModelError {
     Load(String),
     #[error("the model failed while generating: {0}")]
     Generation(String),
+    /// Raised before anything is sent, so the caller can shorten the conversation and try again.
+    #[error("the conversation needs {needed} tokens (prompt plus room for the reply) but the model's context window is {window}; shorten the conversation or use a model with a longer context (--context-window when the server does not say)")]
+    ContextOverflow { needed: usize, window: usize },
+    #[error("the model server at {url} failed: {message}")]
+    Server { url: String, message: String },
 }
 
 /// A chat model that the agent loop can drive.
@@ -134,68 +152,47 @@ pub trait ChatModel {
     ) -> Result<AssistantTurn, ModelError>;
 }
 
-/// Where the model named by `--model` comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelSpec {
-    /// `replay:FILE`: scripted assistant turns.
-    Replay(PathBuf),
-    /// A local `.gguf` file run in-process through mistral.rs.
-    Gguf(PathBuf),
+/// How to run the model, from the command line. Backends use what applies to them.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOptions {
+    /// A chat template overriding the model's own: a Jinja file, or a JSON file with a `chat_template`.
+    pub chat_template: Option<PathBuf>,
+    /// CPU threads for the embedded backend (default: all cores).
+    pub threads: Option<usize>,
+    /// How tool calls are produced.
+    pub tool_calls: ToolCallMode,
+    /// In-situ quantisation of a safetensors model as it loads, e.g. `Q4K` or `Q8_0`.
+    pub isq: Option<String>,
+    /// The model's context window in tokens, when the backend cannot tell (OpenAI-compatible servers).
+    pub context_window: Option<usize>,
+    /// Reuse the KV cache of the conversation's shared prefix between turns (embedded backend).
+    pub prefix_cache: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("--model {0:?}: no such file. Give a path to a .gguf file, or replay:FILE; run scripts/setup.sh to install the default model")]
-    Missing(String),
-    #[error("--model {0:?}: not a model this build understands. Use a path to a .gguf file or replay:FILE")]
-    Unknown(String),
-    #[error("no --model given and the default model is not installed at {0}; run scripts/setup.sh (or set AGENT_MODEL)")]
-    NoDefault(PathBuf),
-    #[error("--model {0:?} needs the embedded mistral.rs backend, but this binary was built without the `embedded` feature")]
-    NotBuiltIn(String),
+/// How a backend obtains tool calls from the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ToolCallMode {
+    /// Decode under a JSON schema that admits exactly one valid call of an offered tool: a malformed
+    /// call, an unknown tool or a wrongly typed argument cannot be produced. Works with any model.
+    #[default]
+    Constrained,
+    /// The model's own tool-calling format, through its chat template (or the server's `tools`
+    /// parameter). Only for models trained for it; arguments are validated after the fact.
+    Native,
 }
 
 impl ModelSpec {
-    /// Parse the `--model` argument. `None` means the default model installed by the set-up script.
-    pub fn parse(spec: Option<&str>) -> Result<Self, SpecError> {
-        let Some(spec) = spec else {
-            let path = default_model_path();
-            return if path.is_file() {
-                Ok(Self::Gguf(path))
-            } else {
-                Err(SpecError::NoDefault(path))
-            };
-        };
-        if let Some(file) = spec.strip_prefix("replay:") {
-            let path = PathBuf::from(file);
-            return if path.is_file() {
-                Ok(Self::Replay(path))
-            } else {
-                Err(SpecError::Missing(spec.into()))
-            };
-        }
-        let path = Path::new(spec);
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
-            return if path.is_file() {
-                Ok(Self::Gguf(path.to_path_buf()))
-            } else {
-                Err(SpecError::Missing(spec.into()))
-            };
-        }
-        Err(SpecError::Unknown(spec.into()))
-    }
-
     /// Build the backend. Loading a real model can take a while; the caller reports progress.
-    pub fn load(&self) -> anyhow::Result<Box<dyn ChatModel>> {
+    pub fn load(&self, options: &ModelOptions) -> anyhow::Result<Box<dyn ChatModel>> {
         match self {
             Self::Replay(path) => Ok(Box::new(replay::ReplayModel::from_file(path)?)),
+            Self::OpenAi { base_url, model } => Ok(Box::new(openai::OpenAiModel::new(
+                base_url, model, options,
+            )?)),
             #[cfg(feature = "embedded")]
-            Self::Gguf(path) => Ok(Box::new(embedded::EmbeddedModel::load_gguf(path)?)),
+            _ => Ok(Box::new(embedded::EmbeddedModel::load(self, options)?)),
             #[cfg(not(feature = "embedded"))]
-            Self::Gguf(path) => Err(SpecError::NotBuiltIn(path.display().to_string()).into()),
+            _ => Err(SpecError::NotBuiltIn(self.to_string()).into()),
         }
     }
 }

@@ -29,6 +29,22 @@ pub fn sanitize(schema: &Value) -> Value {
     }
 }
 
+/// The same schema without length bounds, for servers whose grammar compilers expand `maxLength` into
+/// one nested rule per character (llama.cpp's JSON-schema-to-GBNF fails to parse a few hundred levels).
+/// There the token budget and the cut-off retry bound a call instead.
+pub fn without_length_bounds(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "maxLength" | "minLength" | "x-guidance"))
+                .map(|(k, v)| (k.clone(), without_length_bounds(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_length_bounds).collect()),
+        other => other.clone(),
+    }
+}
+
 /// The schema of one turn: `{"thought": "...", "tool": NAME, "arguments": ARGS}` for one of `tools`.
 pub fn tool_call_schema(tools: &[ToolSpec]) -> Value {
     let variants: Vec<Value> = tools

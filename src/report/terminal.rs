@@ -110,8 +110,11 @@ impl Reporter for TerminalReporter {
                 }
                 if usage.completion_tokens > 0 {
                     self.status(format!(
-                        "turn {turn}/{max_turns} · {} prompt + {} generated tokens · {:.1} tok/s",
-                        usage.prompt_tokens, usage.completion_tokens, usage.decode_tok_per_s
+                        "turn {turn}/{max_turns} · {} prompt + {} generated tokens · first token {:.1} s · {:.1} tok/s",
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                        usage.ttft_ms as f64 / 1000.0,
+                        usage.decode_tok_per_s
                     ));
                 }
             }
