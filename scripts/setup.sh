@@ -20,6 +20,7 @@ say() { printf '\033[1;36msetup:\033[0m %s\n' "$*" >&2; }
 missing=()
 command -v git >/dev/null || missing+=(git)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v bwrap >/dev/null || missing+=(bubblewrap)   # the sandbox for every command the model runs
 command -v npm >/dev/null || missing+=(npm)             # for node projects (and the sandbox's npm test)
@@ -53,12 +54,25 @@ PY
 fi
 say "model: $model ($(du -h "$model" | cut -f1))"
 
-# 3. Build.
+# 3. The reference server for the tests and benchmarks of the OpenAI-compatible backend and for the
+#    llama.cpp comparison: llama-cpp-python[server] from PyPI, built from source (~3 min on 2 cores).
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/agent/llama-venv"
+lcp_version=0.3.36
+if ! "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; assert llama_cpp.__version__ == '$lcp_version'" 2>/dev/null; then
+  say "installing llama-cpp-python[server]==$lcp_version into $venv (compiles llama.cpp: a few minutes)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "llama-cpp-python[server]==$lcp_version"
+fi
+say "reference server: $venv/bin/python -m llama_cpp.server"
+
+# 4. Build.
 say "building agent (the first build compiles mistral.rs: expect tens of minutes on 2 cores)"
 cargo build --bins
 bin="${CARGO_TARGET_DIR:-$here/target}/debug/agent"
 
-# 4. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
+# 5. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
 if ((run_example)); then
   demo="$(mktemp -d)/hello"
   cp -r tasks/examples/hello-repo "$demo"

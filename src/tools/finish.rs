@@ -10,7 +10,7 @@ use super::{Tool, ToolContext, ToolError, ToolOutput};
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// What was done, in a sentence or two.
-    #[schemars(length(min = 1, max = 1000))]
+    #[schemars(length(min = 1, max = 300))]
     pub summary: String,
 }
 

@@ -177,3 +177,73 @@ pub fn eval_task(file: &str, id: &str) -> serde_json::Value {
         .find(|t| t["id"] == id)
         .unwrap_or_else(|| panic!("task {id} not in {file}"))
 }
+
+/// The reference OpenAI-compatible server (llama-cpp-python, installed by scripts/setup.sh) serving
+/// `model` on a free port of 127.0.0.1; killed on drop.
+pub struct LlamaServer {
+    pub url: String,
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl LlamaServer {
+    pub fn start(model: &Path, log_dir: &Path) -> Self {
+        let venv = std::env::var_os("AGENT_LLAMA_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| agent::model::cache_dir().join("llama-venv"));
+        let python = venv.join("bin/python");
+        assert!(
+            python.is_file(),
+            "the reference server is not installed at {}; run scripts/setup.sh",
+            venv.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = log_dir.join("llama-server.log");
+        let child = Command::new(python)
+            .args([
+                "-m",
+                "llama_cpp.server",
+                "--host",
+                "127.0.0.1",
+                "--n_ctx",
+                "8192",
+            ])
+            .args(["--n_threads", "2", "--port", &port.to_string(), "--model"])
+            .arg(model)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut server = Self {
+            url: format!("http://127.0.0.1:{port}/v1"),
+            child,
+            log,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "the reference server exited ({status}): {}",
+                    std::fs::read_to_string(server.log.with_extension("err")).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reference server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        server
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,181 @@
+//! Model speed on this machine, in one run (not a timed test):
+//!
+//! 1. prompt and decode tokens/s of the same GGUF and thread count through the embedded mistral.rs
+//!    backend and through llama.cpp (llama-cpp-python, installed by scripts/setup.sh), same chat
+//!    messages, greedy, 128 new tokens;
+//! 2. time to first token of turns 1 and 10 of an agent-style conversation (constrained tool calls,
+//!    as `agent run` does) with the prefix cache on and off.
+//!
+//! Run: `cargo bench --profile dev --bench model_speed` (dependencies are optimised in the dev profile;
+//! a release build would recompile mistral.rs). `AGENT_BENCH_THREADS` (default 2) and `AGENT_MODEL`
+//! choose the threads and the GGUF.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use agent::model::{ChatModel, Message, ModelOptions, ModelSpec, ToolCall};
+use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
+use serde_json::json;
+
+const NEW_TOKENS: usize = 128;
+const SYSTEM: &str = "You are a helpful assistant.";
+const USER: &str = "Write a detailed, step-by-step explanation of how a hash map works internally, \
+                    covering hashing, buckets, collisions, resizing and iteration order. Be thorough.";
+
+fn main() {
+    let threads: usize = std::env::var("AGENT_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2);
+    // Both engines read this; set before any thread pool exists.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    let model = agent::model::default_model_path();
+    assert!(model.is_file(), "no model at {}; run scripts/setup.sh", model.display());
+    println!("model: {} · threads: {threads}", model.display());
+
+    let (m_prompt, m_decode) = mistralrs_speed(&model);
+    println!("mistral.rs  prompt {m_prompt:7.1} tok/s   decode {m_decode:6.1} tok/s");
+    match llama_cpp_speed(&model, threads) {
+        Ok((l_prompt, l_decode)) => {
+            println!("llama.cpp   prompt {l_prompt:7.1} tok/s   decode {l_decode:6.1} tok/s");
+            println!(
+                "ratio mistral.rs/llama.cpp: prompt {:.2}, decode {:.2}",
+                m_prompt / l_prompt,
+                m_decode / l_decode
+            );
+        }
+        Err(e) => println!("llama.cpp   not measured: {e}"),
+    }
+
+    for prefix_cache in [true, false] {
+        let ttft = conversation_ttft(&model, threads, prefix_cache);
+        println!(
+            "agent conversation, prefix cache {}: turn 1 first token {} ms ({} prompt tokens), turn 10 first token {} ms ({} prompt tokens)",
+            if prefix_cache { "on " } else { "off" },
+            ttft[0].0,
+            ttft[0].1,
+            ttft[9].0,
+            ttft[9].1
+        );
+    }
+}
+
+/// Prompt and decode tok/s for one plain generation, as mistral.rs reports them.
+fn mistralrs_speed(model: &Path) -> (f64, f64) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = model.parent().unwrap().to_string_lossy().into_owned();
+    let file = model.file_name().unwrap().to_string_lossy().into_owned();
+    let engine = runtime
+        .block_on(
+            GgufModelBuilder::new(dir, vec![file])
+                .with_token_source(TokenSource::None)
+                .with_prefix_cache_n(None)
+                .with_force_cpu()
+                .build(),
+        )
+        .unwrap();
+    let request = || {
+        RequestBuilder::new()
+            .add_message(TextMessageRole::System, SYSTEM)
+            .add_message(TextMessageRole::User, USER)
+            .set_deterministic_sampler()
+            .set_sampler_max_len(NEW_TOKENS)
+    };
+    // One warm-up, then the measured run.
+    runtime.block_on(engine.send_chat_request(request())).unwrap();
+    let response = runtime.block_on(engine.send_chat_request(request())).unwrap();
+    let usage = response.usage;
+    println!(
+        "mistral.rs  {} prompt tokens, {} generated",
+        usage.prompt_tokens, usage.completion_tokens
+    );
+    (
+        f64::from(usage.avg_prompt_tok_per_sec),
+        f64::from(usage.avg_compl_tok_per_sec),
+    )
+}
+
+/// The same messages through llama-cpp-python; prompt time from a 1-token completion.
+fn llama_cpp_speed(model: &Path, threads: usize) -> Result<(f64, f64), String> {
+    let python = agent::model::cache_dir().join("llama-venv/bin/python");
+    if !python.is_file() {
+        return Err(format!("{} missing; run scripts/setup.sh", python.display()));
+    }
+    let script = r#"
+import json, sys, time
+from llama_cpp import Llama
+model, threads, n, system, user = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=4096, verbose=False)
+messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+def run(max_tokens):
+    llm.reset()
+    t = time.perf_counter()
+    out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
+    return time.perf_counter() - t, out["usage"]
+run(n)  # warm-up
+prompt_s, usage = run(1)
+total_s, usage = run(n)
+decode = (usage["completion_tokens"] - 1) / max(total_s - prompt_s, 1e-9)
+print(json.dumps({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
+                  "prompt_tok_s": usage["prompt_tokens"] / prompt_s, "decode_tok_s": decode}))
+"#;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(model)
+        .arg(threads.to_string())
+        .arg(NEW_TOKENS.to_string())
+        .args([SYSTEM, USER])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
+    println!(
+        "llama.cpp   {} prompt tokens, {} generated",
+        v["prompt_tokens"], v["completion_tokens"]
+    );
+    Ok((
+        v["prompt_tok_s"].as_f64().unwrap_or(0.0),
+        v["decode_tok_s"].as_f64().unwrap_or(0.0),
+    ))
+}
+
+/// Ten turns of a growing agent conversation; (time to first token in ms, prompt tokens) per turn.
+fn conversation_ttft(model: &Path, threads: usize, prefix_cache: bool) -> Vec<(u64, usize)> {
+    let options = ModelOptions {
+        threads: Some(threads),
+        prefix_cache,
+        ..ModelOptions::default()
+    };
+    let started = Instant::now();
+    let mut backend: Box<dyn ChatModel> = ModelSpec::Gguf(model.to_path_buf())
+        .load(&options)
+        .unwrap();
+    eprintln!("loaded in {:?}", started.elapsed());
+    let specs = agent::tools::specs();
+    let mut messages = vec![
+        Message::system(agent::agent::prompt::system(&specs, Some("cargo test"))),
+        Message::user("Add a `double` function to src/lib.rs.\n\nFiles in the repository:\nCargo.toml\nsrc/lib.rs"),
+    ];
+    let source: String = (0..30)
+        .map(|i| format!("pub fn f{i}(x: i32) -> i32 {{ x + {i} }}\n"))
+        .collect();
+    let mut out = Vec::new();
+    for turn in 0..10 {
+        let reply = backend.complete(&messages, &specs).unwrap();
+        out.push((reply.usage.ttft_ms, reply.usage.prompt_tokens));
+        // A fixed, realistic exchange, so both runs see exactly the same conversation.
+        let call = ToolCall {
+            id: format!("call-{turn}"),
+            name: "read_file".into(),
+            arguments: json!({"path": "src/lib.rs", "start_line": turn * 3 + 1}),
+        };
+        messages.push(Message::assistant("Reading the file.", vec![call.clone()]));
+        messages.push(Message::tool_result(&call, source.clone()));
+    }
+    out
+}

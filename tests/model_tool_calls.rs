@@ -1,0 +1,133 @@
+//! Zero malformed tool calls, measured on the real SmolLM2-135M GGUF through the embedded backend:
+//! 50 agent-style turns (ten real tasks from ../shared/eval, five turns each, every call executed by
+//! the real tools) must each parse into one call of a known tool whose arguments are valid against
+//! that tool's JSON schema (checked by an independent validator, not by our parser).
+#![cfg(feature = "embedded")]
+
+mod common;
+
+use std::time::Duration;
+
+use agent::agent::prompt;
+use agent::model::{Message, ModelOptions, ModelSpec};
+use agent::tools::{ToolContext, ToolOutput};
+
+use common::*;
+
+const TASKS: usize = 10;
+const TURNS_PER_TASK: usize = 5;
+
+#[test]
+fn fifty_turns_of_smollm2_are_all_valid_calls() {
+    let spec = ModelSpec::parse(None).expect("run scripts/setup.sh to install the default model");
+    let mut model = spec
+        .load(&ModelOptions {
+            prefix_cache: true,
+            ..ModelOptions::default()
+        })
+        .unwrap();
+    let specs = agent::tools::specs();
+    let validators: Vec<(String, jsonschema::Validator)> = specs
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                jsonschema::validator_for(&s.parameters).unwrap(),
+            )
+        })
+        .collect();
+    let (sandbox, _) =
+        agent::sandbox::select(agent::sandbox::Choice::Auto, Vec::new(), "default").unwrap();
+
+    let mut tasks = eval_tasks("exercism-rust.jsonl");
+    tasks.truncate(TASKS / 2);
+    let mut python = eval_tasks("exercism-python.jsonl");
+    python.truncate(TASKS - tasks.len());
+    tasks.extend(python);
+
+    let (mut total, mut valid, mut retried) = (0, 0, 0);
+    let mut failures = Vec::new();
+    let mut used = std::collections::BTreeMap::<String, usize>::new();
+    for task in &tasks {
+        let dir = tempfile::tempdir().unwrap();
+        let files = task_files(task, "files");
+        for (path, content) in &files {
+            let full = dir.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, content).unwrap();
+        }
+        let root = dir.path().canonicalize().unwrap();
+        let ctx = ToolContext {
+            root: &root,
+            sandbox: sandbox.as_ref(),
+            command_timeout: Duration::from_secs(20),
+            output_limit: 4096,
+            command_env: &[],
+        };
+        let listing: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        let mut messages = vec![
+            Message::system(prompt::system(&specs, task["test_command"].as_str())),
+            Message::user(prompt::task(
+                task["instructions"].as_str().unwrap(),
+                &listing.join("\n"),
+            )),
+        ];
+        for _ in 0..TURNS_PER_TASK {
+            total += 1;
+            let reply = model.complete(&messages, &specs).unwrap();
+            retried += reply.usage.cut_off_retries;
+            let verdict = match reply.tool_calls.as_slice() {
+                [call] => match validators.iter().find(|(n, _)| *n == call.name) {
+                    None => Err(format!("unknown tool {}", call.name)),
+                    Some((_, v)) => v
+                        .validate(&call.arguments)
+                        .map_err(|e| format!("{}({}): {e}", call.name, call.arguments)),
+                },
+                calls => Err(format!("{} calls: {}", calls.len(), reply.content)),
+            };
+            println!(
+                "{} turn {total}: {} prompt + {} generated tokens in {} ms: {}",
+                task["id"],
+                reply.usage.prompt_tokens,
+                reply.usage.completion_tokens,
+                reply.usage.elapsed_ms,
+                reply
+                    .tool_calls
+                    .first()
+                    .map_or("no call".to_string(), |c| format!(
+                        "{}({})",
+                        c.name, c.arguments
+                    ))
+                    .chars()
+                    .take(120)
+                    .collect::<String>()
+            );
+            match verdict {
+                Ok(()) => valid += 1,
+                Err(why) => failures.push(format!("{}: {why}", task["id"])),
+            }
+            messages.push(Message::assistant(
+                reply.content.clone(),
+                reply.tool_calls.clone(),
+            ));
+            let Some(call) = reply.tool_calls.first() else {
+                messages.push(Message::user(prompt::NO_TOOL_CALL));
+                continue;
+            };
+            *used.entry(call.name.clone()).or_default() += 1;
+            let result = match agent::tools::call(&ctx, &call.name, &call.arguments) {
+                Ok(ToolOutput::Text(text)) => text,
+                Ok(ToolOutput::Finish(_)) => {
+                    prompt::finish_refused("The tests have not been run on a change yet.")
+                }
+                Err(e) => format!("error: {e}"),
+            };
+            messages.push(Message::tool_result(call, result));
+        }
+    }
+    println!(
+        "valid tool calls: {valid} of {total} (cut-off retries: {retried}); tools used: {used:?}"
+    );
+    assert_eq!(total, TASKS * TURNS_PER_TASK);
+    assert_eq!(valid, total, "malformed or invalid calls: {failures:#?}");
+}

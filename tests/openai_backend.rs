@@ -1,0 +1,381 @@
+//! The OpenAI-compatible backend against recorded replies of Ollama, llama.cpp and vLLM, served by a
+//! small HTTP server on 127.0.0.1 that also records what the agent sent. The same backend against a
+//! real server (llama-cpp-python serving the SmolLM2 GGUF) is in tests/openai_server.rs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use agent::model::{ChatModel, Message, ModelOptions, ModelSpec, ToolCallMode};
+use serde_json::{json, Value};
+
+use common::*;
+
+/// One canned HTTP response.
+#[derive(Clone)]
+struct Canned {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/openai")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn ok(name: &str) -> Canned {
+    Canned {
+        status: 200,
+        content_type: if name.ends_with(".sse") {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+        body: fixture(name),
+    }
+}
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    headers: Vec<String>,
+    body: Value,
+}
+
+/// Serves `GET /v1/models` with `models` (404 when None) and each `POST /v1/chat/completions` with the
+/// next of `replies`. Returns the base URL and the requests seen.
+fn serve(models: Option<String>, replies: Vec<Canned>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut replies = replies.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut headers = Vec::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end().to_string();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                headers.push(line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let reply = if path.ends_with("/models") {
+                match &models {
+                    Some(body) => ok_body(body),
+                    None => Canned {
+                        status: 404,
+                        content_type: "text/plain",
+                        body: "404 page not found".into(),
+                    },
+                }
+            } else {
+                log.lock().unwrap().push(Seen {
+                    path: path.clone(),
+                    headers,
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                });
+                replies.next().unwrap_or(Canned {
+                    status: 500,
+                    content_type: "application/json",
+                    body: r#"{"error":{"message":"the test server has no more replies"}}"#.into(),
+                })
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                reply.status,
+                reply.content_type,
+                reply.body.len(),
+                reply.body
+            );
+        }
+    });
+    (url, seen)
+}
+
+fn ok_body(body: &str) -> Canned {
+    Canned {
+        status: 200,
+        content_type: "application/json",
+        body: body.to_string(),
+    }
+}
+
+fn load(url: &str, mode: ToolCallMode, context_window: Option<usize>) -> Box<dyn ChatModel> {
+    let spec = ModelSpec::parse(Some(&format!("openai:{url}#test-model"))).unwrap();
+    let options = ModelOptions {
+        tool_calls: mode,
+        context_window,
+        prefix_cache: true,
+        ..ModelOptions::default()
+    };
+    spec.load(&options).unwrap()
+}
+
+fn conversation() -> Vec<Message> {
+    vec![
+        Message::system("You are a test."),
+        Message::user("Do the thing."),
+    ]
+}
+
+#[test]
+fn recorded_tool_calls_of_real_servers_parse_into_calls() {
+    let cases: [(&str, &str, Value, &str, usize); 5] = [
+        (
+            "ollama_native.json",
+            "write_file",
+            json!({"path": "NOTES.md", "content": "hello from ollama\n"}),
+            "call_7k2n1x0q",
+            31,
+        ),
+        (
+            "llamacpp_stream.sse",
+            "read_file",
+            json!({"path": "greet.py"}),
+            "Jx8sPq2vLm",
+            14,
+        ),
+        (
+            "vllm_stream.sse",
+            "run",
+            json!({"command": "ls -la"}),
+            "chatcmpl-tool-5e0c",
+            21,
+        ),
+        (
+            "object_arguments.json",
+            "search",
+            json!({"pattern": "fn main", "path": "src"}),
+            "",
+            0,
+        ),
+        (
+            "qwen_content_call.json",
+            "list_files",
+            json!({"path": "."}),
+            "",
+            25,
+        ),
+    ];
+    let mut table = String::new();
+    for (file, name, arguments, id, completion_tokens) in cases {
+        let (url, _) = serve(None, vec![ok(file)]);
+        let mut model = load(&url, ToolCallMode::Native, None);
+        let turn = model
+            .complete(&conversation(), &agent::tools::specs())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(turn.tool_calls.len(), 1, "{file}: {turn:?}");
+        let call = &turn.tool_calls[0];
+        assert_eq!(call.name, name, "{file}");
+        assert_eq!(call.arguments, arguments, "{file}");
+        assert_eq!(
+            call.id, id,
+            "{file}: ids are kept when the server sends them"
+        );
+        assert_eq!(
+            turn.usage.completion_tokens, completion_tokens,
+            "{file}: usage"
+        );
+        table.push_str(&format!("{file:<26} -> {name}({arguments})\n"));
+    }
+    println!("{table}");
+}
+
+#[test]
+fn constrained_mode_sends_the_one_call_schema_and_parses_the_streamed_reply() {
+    let (url, seen) = serve(None, vec![ok("constrained_stream.sse")]);
+    let mut model = load(&url, ToolCallMode::Constrained, None);
+    let turn = model
+        .complete(&conversation(), &agent::tools::specs())
+        .unwrap();
+    assert_eq!(turn.content, "look first");
+    assert_eq!(turn.tool_calls[0].name, "read_file");
+    assert_eq!(turn.tool_calls[0].arguments, json!({"path": "greet.py"}));
+    assert!(
+        turn.usage.completion_tokens > 0,
+        "estimated from chunks without usage"
+    );
+
+    let request = &seen.lock().unwrap()[0];
+    assert_eq!(request.path, "/v1/chat/completions");
+    let body = &request.body;
+    assert_eq!(body["model"], "test-model");
+    assert_eq!(body["temperature"], 0);
+    assert_eq!(body["stream"], true);
+    assert!(
+        body.get("tools").is_none(),
+        "constrained mode sends no tools"
+    );
+    let format = &body["response_format"];
+    assert_eq!(format["type"], "json_schema");
+    let schema = &format["json_schema"]["schema"];
+    let names: Vec<&str> = schema["anyOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["properties"]["tool"]["const"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = agent::tools::specs().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, expected);
+    let text = schema.to_string();
+    assert!(
+        !text.contains("maxLength") && !text.contains("x-guidance"),
+        "no length bounds for server grammar compilers: {text}"
+    );
+}
+
+#[test]
+fn a_server_that_rejects_json_schema_gets_the_json_object_form() {
+    // llama-cpp-python's validation error, answered with a 500.
+    let rejection = Canned {
+        status: 500,
+        content_type: "application/json",
+        body: r#"{"error":{"message":"1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}","type":"internal_server_error"}}"#.into(),
+    };
+    let (url, seen) = serve(None, vec![rejection, ok("constrained_stream.sse")]);
+    let mut model = load(&url, ToolCallMode::Constrained, None);
+    let turn = model
+        .complete(&conversation(), &agent::tools::specs())
+        .unwrap();
+    assert_eq!(turn.tool_calls[0].name, "read_file");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].body["response_format"]["type"], "json_object");
+    assert!(seen[1].body["response_format"]["schema"]["anyOf"].is_array());
+}
+
+#[test]
+fn server_errors_say_what_to_do() {
+    let (url, _) = serve(
+        None,
+        vec![Canned {
+            status: 401,
+            content_type: "application/json",
+            body: r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}"#.into(),
+        }],
+    );
+    let mut model = load(&url, ToolCallMode::Native, None);
+    let err = model
+        .complete(&conversation(), &agent::tools::specs())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("HTTP 401")
+            && err.contains("Incorrect API key")
+            && err.contains("OPENAI_API_KEY"),
+        "{err}"
+    );
+
+    // Nothing listens on a port that was just released.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut model = load(
+        &format!("http://127.0.0.1:{port}/v1"),
+        ToolCallMode::Native,
+        Some(4096),
+    );
+    let err = model
+        .complete(&conversation(), &agent::tools::specs())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is the server running"), "{err}");
+}
+
+#[test]
+fn the_context_window_comes_from_the_server_or_the_flag() {
+    for (models, flag, expected) in [
+        (Some(fixture("llamacpp_models.json")), None, 32768),
+        (Some(fixture("vllm_models.json")), None, 32768),
+        (Some(fixture("vllm_models.json")), Some(16384), 16384),
+        // Ollama reports no length; the fallback is used (and --context-window is the fix).
+        (None, None, 8192),
+    ] {
+        let (url, _) = serve(models, vec![]);
+        let model = load(&url, ToolCallMode::Native, flag);
+        assert_eq!(model.context_window(), expected);
+    }
+}
+
+/// The whole agent through a recorded Ollama: the call writes a file, the check passes, the step is
+/// committed on the task branch, and the follow-up request carries the tool result in native form.
+#[test]
+fn agent_run_through_a_recorded_ollama_commits_the_step() {
+    let finish = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"","tool_calls":[{"id":"call_fin","type":"function","function":{"name":"finish","arguments":"{\"summary\":\"wrote the notes\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":500,"completion_tokens":12}}"#;
+    let (url, seen) = serve(None, vec![ok("ollama_native.json"), ok_body(finish)]);
+    let repo = repo_with(&[("README.md", "a project\n")]);
+    let before = user_state(repo.path());
+    let home = tempfile::tempdir().unwrap();
+    let output = agent(home.path())
+        .env("AGENT_API_KEY", "sekrit-key")
+        .args(["run", "write the notes", "--json", "--no-fetch"])
+        .args(["--model", &format!("openai:{url}#qwen2.5-coder:7b")])
+        .args(["--tool-calls", "native", "--check", "test -f NOTES.md"])
+        .arg("--repo")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        user_state(repo.path()),
+        before,
+        "the user's checkout is untouched"
+    );
+    let notes = git(repo.path(), &["show", "agent/write-the-notes:NOTES.md"]);
+    assert_eq!(notes, "hello from ollama");
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[0]
+            .headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case("authorization: Bearer sekrit-key")),
+        "{:?}",
+        seen[0].headers
+    );
+    assert_eq!(seen[0].body["model"], "qwen2.5-coder:7b");
+    assert!(seen[0].body["tools"].as_array().unwrap().len() >= 5);
+    let messages = seen[1].body["messages"].as_array().unwrap();
+    let call = messages
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .expect("the call is sent back");
+    assert_eq!(call["tool_calls"][0]["id"], "call_7k2n1x0q");
+    assert_eq!(call["tool_calls"][0]["function"]["name"], "write_file");
+    let result = messages
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("the result is sent as a tool message");
+    assert_eq!(result["tool_call_id"], "call_7k2n1x0q");
+}
