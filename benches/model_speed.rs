@@ -31,7 +31,11 @@ fn main() {
     // Both engines read this; set before any thread pool exists.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     let model = agent::model::default_model_path();
-    assert!(model.is_file(), "no model at {}; run scripts/setup.sh", model.display());
+    assert!(
+        model.is_file(),
+        "no model at {}; run scripts/setup.sh",
+        model.display()
+    );
     println!("model: {} · threads: {threads}", model.display());
 
     let (m_prompt, m_decode) = mistralrs_speed(&model);
@@ -83,8 +87,12 @@ fn mistralrs_speed(model: &Path) -> (f64, f64) {
             .set_sampler_max_len(NEW_TOKENS)
     };
     // One warm-up, then the measured run.
-    runtime.block_on(engine.send_chat_request(request())).unwrap();
-    let response = runtime.block_on(engine.send_chat_request(request())).unwrap();
+    runtime
+        .block_on(engine.send_chat_request(request()))
+        .unwrap();
+    let response = runtime
+        .block_on(engine.send_chat_request(request()))
+        .unwrap();
     let usage = response.usage;
     println!(
         "mistral.rs  {} prompt tokens, {} generated",
@@ -100,7 +108,10 @@ fn mistralrs_speed(model: &Path) -> (f64, f64) {
 fn llama_cpp_speed(model: &Path, threads: usize) -> Result<(f64, f64), String> {
     let python = agent::model::cache_dir().join("llama-venv/bin/python");
     if !python.is_file() {
-        return Err(format!("{} missing; run scripts/setup.sh", python.display()));
+        return Err(format!(
+            "{} missing; run scripts/setup.sh",
+            python.display()
+        ));
     }
     let script = r#"
 import json, sys, time
@@ -152,9 +163,8 @@ fn conversation_ttft(model: &Path, threads: usize, prefix_cache: bool) -> Vec<(u
         ..ModelOptions::default()
     };
     let started = Instant::now();
-    let mut backend: Box<dyn ChatModel> = ModelSpec::Gguf(model.to_path_buf())
-        .load(&options)
-        .unwrap();
+    let mut backend: Box<dyn ChatModel> =
+        ModelSpec::Gguf(model.to_path_buf()).load(&options).unwrap();
     eprintln!("loaded in {:?}", started.elapsed());
     let specs = agent::tools::specs();
     let mut messages = vec![

@@ -17,14 +17,15 @@ use mistralrs::{
 };
 use serde_json::json;
 
-use super::schema::{parse_tool_call_json, tool_call_schema};
+use super::schema::{parse_tool_call_json, tool_call_schema, tool_call_schema_within};
 use super::{
     AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ModelSpec, Role, ToolCall,
     ToolCallMode, ToolSpec, Usage,
 };
 
-/// Tokens a single turn may generate at first; doubled once if a call is cut off.
-const TURN_TOKEN_BUDGET: usize = 768;
+/// Tokens a turn may generate at first. A cut-off turn is generated once more with twice the room,
+/// in constrained mode under bounds that make the call fit (see `complete`).
+const TURN_TOKEN_BUDGET: usize = 1024;
 /// Below this much room for the reply, a request is refused as a context overflow.
 const MIN_REPLY_TOKENS: usize = 256;
 /// End-of-text and end-of-turn tokens of common chat models. The grammar engine ends a finished call with
@@ -147,13 +148,23 @@ impl EmbeddedModel {
         })
     }
 
-    fn request(&self, messages: &[Message], tools: &[ToolSpec], max_len: usize) -> RequestBuilder {
+    fn request(
+        &self,
+        messages: &[Message],
+        tools: &[ToolSpec],
+        max_len: usize,
+        squeeze: Option<usize>,
+    ) -> RequestBuilder {
         let mut request = RequestBuilder::new()
             .set_deterministic_sampler()
             .set_sampler_max_len(max_len);
         match self.mode {
             ToolCallMode::Constrained => {
-                request = request.set_constraint(Constraint::JsonSchema(tool_call_schema(tools)));
+                let schema = match squeeze {
+                    Some(fit) => tool_call_schema_within(tools, fit),
+                    None => tool_call_schema(tools),
+                };
+                request = request.set_constraint(Constraint::JsonSchema(schema));
                 for message in messages {
                     let (role, text) = render(message);
                     request = request.add_message(role, text);
@@ -350,9 +361,12 @@ impl ChatModel for EmbeddedModel {
             });
         }
         let mut budget = TURN_TOKEN_BUDGET.min(room);
+        // Constrained mode: after a cut-off, the retry decodes under string bounds scaled so that the
+        // longest valid call fits its budget, so the retry cannot be cut off mid-string.
+        let mut squeeze = None;
         let mut usage = Usage::default();
         loop {
-            let request = self.request(messages, tools, budget);
+            let request = self.request(messages, tools, budget, squeeze);
             let response = self
                 .runtime
                 .block_on(self.model.send_chat_request(request))
@@ -375,6 +389,7 @@ impl ChatModel for EmbeddedModel {
                 // The call did not fit; one retry with twice the room, reported in the usage.
                 usage.cut_off_retries += 1;
                 budget = (budget * 2).min(room);
+                squeeze = Some(budget);
                 continue;
             }
             usage.elapsed_ms = started.elapsed().as_millis() as u64;

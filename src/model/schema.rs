@@ -45,6 +45,117 @@ pub fn without_length_bounds(schema: &Value) -> Value {
     }
 }
 
+/// Tokens enough for the longest reply `schema` admits, so that a budget this size can never cut a call
+/// off mid-string: every string counted at its `maxLength` (one token per character, the worst case),
+/// plus keys and punctuation. Unbounded strings count as [`UNBOUNDED_STRING_CHARS`]; every free-text
+/// field of the built-in tools is bounded.
+pub fn max_reply_tokens(schema: &Value) -> usize {
+    let Some(map) = schema.as_object() else {
+        return 8;
+    };
+    if let Some(Value::Array(variants)) = map.get("anyOf").or_else(|| map.get("oneOf")) {
+        return variants.iter().map(max_reply_tokens).max().unwrap_or(8);
+    }
+    if let Some(value) = map.get("const") {
+        return value.to_string().len() + 2;
+    }
+    if let Some(Value::Array(values)) = map.get("enum") {
+        return values
+            .iter()
+            .map(|v| v.to_string().len())
+            .max()
+            .unwrap_or(0)
+            + 2;
+    }
+    let types: Vec<&str> = match map.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec!["object"],
+    };
+    types
+        .iter()
+        .map(|t| match *t {
+            "string" => {
+                map.get("maxLength")
+                    .and_then(Value::as_u64)
+                    .map_or(UNBOUNDED_STRING_CHARS, |n| n as usize)
+                    + 2
+            }
+            "integer" | "number" => 24,
+            "array" => {
+                let items = map.get("items").map_or(8, max_reply_tokens) + 1;
+                let count = map
+                    .get("maxItems")
+                    .and_then(Value::as_u64)
+                    .map_or(16, |n| n as usize);
+                items * count + 2
+            }
+            "object" => {
+                map.get("properties")
+                    .and_then(Value::as_object)
+                    .map_or(0, |props| {
+                        props
+                            .iter()
+                            .map(|(k, v)| k.len() + 4 + max_reply_tokens(v))
+                            .sum()
+                    })
+                    + 2
+            }
+            _ => 8,
+        })
+        .max()
+        .unwrap_or(8)
+}
+
+/// The one-call schema with every string bound scaled down until the longest valid call fits in
+/// `budget` tokens. Used for the retry after a cut-off: the retry always completes as a valid call,
+/// if with shorter free text (which the model then sees in the conversation).
+pub fn tool_call_schema_within(tools: &[ToolSpec], budget: usize) -> Value {
+    let mut schema = tool_call_schema(tools);
+    let mut factor = 1.0;
+    while max_reply_tokens(&schema) > budget && factor > 0.001 {
+        factor *= 0.8;
+        schema = scale_string_bounds(&tool_call_schema(tools), factor);
+    }
+    schema
+}
+
+fn scale_string_bounds(schema: &Value, factor: f64) -> Value {
+    match schema {
+        Value::Object(map) => {
+            let mut out: Map<String, Value> = map
+                .iter()
+                .map(|(k, v)| (k.clone(), scale_string_bounds(v, factor)))
+                .collect();
+            let is_string = match map.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if is_string {
+                let bound = map
+                    .get("maxLength")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(UNBOUNDED_STRING_CHARS as u64);
+                let min = map.get("minLength").and_then(Value::as_u64).unwrap_or(0);
+                let scaled = ((bound as f64 * factor) as u64).max(min).max(8);
+                out.insert("maxLength".into(), json!(scaled));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| scale_string_bounds(v, factor))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// What [`max_reply_tokens`] assumes for a string without `maxLength`.
+pub const UNBOUNDED_STRING_CHARS: usize = 4096;
+
 /// The schema of one turn: `{"thought": "...", "tool": NAME, "arguments": ARGS}` for one of `tools`.
 pub fn tool_call_schema(tools: &[ToolSpec]) -> Value {
     let variants: Vec<Value> = tools
@@ -110,6 +221,39 @@ mod tests {
         let args = &variant["properties"]["arguments"];
         assert!(args.get("$schema").is_none() && args.get("title").is_none());
         assert!(args["properties"]["n"].get("format").is_none());
+    }
+
+    #[test]
+    fn the_reply_bound_covers_the_longest_variant() {
+        let tools = vec![
+            ToolSpec {
+                name: "short".into(),
+                description: "d".into(),
+                parameters: json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+            },
+            ToolSpec {
+                name: "long".into(),
+                description: "d".into(),
+                parameters: json!({"type": "object", "properties": {
+                    "text": {"type": "string", "maxLength": 1000},
+                    "maybe": {"type": ["string", "null"], "maxLength": 50}}}),
+            },
+        ];
+        let bound = max_reply_tokens(&tool_call_schema(&tools));
+        let longest = MAX_THOUGHT_CHARS as usize + 1000 + 50;
+        assert!(bound >= longest && bound < longest + 200, "{bound}");
+        // Every built-in tool's free text is bounded, so the bound stays well under the fallback.
+        let builtin = max_reply_tokens(&tool_call_schema(&crate::tools::specs()));
+        assert!(builtin < 10_000, "{builtin}");
+        // Squeezed for a retry: every variant fits, and the bounds stay usable.
+        let squeezed = tool_call_schema_within(&crate::tools::specs(), 1024);
+        assert!(max_reply_tokens(&squeezed) <= 1024);
+        assert!(
+            squeezed["anyOf"][0]["properties"]["thought"]["maxLength"]
+                .as_u64()
+                .unwrap()
+                >= 8
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use crate::patch::{parse_any, plan, write_all_or_nothing, PatchError};
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Args {
-    /// The edit, as a unified diff (`--- a/PATH`, `+++ b/PATH`, `@@` hunks of ` ` context, `-` removed and `+` added lines; `--- /dev/null` creates a file), a `*** Begin Patch` envelope, or SEARCH/REPLACE blocks.
+    /// The edit, as a unified diff (`--- a/PATH`, `+++ b/PATH`, `@@` hunks of ` ` context, `-` removed and `+` added lines; `--- /dev/null` creates a file), a `*** Begin Patch` envelope, or SEARCH/REPLACE blocks. At most 8000 characters: split bigger edits.
+    #[schemars(length(max = 8000))]
     pub patch: String,
 }
 

@@ -16,7 +16,8 @@ pub struct Args {
     /// File path relative to the repository root; parent directories are created.
     #[schemars(length(max = 500))]
     pub path: String,
-    /// The complete new content of the file.
+    /// The complete new content of the file (at most 8000 characters; grow bigger files with apply_patch).
+    #[schemars(length(max = 8000))]
     pub content: String,
 }
 
