@@ -17,7 +17,10 @@ use mistralrs::{
 };
 use serde_json::json;
 
-use super::schema::{parse_tool_call_json, tool_call_schema, tool_call_schema_within};
+use super::schema::{
+    constrained_turn, render_assistant, render_tool_result, tool_call_schema,
+    tool_call_schema_within,
+};
 use super::{
     AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ModelSpec, Role, ToolCall,
     ToolCallMode, ToolSpec, Usage,
@@ -178,7 +181,7 @@ impl EmbeddedModel {
                             .add_message_with_tool_call(
                                 TextMessageRole::Assistant,
                                 &message.content,
-                                message.tool_calls.iter().filter_map(native_call).collect(),
+                                message.tool_calls.iter().map(native_call).collect(),
                             ),
                         Role::Tool => request.add_tool_message(
                             &message.content,
@@ -294,8 +297,8 @@ fn native_tools(tools: &[ToolSpec]) -> Vec<mistralrs::Tool> {
         .collect()
 }
 
-fn native_call(call: &ToolCall) -> Option<mistralrs::ToolCallResponse> {
-    Some(mistralrs::ToolCallResponse {
+fn native_call(call: &ToolCall) -> mistralrs::ToolCallResponse {
+    mistralrs::ToolCallResponse {
         index: 0,
         id: call.id.clone(),
         tp: mistralrs::ToolCallType::Function,
@@ -303,7 +306,7 @@ fn native_call(call: &ToolCall) -> Option<mistralrs::ToolCallResponse> {
             name: call.name.clone(),
             arguments: call.arguments.to_string(),
         },
-    })
+    }
 }
 
 /// The constrained format has no native tool roles: calls are shown as the JSON the model wrote, and
@@ -312,34 +315,14 @@ fn render(message: &Message) -> (TextMessageRole, String) {
     match message.role {
         Role::System => (TextMessageRole::System, message.content.clone()),
         Role::User => (TextMessageRole::User, message.content.clone()),
-        Role::Assistant => {
-            let text = match message.tool_calls.first() {
-                Some(call) => json!({
-                    "thought": message.content, "tool": call.name, "arguments": call.arguments
-                })
-                .to_string(),
-                None => message.content.clone(),
-            };
-            (TextMessageRole::Assistant, text)
-        }
-        Role::Tool => (
-            TextMessageRole::User,
-            format!(
-                "Result of {}:\n{}",
-                message.tool_name.as_deref().unwrap_or("the tool"),
-                message.content
-            ),
-        ),
+        Role::Assistant => (TextMessageRole::Assistant, render_assistant(message)),
+        Role::Tool => (TextMessageRole::User, render_tool_result(message)),
     }
 }
 
 impl ChatModel for EmbeddedModel {
     fn describe(&self) -> String {
-        let mode = match self.mode {
-            ToolCallMode::Constrained => "constrained tool calls",
-            ToolCallMode::Native => "native tool calls",
-        };
-        format!("{} (embedded mistral.rs, {mode})", self.name)
+        format!("{} (embedded mistral.rs, {})", self.name, self.mode.label())
     }
 
     fn context_window(&self) -> usize {
@@ -393,11 +376,6 @@ impl ChatModel for EmbeddedModel {
                 continue;
             }
             usage.elapsed_ms = started.elapsed().as_millis() as u64;
-            let cut_note = if cut_off {
-                "; cut off at the token budget"
-            } else {
-                ""
-            };
             if self.mode == ToolCallMode::Native {
                 return Ok(native_turn(
                     text,
@@ -405,18 +383,7 @@ impl ChatModel for EmbeddedModel {
                     usage,
                 ));
             }
-            return Ok(match parse_tool_call_json(&text) {
-                Ok((thought, call)) => AssistantTurn {
-                    content: thought,
-                    tool_calls: vec![call],
-                    usage,
-                },
-                Err(problem) => AssistantTurn {
-                    content: format!("{text}\n[unparsed: {problem}{cut_note}]"),
-                    tool_calls: Vec::new(),
-                    usage,
-                },
-            });
+            return Ok(constrained_turn(&text, cut_off, usage));
         }
     }
 }

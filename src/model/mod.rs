@@ -181,6 +181,16 @@ pub enum ToolCallMode {
     Native,
 }
 
+impl ToolCallMode {
+    /// How backends describe the mode in `describe()`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Constrained => "constrained tool calls",
+            Self::Native => "native tool calls",
+        }
+    }
+}
+
 impl ModelSpec {
     /// Build the backend. Loading a real model can take a while; the caller reports progress.
     pub fn load(&self, options: &ModelOptions) -> anyhow::Result<Box<dyn ChatModel>> {

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use super::schema::{parse_tool_call_json, tool_call_schema, without_length_bounds};
+use super::schema::{
+    constrained_turn, render_assistant, render_tool_result, tool_call_schema, without_length_bounds,
+};
 use super::{
     AssistantTurn, ChatModel, Message, ModelError, ModelOptions, Role, ToolCall, ToolCallMode,
     ToolSpec, Usage,
@@ -146,30 +148,14 @@ impl OpenAiModel {
                     "function": {"name": c.name, "arguments": c.arguments.to_string()},
                 })).collect::<Vec<_>>(),
             }),
-            Role::Assistant => {
-                let content = match message.tool_calls.first() {
-                    Some(call) => json!({
-                        "thought": message.content, "tool": call.name, "arguments": call.arguments
-                    })
-                    .to_string(),
-                    None => message.content.clone(),
-                };
-                json!({"role": "assistant", "content": content})
-            }
+            Role::Assistant => json!({"role": "assistant", "content": render_assistant(message)}),
             Role::Tool if native => json!({
                 "role": "tool",
                 "tool_call_id": message.tool_call_id.clone().unwrap_or_default(),
                 "name": message.tool_name.clone().unwrap_or_default(),
                 "content": message.content,
             }),
-            Role::Tool => json!({
-                "role": "user",
-                "content": format!(
-                    "Result of {}:\n{}",
-                    message.tool_name.as_deref().unwrap_or("the tool"),
-                    message.content
-                ),
-            }),
+            Role::Tool => json!({"role": "user", "content": render_tool_result(message)}),
         }
     }
 
@@ -403,18 +389,7 @@ impl Reply {
             ""
         };
         if mode == ToolCallMode::Constrained {
-            return match parse_tool_call_json(&self.content) {
-                Ok((thought, call)) => AssistantTurn {
-                    content: thought,
-                    tool_calls: vec![call],
-                    usage,
-                },
-                Err(problem) => AssistantTurn {
-                    content: format!("{}\n[unparsed: {problem}{cut_note}]", self.content),
-                    tool_calls: Vec::new(),
-                    usage,
-                },
-            };
+            return constrained_turn(&self.content, self.finish_reason == "length", usage);
         }
         let mut content = self.content;
         let mut tool_calls = Vec::new();
@@ -452,16 +427,16 @@ impl Reply {
 
 impl ChatModel for OpenAiModel {
     fn describe(&self) -> String {
-        let mode = match self.mode {
-            ToolCallMode::Constrained => "constrained tool calls",
-            ToolCallMode::Native => "native tool calls",
-        };
         let model = if self.model.is_empty() {
             "server default"
         } else {
             &self.model
         };
-        format!("{model} at {} (OpenAI-compatible, {mode})", self.base_url)
+        format!(
+            "{model} at {} (OpenAI-compatible, {})",
+            self.base_url,
+            self.mode.label()
+        )
     }
 
     fn context_window(&self) -> usize {

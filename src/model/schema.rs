@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{ToolCall, ToolSpec};
+use super::{AssistantTurn, Message, ToolCall, ToolSpec, Usage};
 
 /// Longest free-text `thought` the model may write before its call, in characters. Bounding it keeps a
 /// call from being cut off by the token budget in the middle of a string.
@@ -176,6 +176,50 @@ pub fn tool_call_schema(tools: &[ToolSpec]) -> Value {
     // Compact JSON only: with flexible whitespace a small model can pad a call with blanks until the
     // token budget runs out.
     json!({ "anyOf": variants, "x-guidance": {"whitespace_flexible": false} })
+}
+
+/// In the constrained format an assistant turn is shown to the model as the JSON it wrote (or its
+/// plain text when it made no call).
+pub fn render_assistant(message: &Message) -> String {
+    match message.tool_calls.first() {
+        Some(call) => json!({
+            "thought": message.content, "tool": call.name, "arguments": call.arguments
+        })
+        .to_string(),
+        None => message.content.clone(),
+    }
+}
+
+/// In the constrained format there is no tool role: a result is a user message naming the tool.
+pub fn render_tool_result(message: &Message) -> String {
+    format!(
+        "Result of {}:\n{}",
+        message.tool_name.as_deref().unwrap_or("the tool"),
+        message.content
+    )
+}
+
+/// The turn a constrained reply makes: its call, or its text with what is wrong with it.
+pub fn constrained_turn(text: &str, cut_off: bool, usage: Usage) -> AssistantTurn {
+    match parse_tool_call_json(text) {
+        Ok((thought, call)) => AssistantTurn {
+            content: thought,
+            tool_calls: vec![call],
+            usage,
+        },
+        Err(problem) => AssistantTurn {
+            content: format!(
+                "{text}\n[unparsed: {problem}{}]",
+                if cut_off {
+                    "; cut off at the token budget"
+                } else {
+                    ""
+                }
+            ),
+            tool_calls: Vec::new(),
+            usage,
+        },
+    }
 }
 
 /// Parse a constrained turn. Returns the thought and the call, or a message saying what is wrong.
