@@ -27,6 +27,13 @@ pub enum Command {
     /// Apply a patch (unified diff, `*** Begin Patch` envelope, or SEARCH/REPLACE blocks) to a
     /// directory, all files or none, tolerating the drift models produce.
     Apply(ApplyArgs),
+    /// Continue an interrupted run (killed, crashed, out of budget) from its last accepted step.
+    Resume(ResumeArgs),
+    /// Show a recorded run's trajectory; without RUN, list the recorded runs.
+    Log(LogArgs),
+    /// Re-run a recorded run's model turns through the replay backend, in a throwaway copy, and check
+    /// that it reaches the same outcome and the same commits.
+    Replay(ReplayArgs),
     /// Run commands under the agent's sandbox (to debug it, or to use it from scripts).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -115,9 +122,25 @@ pub struct RunArgs {
     #[arg(long, value_name = "CMD")]
     pub check: Option<String>,
 
-    /// Most model turns before giving up.
-    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// Most model turns (planning included) before the run stops, keeping its accepted steps.
+    #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_turns: u64,
+
+    /// Most plan steps the run starts (a plan has at most 6; re-planned steps count again).
+    #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub max_steps: u64,
+
+    /// Most tokens (prompt + generated, all turns together). Default: no limit.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+
+    /// Wall-clock limit for the run, in seconds. Default: no limit.
+    #[arg(long, value_name = "SECS")]
+    pub time_limit: Option<u64>,
+
+    /// Checks a step may fail before its changes are rolled back and the rest of the plan is revised.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub step_tries: u64,
 
     /// Only show the proposed patch: do the work in a throwaway copy and change nothing in the repository.
     #[arg(long)]
@@ -148,6 +171,52 @@ pub struct RunArgs {
     /// `fetch` profile, before the offline work.
     #[arg(long)]
     pub no_fetch: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The run continues on its task branch from the last accepted step: the plan is read \
+from its log and the branch's commits (their Agent-Step trailers). Work that no check had accepted when it \
+stopped is redone. Dry runs publish nothing and cannot be resumed."
+)]
+pub struct ResumeArgs {
+    /// The run id (see `agent log`), a unique prefix of it, or `last`.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    /// Emit JSON events on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// A new turn budget, e.g. for a run that stopped because it ran out.
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The run id, a unique prefix of it, or `last`. Without it, the recorded runs are listed.
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+
+    /// Print the raw events (JSON lines) instead of the readable form.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 the replay reached the recorded outcome with identical commits (same \
+trees); 1 it diverged (the differences are listed); 2 the run cannot be replayed."
+)]
+pub struct ReplayArgs {
+    /// The run id, a unique prefix of it, or `last`.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+
+    /// Emit JSON events on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How to run the model.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod model;
 pub mod patch;
 pub mod report;
+pub mod runs;
 pub mod sandbox;
 pub mod tools;
 pub mod vcs;

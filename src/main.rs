@@ -12,6 +12,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => app::run(args),
+        Command::Resume(args) => app::resume(args),
+        Command::Replay(args) => app::replay(args),
+        Command::Log(args) => app::log(args),
         Command::Apply(args) => app::apply(args),
         Command::Sandbox(agent::cli::SandboxCommand::Exec(args)) => app::sandbox_exec(args),
         Command::Doctor => app::doctor(),

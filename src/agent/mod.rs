@@ -1,34 +1,46 @@
-//! The agent loop: the one place that decides what happens next.
+//! The planner–executor loop: the one place that decides what happens next.
 //!
-//! Each turn the model sees the conversation and the tools and answers with tool calls. The tools act in
-//! the workspace. After a turn that changed files the check runs: a pass is an accepted step, committed
-//! and published to the task branch; a failure goes back to the model. `finish` ends the run only when the
-//! check passes. The loop emits events and never prints.
+//! 1. **Plan**: the model turns the task (with AGENTS.md and a repository map) into ordered steps.
+//! 2. **Execute** each step with the tools ([`step`]) until the model calls `finish`.
+//! 3. **Verify** the step in the sandbox (its own check, the task's check for the last step). A pass is
+//!    committed on the task branch and published; a failure goes back to the model. After the step's
+//!    tries run out, its changes are saved as a patch and rolled back, and the plan is revised.
+//! 4. Budgets (turns, steps, tokens, time) and the loop guard ([`guard`]) end a run cleanly, keeping every
+//!    accepted commit.
+//!
+//! The loop emits events and never prints; the task branch only ever receives verified commits.
 
 mod context;
+pub mod guard;
+pub mod plan;
 pub mod prompt;
+pub mod repo_map;
+mod step;
 pub mod verify;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::model::{ChatModel, Message, ModelError};
-use crate::report::{first_line, Event, Outcome, Reporter};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AssistantTurn, ChatModel, Message, ModelError, ToolSpec};
+use crate::report::{diff, first_line, Event, Outcome, Reporter};
 use crate::sandbox::Sandbox;
-use crate::tools::{self, ToolContext, ToolOutput};
 use crate::vcs::{VcsError, Workspace};
 
+pub use guard::Limits;
+pub use plan::PlanStep;
 pub use verify::Check;
 
-/// Refused finishes in a row, with no edit between them, before the run stops.
-const MAX_REFUSED_FINISHES: usize = 3;
+/// Characters of the repository map shown to the planner and to each step.
+const MAP_CHARS: usize = 3000;
 
 /// Limits and options of one run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub task: String,
     pub check: Option<Check>,
-    /// Most model turns.
-    pub max_turns: usize,
+    pub limits: Limits,
     pub command_timeout: Duration,
     pub check_timeout: Duration,
     /// Most bytes of one tool output shown to the model.
@@ -38,6 +50,48 @@ pub struct RunConfig {
     /// Publish accepted commits to the user's repository (false for a dry run).
     pub publish: bool,
     pub run_id: String,
+    /// Where work that is rolled back is saved as a patch; `None` keeps it nowhere.
+    pub save_dir: Option<PathBuf>,
+    /// Continue an interrupted run instead of starting with a plan.
+    pub resume: Option<ResumePoint>,
+}
+
+/// Where an interrupted run continues: the steps it accepted and the plan still to do.
+#[derive(Debug, Clone, Default)]
+pub struct ResumePoint {
+    pub done: Vec<StepRecord>,
+    pub remaining: Vec<PlanStep>,
+    /// Model turns already spent.
+    pub turns: usize,
+}
+
+/// An accepted step, as later steps and the summary see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: usize,
+    pub title: String,
+    pub summary: String,
+    /// `None` for a step that changed nothing.
+    pub commit: Option<String>,
+    /// How it was verified, e.g. "`cargo test` passed".
+    pub check: String,
+}
+
+impl StepRecord {
+    pub fn line(&self) -> String {
+        let commit = self
+            .commit
+            .as_deref()
+            .map_or("no changes".to_string(), |c| {
+                format!("commit {}", &c[..c.len().min(10)])
+            });
+        format!(
+            "{}: {} ({commit}; {})",
+            self.title,
+            first_line(&self.summary, 120),
+            self.check
+        )
+    }
 }
 
 /// What a run produced.
@@ -46,9 +100,32 @@ pub struct RunResult {
     pub outcome: Outcome,
     pub summary: String,
     pub turns: usize,
+    pub steps_accepted: usize,
+    pub steps_rejected: usize,
+    pub checks: usize,
+    pub tokens: u64,
 }
 
-/// Drive `model` until it finishes with a passing check, or the budget runs out.
+/// Why the loop stops before the plan is done.
+enum Halt {
+    End(Outcome, String),
+    Vcs(VcsError),
+}
+
+impl From<VcsError> for Halt {
+    fn from(e: VcsError) -> Self {
+        Self::Vcs(e)
+    }
+}
+
+/// How one step ended.
+enum StepEnd {
+    Accepted(StepRecord),
+    /// Not accepted within its tries, or the model kept repeating itself: roll back and re-plan.
+    Failed(String),
+}
+
+/// Drive `model` through plan, steps and checks until the plan is done or a budget runs out.
 pub fn run(
     config: &RunConfig,
     model: &mut dyn ChatModel,
@@ -56,326 +133,312 @@ pub fn run(
     sandbox: &dyn Sandbox,
     reporter: &mut dyn Reporter,
 ) -> Result<RunResult, VcsError> {
-    let specs = tools::specs();
-    let check_cmd = config.check.as_ref().map(|c| c.command.as_str());
     let root = workspace.root().to_path_buf();
-    let ctx = ToolContext {
-        root: &root,
+    let resume = config.resume.clone().unwrap_or_default();
+    let mut runner = Runner {
+        config,
+        model,
+        workspace,
         sandbox,
-        command_timeout: config.command_timeout,
-        output_limit: config.output_limit,
-        command_env: &config.command_env,
+        reporter,
+        map: repo_map::repo_map(&root, &config.task, MAP_CHARS),
+        root,
+        spent: guard::Spent::new(resume.turns),
+        guard: guard::LoopGuard::default(),
+        done: resume.done,
+        rejected: 0,
+        checks: 0,
+        plan_revision: 0,
     };
-    // The file list spares the model a first turn of orientation (and tiny models from guessing).
-    let files = match tools::call(&ctx, "list_files", &serde_json::json!({})) {
-        Ok(ToolOutput::Text(listing)) => listing,
-        _ => String::new(),
+    let (outcome, summary) = match runner.drive(resume.remaining) {
+        Ok(summary) => (Outcome::Finished, summary),
+        Err(Halt::End(outcome, summary)) => (outcome, summary),
+        Err(Halt::Vcs(e)) => return Err(e),
     };
-    let mut messages = vec![
-        Message::system(prompt::system(&specs, check_cmd)),
-        Message::user(prompt::task(&config.task, &files)),
-    ];
-    let mut steps = 0usize;
-    // None: no check has run on the current state of the worktree.
-    let mut check_passing: Option<bool> = None;
-    let mut last_failure = String::new();
-    let mut previous_calls: Vec<String> = Vec::new();
-    // Finishes refused since the last edit; a model that only repeats `finish` is going nowhere.
-    let mut refused_finishes = 0usize;
+    Ok(RunResult {
+        outcome,
+        summary,
+        turns: runner.spent.turns,
+        steps_accepted: runner.done.len(),
+        steps_rejected: runner.rejected,
+        checks: runner.checks,
+        tokens: runner.spent.tokens,
+    })
+}
 
-    for turn in 1..=config.max_turns {
-        match context::fit(&mut messages, model.context_window()) {
-            Ok(0) => {}
-            Ok(n) => reporter.event(&Event::Note {
-                message: format!(
-                    "context: elided {n} old tool output(s) to fit the model's window"
-                ),
-            }),
-            Err(reason) => {
-                return Ok(RunResult {
-                    outcome: Outcome::ModelFailed,
-                    summary: reason,
-                    turns: turn - 1,
-                })
+/// The state of one run while it goes.
+struct Runner<'a> {
+    config: &'a RunConfig,
+    model: &'a mut dyn ChatModel,
+    workspace: &'a mut Workspace,
+    sandbox: &'a dyn Sandbox,
+    reporter: &'a mut dyn Reporter,
+    root: PathBuf,
+    map: String,
+    spent: guard::Spent,
+    guard: guard::LoopGuard,
+    done: Vec<StepRecord>,
+    rejected: usize,
+    checks: usize,
+    plan_revision: usize,
+}
+
+impl Runner<'_> {
+    /// Plan, then run the steps in order; a failed step is rolled back and the rest re-planned.
+    fn drive(&mut self, mut plan: Vec<PlanStep>) -> Result<String, Halt> {
+        let limits = &self.config.limits;
+        if plan.is_empty() && self.done.is_empty() {
+            plan = self.make_plan(None)?;
+        }
+        let mut next = 0;
+        let mut replans = 0;
+        while next < plan.len() {
+            if self.spent.steps_started >= limits.max_steps {
+                return Err(Halt::End(
+                    Outcome::BudgetExhausted,
+                    format!(
+                        "stopped: the step budget ({} steps) is used up",
+                        limits.max_steps
+                    ),
+                ));
+            }
+            self.spent.steps_started += 1;
+            match self.execute_step(&plan[next..])? {
+                StepEnd::Accepted(record) => {
+                    self.reporter.event(&Event::StepAccepted {
+                        record: record.clone(),
+                        of: self.done.len() + plan.len() - next,
+                    });
+                    self.done.push(record);
+                    next += 1;
+                }
+                StepEnd::Failed(reason) => {
+                    self.rejected += 1;
+                    self.roll_back(self.done.len() + 1)?;
+                    if replans >= limits.max_replans {
+                        return Err(Halt::End(
+                            Outcome::CheckFailing,
+                            format!(
+                                "stopped: {reason}; the plan was already revised {replans} time(s)"
+                            ),
+                        ));
+                    }
+                    replans += 1;
+                    plan = self.make_plan(Some(&reason))?;
+                    next = 0;
+                }
             }
         }
-        let mut answer = model.complete(&messages, &specs);
+        Ok(self
+            .done
+            .last()
+            .map(|r| r.summary.clone())
+            .unwrap_or_default())
+    }
+
+    /// One planner turn; a reply that is not a plan becomes a one-step plan, with a note.
+    fn make_plan(&mut self, failure: Option<&str>) -> Result<Vec<PlanStep>, Halt> {
+        let check = self.config.check.as_ref().map(|c| c.command.as_str());
+        let max_steps = self
+            .config
+            .limits
+            .max_steps
+            .saturating_sub(self.spent.steps_started)
+            .clamp(1, plan::MAX_PLAN_STEPS);
+        let agents_md = repo_map::agents_md(&self.root, &[]);
+        let mut messages = vec![
+            Message::system(prompt::planner_system(max_steps, check)),
+            Message::user(prompt::planner_request(
+                &self.config.task,
+                &agents_md,
+                &self.map,
+                &self.done,
+                failure,
+            )),
+        ];
+        let reply = self.ask(&mut messages, &[plan::spec()])?;
+        let steps = match plan::parse(&reply, max_steps) {
+            Ok(plan) => plan.steps,
+            Err(why) => {
+                self.note(format!(
+                    "the planner's reply was not a plan ({why}); working on the task as one step"
+                ));
+                vec![PlanStep::whole_task(&self.config.task)]
+            }
+        };
+        self.plan_revision += 1;
+        self.reporter.event(&Event::PlanMade {
+            revision: self.plan_revision,
+            first_step: self.done.len() + 1,
+            steps: steps.clone(),
+            reason: failure.map(str::to_string),
+        });
+        Ok(steps)
+    }
+
+    /// One model turn within the budgets and the context window; emits the turn.
+    fn ask(&mut self, messages: &mut [Message], specs: &[ToolSpec]) -> Result<AssistantTurn, Halt> {
+        if let Some(why) = self.spent.exhausted(&self.config.limits) {
+            return Err(Halt::End(
+                Outcome::BudgetExhausted,
+                format!("stopped: {why}"),
+            ));
+        }
+        match context::fit(messages, self.model.context_window()) {
+            Ok(0) => {}
+            Ok(n) => self.note(format!(
+                "context: elided {n} old tool output(s) to fit the model's window"
+            )),
+            Err(reason) => return Err(Halt::End(Outcome::ModelFailed, reason)),
+        }
+        let mut answer = self.model.complete(messages, specs);
         if let Err(ModelError::ContextOverflow { needed, window }) = answer {
             // The backend counted exactly and the estimate was optimistic: shrink by the measured
             // ratio and try once more. A second overflow ends the run with the backend's message.
             let shrunk = window.saturating_mul(window) / needed.max(1);
-            if let Ok(n) = context::fit(&mut messages, shrunk) {
-                reporter.event(&Event::Note {
-                    message: format!(
-                        "context: the prompt needed {needed} of {window} tokens; elided {n} more old output(s)"
-                    ),
-                });
-                answer = model.complete(&messages, &specs);
+            if let Ok(n) = context::fit(messages, shrunk) {
+                self.note(format!(
+                    "context: the prompt needed {needed} of {window} tokens; elided {n} more old output(s)"
+                ));
+                answer = self.model.complete(messages, specs);
             }
         }
-        let mut reply = match answer {
-            Ok(reply) => reply,
-            Err(e) => {
-                return Ok(RunResult {
-                    outcome: Outcome::ModelFailed,
-                    summary: e.to_string(),
-                    turns: turn - 1,
-                })
-            }
-        };
+        let mut reply = answer.map_err(|e| Halt::End(Outcome::ModelFailed, e.to_string()))?;
+        self.spent.turns += 1;
+        self.spent.tokens += (reply.usage.prompt_tokens + reply.usage.completion_tokens) as u64;
+        let turn = self.spent.turns;
         // Results are matched to calls by id; give every call one, whatever the backend did.
         for (i, call) in reply.tool_calls.iter_mut().enumerate() {
             if call.id.is_empty() {
                 call.id = format!("call-{turn}-{i}");
             }
         }
-        reporter.event(&Event::ModelTurn {
+        self.reporter.event(&Event::ModelTurn {
             turn,
-            max_turns: config.max_turns,
+            max_turns: self.config.limits.max_turns,
             content: reply.content.clone(),
             tool_calls: reply.tool_calls.clone(),
             usage: reply.usage.clone(),
         });
         if reply.usage.cut_off_retries > 0 {
-            reporter.event(&Event::Note {
-                message: "the reply hit the token budget mid-call and was generated again with twice the room".into(),
-            });
+            self.note("the reply hit the token budget mid-call and was generated again with twice the room".into());
         }
-        messages.push(Message::assistant(
-            reply.content.clone(),
-            reply.tool_calls.clone(),
-        ));
-        if reply.tool_calls.is_empty() {
-            messages.push(Message::user(prompt::NO_TOOL_CALL));
-            reporter.event(&Event::Note {
-                message: "the model replied without a tool call; asked it to call one".into(),
-            });
-            continue;
-        }
-
-        let mut finish_summary = None;
-        let mut may_have_edited = false;
-        for call in &reply.tool_calls {
-            reporter.event(&Event::ToolCall {
-                turn,
-                name: call.name.clone(),
-                arguments: call.arguments.clone(),
-            });
-            let key = format!("{}:{}", call.name, call.arguments);
-            let repeated = previous_calls.contains(&key) && !tools::may_edit(&call.name);
-            previous_calls.push(key);
-            let (ok, output) = match tools::call(&ctx, &call.name, &call.arguments) {
-                Ok(ToolOutput::Text(text)) => (true, text),
-                Ok(ToolOutput::Finish(summary)) => {
-                    let text = format!("finish requested: {summary}");
-                    finish_summary = Some(summary);
-                    (true, text)
-                }
-                Err(e) => (false, format!("error: {e}")),
-            };
-            may_have_edited |= tools::may_edit(&call.name);
-            reporter.event(&Event::ToolResult {
-                turn,
-                name: call.name.clone(),
-                ok,
-                output: output.clone(),
-            });
-            let shown = if repeated {
-                format!("{output}\n\n{}", prompt::REPEATED_CALL)
-            } else {
-                output
-            };
-            messages.push(Message::tool_result(call, shown));
-        }
-
-        if may_have_edited && workspace.is_dirty()? {
-            refused_finishes = 0;
-            let title = step_title(&reply.content, &reply.tool_calls);
-            match verify_and_commit(
-                config,
-                workspace,
-                sandbox,
-                reporter,
-                turn,
-                steps + 1,
-                &title,
-            )? {
-                Verdict::Accepted => {
-                    steps += 1;
-                    check_passing = Some(true);
-                    if let Some(cmd) = check_cmd {
-                        messages.push(Message::user(prompt::check_passed(cmd, steps)));
-                    }
-                }
-                Verdict::Rejected(report) => {
-                    check_passing = Some(false);
-                    last_failure = report.clone();
-                    messages.push(Message::user(report));
-                }
-            }
-        }
-
-        if let Some(summary) = finish_summary {
-            if check_passing.is_none() {
-                // Nothing changed since the last check (or no check ran yet): check the state as it is.
-                check_passing = Some(match &config.check {
-                    Some(check) => {
-                        match run_check(config, check, sandbox, &root, reporter, turn)? {
-                            None => true,
-                            Some(report) => {
-                                last_failure = report;
-                                false
-                            }
-                        }
-                    }
-                    None => true,
-                });
-            }
-            if check_passing == Some(true) {
-                return Ok(RunResult {
-                    outcome: Outcome::Finished,
-                    summary,
-                    turns: turn,
-                });
-            }
-            refused_finishes += 1;
-            if refused_finishes >= MAX_REFUSED_FINISHES {
-                return Ok(RunResult {
-                    outcome: Outcome::CheckFailing,
-                    summary: format!(
-                        "stopped: the model tried to finish {refused_finishes} times without changing anything while the check fails"
-                    ),
-                    turns: turn,
-                });
-            }
-            messages.push(Message::user(prompt::finish_refused(&last_failure)));
-            reporter.event(&Event::Note {
-                message: "finish refused: the check does not pass".into(),
-            });
-        }
+        Ok(reply)
     }
-    let outcome = if check_passing == Some(false) {
-        Outcome::CheckFailing
-    } else {
-        Outcome::BudgetExhausted
-    };
-    Ok(RunResult {
-        outcome,
-        summary: format!("stopped after {} turns", config.max_turns),
-        turns: config.max_turns,
-    })
-}
 
-enum Verdict {
-    Accepted,
-    Rejected(String),
-}
+    /// Run `check` on the worktree; `None` when it passed, else the failure report for the model.
+    fn run_check(&mut self, check: &Check) -> Result<Option<String>, Halt> {
+        let turn = self.spent.turns;
+        self.checks += 1;
+        self.reporter.event(&Event::CheckStarted {
+            turn,
+            command: check.command.clone(),
+        });
+        let started = Instant::now();
+        let config = self.config;
+        let (passed, status, output, report) = match verify::run_check(
+            self.sandbox,
+            &self.root,
+            check,
+            config.check_timeout,
+            &config.command_env,
+        ) {
+            Ok(outcome) => {
+                let report = verify::failure_report(check, &outcome, 4000);
+                (
+                    outcome.success(),
+                    outcome.status_line(),
+                    outcome.output,
+                    report,
+                )
+            }
+            Err(e) => {
+                let text = format!("The check `{}` could not run: {e}", check.command);
+                let status = format!("could not start after {} ms", started.elapsed().as_millis());
+                (false, status, text.clone(), text)
+            }
+        };
+        self.reporter.event(&Event::CheckResult {
+            turn,
+            command: check.command.clone(),
+            passed,
+            status,
+            output,
+        });
+        Ok((!passed).then_some(report))
+    }
 
-/// Run the check on the changed worktree; on a pass commit the step and publish it.
-fn verify_and_commit(
-    config: &RunConfig,
-    workspace: &mut Workspace,
-    sandbox: &dyn Sandbox,
-    reporter: &mut dyn Reporter,
-    turn: usize,
-    step: usize,
-    title: &str,
-) -> Result<Verdict, VcsError> {
-    let root = workspace.root().to_path_buf();
-    let verified = match &config.check {
-        Some(check) => match run_check(config, check, sandbox, &root, reporter, turn)? {
-            Some(report) => return Ok(Verdict::Rejected(report)),
-            None => format!("Check: `{}` passed", check.command),
-        },
-        None => "Check: none configured (unverified)".to_string(),
-    };
-    let message = format!(
-        "step {step}: {title}\n\n{verified}\n\nAgent-Step: {step}\nAgent-Run: {}\n",
-        config.run_id
-    );
-    if let Some(oid) = workspace.commit_all(&message)? {
-        if config.publish {
-            workspace.publish()?;
+    /// Commit the verified worktree as step `number` of `of`, and publish it.
+    fn commit_step(
+        &mut self,
+        step: &PlanStep,
+        number: usize,
+        of: usize,
+        summary: &str,
+        verified: &str,
+    ) -> Result<Option<String>, Halt> {
+        let mut message = format!("{}\n\n", step.title);
+        for part in [step.intent.trim(), summary.trim()] {
+            if !part.is_empty() && !message.contains(part) {
+                message.push_str(&format!("{part}\n\n"));
+            }
         }
-        reporter.event(&Event::Commit {
-            step,
+        message.push_str(&format!(
+            "Check: {verified}\n\nAgent-Step: {number}/{of}\nAgent-Run: {}\nAgent-Turns: {}\n",
+            self.config.run_id, self.spent.turns
+        ));
+        // A test hook: die the hard way between a verified edit and its commit, to test `agent resume`.
+        if std::env::var("AGENT_TEST_ABORT_BEFORE_COMMIT").is_ok_and(|n| n == number.to_string()) {
+            std::process::abort();
+        }
+        let Some(oid) = self.workspace.commit_all(&message)? else {
+            return Ok(None);
+        };
+        if self.config.publish {
+            self.workspace.publish()?;
+        }
+        let tree = self.workspace.head_tree()?;
+        self.reporter.event(&Event::Commit {
+            step: number,
+            of,
             commit: oid.to_string(),
+            tree: tree.to_string(),
             message,
         });
+        Ok(Some(oid.to_string()))
     }
-    Ok(Verdict::Accepted)
-}
 
-/// Run the check; `None` when it passed, else the failure report for the model.
-fn run_check(
-    config: &RunConfig,
-    check: &Check,
-    sandbox: &dyn Sandbox,
-    root: &std::path::Path,
-    reporter: &mut dyn Reporter,
-    turn: usize,
-) -> Result<Option<String>, VcsError> {
-    reporter.event(&Event::CheckStarted {
-        turn,
-        command: check.command.clone(),
-    });
-    let started = Instant::now();
-    let (passed, status, output, report) = match verify::run_check(
-        sandbox,
-        root,
-        check,
-        config.check_timeout,
-        &config.command_env,
-    ) {
-        Ok(outcome) => {
-            let report = verify::failure_report(check, &outcome, 4000);
-            (
-                outcome.success(),
-                outcome.status_line(),
-                outcome.output,
-                report,
-            )
+    /// Throw away the failed step's changes, saving them first as a patch.
+    fn roll_back(&mut self, number: usize) -> Result<(), Halt> {
+        let changes = self.workspace.uncommitted_changes()?;
+        let mut saved = None;
+        if let (Some(dir), false) = (&self.config.save_dir, changes.is_empty()) {
+            let path = dir.join(format!(
+                "rolled-back-step-{number}-plan-{}.patch",
+                self.plan_revision
+            ));
+            let written = std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(&path, diff::render(&changes, false)));
+            match written {
+                Ok(()) => saved = Some(path),
+                Err(e) => self.note(format!(
+                    "WARNING: could not save the rolled-back changes to {}: {e}",
+                    path.display()
+                )),
+            }
         }
-        Err(e) => {
-            let text = format!("The check `{}` could not run: {e}", check.command);
-            (
-                false,
-                format!("could not start after {} ms", started.elapsed().as_millis()),
-                text.clone(),
-                text,
-            )
-        }
-    };
-    reporter.event(&Event::CheckResult {
-        turn,
-        command: check.command.clone(),
-        passed,
-        status,
-        output,
-    });
-    Ok(if passed { None } else { Some(report) })
-}
-
-/// A commit title for a step: what the model said it was doing, else which files it touched.
-fn step_title(content: &str, calls: &[crate::model::ToolCall]) -> String {
-    let said = first_line(content, 72);
-    if !said.is_empty() {
-        return said;
+        let to = self.workspace.roll_back()?;
+        self.guard.progress();
+        self.reporter.event(&Event::RolledBack {
+            step: number,
+            to: to.to_string(),
+            files: changes.len(),
+            saved,
+        });
+        Ok(())
     }
-    let targets: Vec<&str> = calls
-        .iter()
-        .filter_map(|c| c.arguments.get("path").and_then(|p| p.as_str()))
-        .collect();
-    match targets.as_slice() {
-        [] => format!(
-            "{} via {}",
-            "edit",
-            calls
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        paths => format!("edit {}", paths.join(", ")),
+
+    fn note(&mut self, message: String) {
+        self.reporter.event(&Event::Note { message });
     }
 }

@@ -1,22 +1,59 @@
-//! The words the model is given: the system prompt and the messages the loop adds.
+//! The words the model is given: the planner's and the executor's prompts and the messages the loop
+//! adds. Kept apart from the loop so wording changes never touch control flow.
 
+use super::plan::PlanStep;
+use super::StepRecord;
 use crate::model::ToolSpec;
 
-/// The system prompt: role, rules, tools, and how the work is verified.
-pub fn system(tools: &[ToolSpec], check: Option<&str>) -> String {
-    let mut text = String::from(
-        "You are a careful software engineer working in a git repository. Make the change the user asks for.\n\
-         Work in small steps: look at the relevant files, edit them, and let the check verify your work.\n\
-         Every reply is exactly one tool call. Paths are relative to the repository root.\n\
-         Edit existing files with apply_patch (a unified diff); create new files with write_file.\n\
-         When the task is done, call finish with a short summary.\n",
-    );
-    match check {
-        Some(cmd) => text.push_str(&format!(
-            "After each edit the check `{cmd}` runs; a passing check commits your step. Finishing requires a passing check.\n"
-        )),
-        None => text.push_str("No check command is configured; verify your work with the run tool before finishing.\n"),
+/// The planner's system prompt.
+pub fn planner_system(max_steps: usize, check: Option<&str>) -> String {
+    let check = match check {
+        Some(cmd) => format!("The task's check is `{cmd}`; the last step must make it pass."),
+        None => "No check command is configured for the task.".to_string(),
+    };
+    format!(
+        "You are a careful software engineer planning a change to a git repository.\n\
+         Reply with one call of `plan`: 1 to {max_steps} ordered steps. Each step is one coherent change that can be \
+         verified on its own; a simple task is one step. For each step give a short imperative title, its intent, \
+         the files it will likely touch, and `check`: a shell command that proves the step works, or \"\" to use the \
+         task's check.\n{check}\n"
+    )
+}
+
+/// The planner's request: the task, the project's instructions, the repository map, and, when
+/// re-planning, what is done and what went wrong.
+pub fn planner_request(
+    task: &str,
+    agents_md: &str,
+    map: &str,
+    done: &[StepRecord],
+    failure: Option<&str>,
+) -> String {
+    let mut text = format!("Task:\n{task}\n\n{agents_md}Repository map:\n{map}");
+    if !done.is_empty() {
+        text.push_str("\nSteps already done and committed:\n");
+        for record in done {
+            text.push_str(&format!("- {}\n", record.line()));
+        }
     }
+    if let Some(failure) = failure {
+        text.push_str(&format!(
+            "\nThe previous plan failed: {failure}\nIts unverified changes were rolled back. Plan the remaining work \
+             differently; do not repeat the steps already done.\n"
+        ));
+    }
+    text
+}
+
+/// The executor's system prompt: role, rules, tools, and how the step is verified.
+pub fn system(tools: &[ToolSpec]) -> String {
+    let mut text = String::from(
+        "You are a careful software engineer working in a git repository, one step of a plan at a time.\n\
+         Every reply is exactly one tool call. Paths are relative to the repository root.\n\
+         Look at the relevant files, then edit them: existing files with apply_patch (a unified diff), new files \
+         with write_file. When the step is done, call finish with a short summary: the step's check then runs, \
+         and a passing check commits the step.\n",
+    );
     text.push_str("\nTools:\n");
     for tool in tools {
         let args = crate::model::schema::sanitize(&tool.parameters);
@@ -34,12 +71,52 @@ pub fn system(tools: &[ToolSpec], check: Option<&str>) -> String {
     text
 }
 
-/// The first user message: the task, then the repository's files.
-pub fn task(task: &str, files: &str) -> String {
-    if files.trim().is_empty() {
-        return task.to_string();
+/// The first user message of a step: the task, the plan with what is done, and this step.
+pub struct StepBrief<'a> {
+    pub task: &'a str,
+    pub agents_md: &'a str,
+    pub map: &'a str,
+    pub done: &'a [StepRecord],
+    pub step: &'a PlanStep,
+    pub remaining: &'a [PlanStep],
+    pub number: usize,
+    pub of: usize,
+    pub check: Option<&'a str>,
+}
+
+pub fn step_brief(brief: &StepBrief<'_>) -> String {
+    let mut text = format!(
+        "Task:\n{}\n\n{}Repository map:\n{}\n",
+        brief.task, brief.agents_md, brief.map
+    );
+    text.push_str("Plan:\n");
+    for record in brief.done {
+        text.push_str(&format!("- [done] {}\n", record.line()));
     }
-    format!("{task}\n\nFiles in the repository:\n{files}")
+    for (i, step) in brief.remaining.iter().enumerate() {
+        let mark = if i == 0 { "[now]" } else { "[later]" };
+        text.push_str(&format!("- {mark} {}\n", step.title));
+    }
+    let step = brief.step;
+    text.push_str(&format!(
+        "\nNow do step {} of {}: {}\n",
+        brief.number, brief.of, step.title
+    ));
+    if !step.intent.trim().is_empty() {
+        text.push_str(&format!("Intent: {}\n", step.intent.trim()));
+    }
+    if !step.files.is_empty() {
+        text.push_str(&format!("Likely files: {}\n", step.files.join(", ")));
+    }
+    match brief.check {
+        Some(cmd) => text.push_str(&format!(
+            "When you call finish, `{cmd}` verifies this step. Only do this step.\n"
+        )),
+        None => text.push_str(
+            "No check command is configured: verify your work with the run tool before you call finish.\n",
+        ),
+    }
+    text
 }
 
 pub const NO_TOOL_CALL: &str =
@@ -48,10 +125,15 @@ pub const NO_TOOL_CALL: &str =
 pub const REPEATED_CALL: &str =
     "You made this exact call before and nothing has changed since; its result will be the same. Try a different approach.";
 
-pub fn check_passed(command: &str, step: usize) -> String {
-    format!("The check `{command}` passed; step {step} is committed. Continue with the task, or call finish if it is done.")
+pub const NUDGE: &str =
+    "You are repeating yourself: this is the third identical attempt and nothing changed. Stop and think: read the \
+     error again, look at a different file, or make a different edit. If the step is done, call finish.";
+
+pub fn step_failed(report: &str, attempt: usize, tries: usize) -> String {
+    format!(
+        "The step is not accepted yet (attempt {attempt} of {tries}).\n{report}\nFix the cause, then call finish again."
+    )
 }
 
-pub fn finish_refused(report: &str) -> String {
-    format!("Not finished: the check must pass first.\n{report}")
-}
+pub const NO_CHANGE_YET: &str =
+    "The step's turns ran out without a change or a finish. Make the change this step needs, then call finish.";

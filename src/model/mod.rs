@@ -93,7 +93,8 @@ pub struct ToolSpec {
 }
 
 /// Token counts and speeds of one model turn. Backends fill in what they know.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
@@ -121,11 +122,18 @@ pub struct AssistantTurn {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("replay script {path} is exhausted: it holds {turns} assistant turns and turn {next} was requested; add turns to the script or lower --max-steps")]
+    #[error("replay script {path} is exhausted: it holds {turns} assistant turns and turn {next} was requested; add turns to the script or lower --max-turns")]
     ReplayExhausted {
         path: PathBuf,
         turns: usize,
         next: usize,
+    },
+    #[error("replay script {path}, turn {turn}, calls `{tool}`, but this request offers only: {offered} (a script starts with a `plan` call, then the steps' tool calls)")]
+    ReplayMismatch {
+        path: PathBuf,
+        turn: usize,
+        tool: String,
+        offered: String,
     },
     #[error("could not load the model: {0}")]
     Load(String),

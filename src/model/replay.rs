@@ -47,6 +47,12 @@ impl ReplayModel {
             next: 0,
         }
     }
+
+    /// Continue after the first `turns` turns (resuming a run that had used them).
+    pub fn skipping(mut self, turns: usize) -> Self {
+        self.next = turns;
+        self
+    }
 }
 
 impl ChatModel for ReplayModel {
@@ -62,7 +68,7 @@ impl ChatModel for ReplayModel {
     fn complete(
         &mut self,
         _messages: &[Message],
-        _tools: &[ToolSpec],
+        tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError> {
         let Some(turn) = self.turns.get(self.next) else {
             return Err(ModelError::ReplayExhausted {
@@ -72,6 +78,23 @@ impl ChatModel for ReplayModel {
             });
         };
         let index = self.next;
+        // Like constrained decoding, a script may only call what the request offers.
+        if let Some(call) = turn
+            .tool_calls
+            .iter()
+            .find(|c| !tools.is_empty() && !tools.iter().any(|t| t.name == c.name))
+        {
+            return Err(ModelError::ReplayMismatch {
+                path: self.path.clone(),
+                turn: index + 1,
+                tool: call.name.clone(),
+                offered: tools
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         self.next += 1;
         let tool_calls = turn
             .tool_calls

@@ -10,15 +10,16 @@ mod terminal;
 use std::io::Write;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::agent::{PlanStep, StepRecord};
 use crate::model::{ToolCall, Usage};
 
 pub use terminal::TerminalReporter;
 
 /// Something that happened during a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
@@ -34,6 +35,48 @@ pub enum Event {
         sandbox: String,
         dry_run: bool,
         log: Option<PathBuf>,
+    },
+    /// A plan (revision 1) or a revised plan for the steps from `first_step` on.
+    PlanMade {
+        revision: usize,
+        first_step: usize,
+        steps: Vec<PlanStep>,
+        /// Why the plan was revised.
+        reason: Option<String>,
+    },
+    StepStarted {
+        step: usize,
+        of: usize,
+        title: String,
+        check: Option<String>,
+    },
+    /// An attempt at a step was not accepted; the model gets the reason and tries again.
+    StepRejected {
+        step: usize,
+        attempt: usize,
+        reason: String,
+    },
+    StepAccepted {
+        #[serde(flatten)]
+        record: StepRecord,
+        of: usize,
+    },
+    /// A failed step's changes were thrown away (after saving them) and the worktree reset to `to`.
+    RolledBack {
+        step: usize,
+        to: String,
+        files: usize,
+        saved: Option<PathBuf>,
+    },
+    /// `agent resume` continued the run after `done_steps` accepted steps.
+    RunResumed {
+        run_id: String,
+        /// Model turns spent up to the resume point; later turns of the interrupted attempt are void.
+        turns: usize,
+        branch: String,
+        head: String,
+        done_steps: usize,
+        remaining_steps: usize,
     },
     ModelTurn {
         turn: usize,
@@ -66,7 +109,11 @@ pub enum Event {
     },
     Commit {
         step: usize,
+        of: usize,
         commit: String,
+        /// The commit's tree: equal trees, byte-identical files (what `agent replay` compares).
+        #[serde(default)]
+        tree: String,
         message: String,
     },
     Note {
@@ -82,12 +129,16 @@ pub enum Event {
         unverified_patch: Option<PathBuf>,
         exit_code: i32,
         turns: usize,
+        steps_accepted: usize,
+        steps_rejected: usize,
+        checks: usize,
+        tokens: u64,
         elapsed_ms: u64,
     },
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The model finished and the last check passed (or no check is configured).
@@ -98,6 +149,8 @@ pub enum Outcome {
     CheckFailing,
     /// The model backend failed.
     ModelFailed,
+    /// The model kept repeating itself, even after a new plan.
+    LoopDetected,
 }
 
 impl Outcome {

@@ -10,6 +10,8 @@ use super::{first_line, Event, Outcome, Reporter};
 
 pub struct TerminalReporter {
     bar: Option<ProgressBar>,
+    /// Plain lines on stdout (`agent log`) instead of stderr.
+    stdout: bool,
 }
 
 impl TerminalReporter {
@@ -25,12 +27,21 @@ impl TerminalReporter {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        Self { bar }
+        Self { bar, stdout: false }
+    }
+
+    /// Plain lines on stdout, for reading a recorded run.
+    pub fn printer() -> Self {
+        Self {
+            bar: None,
+            stdout: true,
+        }
     }
 
     fn line(&self, text: String) {
         match &self.bar {
             Some(bar) => bar.println(text),
+            None if self.stdout => println!("{}", console::strip_ansi_codes(&text)),
             None => eprintln!("{}", console::strip_ansi_codes(&text)),
         }
     }
@@ -94,6 +105,79 @@ impl Reporter for TerminalReporter {
                 }
                 self.status("waiting for the model".into());
             }
+            Event::PlanMade {
+                revision,
+                first_step,
+                steps,
+                reason,
+            } => {
+                let heading = if *revision == 1 {
+                    "plan".to_string()
+                } else {
+                    format!("revised plan (revision {revision})")
+                };
+                self.line(format!("{}", style(heading).bold()));
+                if let Some(reason) = reason {
+                    self.line(format!("  because {}", first_line(reason, 100)));
+                }
+                for (i, step) in steps.iter().enumerate() {
+                    self.line(format!("  {}. {}", first_step + i, step.title));
+                }
+            }
+            Event::StepStarted {
+                step, of, title, check,
+            } => {
+                let check = check
+                    .as_deref()
+                    .map_or(String::new(), |c| format!(" (check: {c})"));
+                self.line(format!(
+                    "{} {title}{check}",
+                    style(format!("step {step}/{of}")).bold().cyan()
+                ));
+                self.status(format!("step {step}/{of} · {title}"));
+            }
+            Event::StepRejected {
+                step,
+                attempt,
+                reason,
+            } => self.line(format!(
+                "  {} step {step}, attempt {attempt}: {}",
+                style("not accepted").yellow(),
+                first_line(reason, 90)
+            )),
+            Event::StepAccepted { record, of } => self.line(format!(
+                "  {} step {}/{of}: {}",
+                style("accepted").green().bold(),
+                record.step,
+                record.check
+            )),
+            Event::RolledBack {
+                step,
+                to,
+                files,
+                saved,
+            } => {
+                let saved = saved
+                    .as_ref()
+                    .map_or(String::new(), |p| format!("; saved to {}", p.display()));
+                self.line(format!(
+                    "  {} step {step}: {files} changed file(s) reset to {}{saved}",
+                    style("rolled back").red(),
+                    &to[..to.len().min(10)]
+                ));
+            }
+            Event::RunResumed {
+                run_id,
+                branch,
+                head,
+                done_steps,
+                remaining_steps,
+                ..
+            } => self.line(format!(
+                "{} run {run_id} on {branch} at {}: {done_steps} step(s) done, {remaining_steps} planned step(s) left",
+                style("resumed").bold().cyan(),
+                &head[..head.len().min(10)]
+            )),
             Event::ModelTurn {
                 turn,
                 max_turns,
@@ -179,6 +263,10 @@ impl Reporter for TerminalReporter {
                 commits,
                 unverified_patch,
                 turns,
+                steps_accepted,
+                steps_rejected,
+                checks,
+                tokens,
                 elapsed_ms,
                 ..
             } => {
@@ -187,8 +275,9 @@ impl Reporter for TerminalReporter {
                 }
                 let headline = match outcome {
                     Outcome::Finished => style("finished").green().bold(),
-                    Outcome::BudgetExhausted => {
-                        style("stopped: turn budget exhausted").yellow().bold()
+                    Outcome::BudgetExhausted => style("stopped: budget exhausted").yellow().bold(),
+                    Outcome::LoopDetected => {
+                        style("stopped: the model was going in circles").red().bold()
                     }
                     Outcome::CheckFailing => style("stopped: the check still fails").red().bold(),
                     Outcome::ModelFailed => style("stopped: the model failed").red().bold(),
@@ -200,6 +289,9 @@ impl Reporter for TerminalReporter {
                 if !summary.is_empty() {
                     self.line(format!("  {summary}"));
                 }
+                self.line(format!(
+                    "  steps: {steps_accepted} accepted, {steps_rejected} rolled back · checks: {checks} · tokens: {tokens}"
+                ));
                 match (branch, commits.len()) {
                     (Some(branch), n) if n > 0 => {
                         self.line(format!("  {n} verified commit(s) on branch {branch}"))

@@ -96,20 +96,48 @@ pub struct Workspace {
 impl Workspace {
     /// Open a workspace for `task_title` on a fresh branch name, starting at the user's HEAD commit.
     pub fn open(repo_dir: &Path, task_title: &str) -> Result<Self, VcsError> {
+        Self::open_at(repo_dir, task_title, None)
+    }
+
+    /// Like [`Workspace::open`], starting at `base` instead of HEAD (to replay a recorded run).
+    pub fn open_at(repo_dir: &Path, task_title: &str, base: Option<Oid>) -> Result<Self, VcsError> {
         let user_repo = Repository::discover(repo_dir)
             .map_err(|_| VcsError::NotARepo(repo_dir.to_path_buf()))?;
-        let base = user_repo
+        let head = user_repo
             .head()
             .ok()
             .and_then(|h| h.peel_to_commit().ok())
             .map(|c| c.id())
             .ok_or_else(|| VcsError::NoCommits(repo_dir.to_path_buf()))?;
+        let base = base.unwrap_or(head);
         let branch = unique_branch(&user_repo, &slugify(task_title));
+        Self::scratch(user_repo, &branch["refs/heads/".len()..], base, base, None)
+    }
+
+    /// Reopen the task branch `branch` of an interrupted run that started at `base`: the workspace
+    /// continues from the branch's last (published, verified) commit.
+    pub fn resume(repo_dir: &Path, branch: &str, base: Oid) -> Result<Self, VcsError> {
+        let user_repo = Repository::discover(repo_dir)
+            .map_err(|_| VcsError::NotARepo(repo_dir.to_path_buf()))?;
+        let tip = user_repo
+            .refname_to_id(&format!("refs/heads/{branch}"))
+            .ctx(|| format!("finding the task branch {branch}"))?;
+        let published = (tip != base).then_some(tip);
+        Self::scratch(user_repo, branch, base, tip, published)
+    }
+
+    /// A scratch repository borrowing `user_repo`'s objects, with `branch` checked out at `start`.
+    fn scratch(
+        user_repo: Repository,
+        branch: &str,
+        base: Oid,
+        start: Oid,
+        published: Option<Oid>,
+    ) -> Result<Self, VcsError> {
         let signature = user_repo
             .signature()
             .or_else(|_| Signature::now("agent", "agent@localhost"))
             .ctx(|| "making a commit signature".into())?;
-
         let dir = tempfile::Builder::new()
             .prefix("agent-work-")
             .tempdir()
@@ -129,25 +157,25 @@ impl Workspace {
             Repository::open(dir.path()).ctx(|| "reopening the scratch repository".into())?;
         {
             let commit = scratch
-                .find_commit(base)
-                .ctx(|| format!("reading base commit {base}"))?;
+                .find_commit(start)
+                .ctx(|| format!("reading commit {start}"))?;
             scratch
-                .branch(&branch["refs/heads/".len()..], &commit, false)
+                .branch(branch, &commit, false)
                 .ctx(|| format!("creating {branch}"))?;
             scratch
-                .set_head(&branch)
+                .set_head(&format!("refs/heads/{branch}"))
                 .ctx(|| "pointing the workspace HEAD at the task branch".into())?;
             scratch
                 .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
-                .ctx(|| format!("checking out {base} into {}", dir.path().display()))?;
+                .ctx(|| format!("checking out {start} into {}", dir.path().display()))?;
         }
         Ok(Self {
             user_repo,
             scratch,
             dir,
-            branch: branch["refs/heads/".len()..].to_string(),
+            branch: branch.to_string(),
             base,
-            published: None,
+            published,
             signature,
         })
     }
@@ -177,6 +205,34 @@ impl Workspace {
     pub fn is_dirty(&mut self) -> Result<bool, VcsError> {
         let tree = self.snapshot_tree()?;
         Ok(tree != self.head_commit()?.tree_id())
+    }
+
+    /// The worktree as a tree id (build artifacts excluded): equal ids, equal contents.
+    pub fn snapshot(&mut self) -> Result<Oid, VcsError> {
+        self.snapshot_tree()
+    }
+
+    /// The tree of the task branch's last commit.
+    pub fn head_tree(&self) -> Result<Oid, VcsError> {
+        Ok(self.head_commit()?.tree_id())
+    }
+
+    /// The task branch's last commit.
+    pub fn head(&self) -> Result<Oid, VcsError> {
+        Ok(self.head_commit()?.id())
+    }
+
+    /// Reset the worktree to the last commit: uncommitted changes and new files are removed (build
+    /// artifacts stay). Returns the commit it went back to.
+    pub fn roll_back(&mut self) -> Result<Oid, VcsError> {
+        let head = self.head_commit()?;
+        let id = head.id();
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.force().remove_untracked(true);
+        self.scratch
+            .reset(head.as_object(), git2::ResetType::Hard, Some(&mut checkout))
+            .ctx(|| "resetting the worktree to the last accepted commit".into())?;
+        Ok(id)
     }
 
     /// Commit everything in the worktree (build artifacts excluded) as one step. Returns `None` when
@@ -293,8 +349,8 @@ impl Workspace {
         self.changes(&head, &snapshot)
     }
 
-    /// Commits on the task branch since the base, oldest first: (id, summary).
-    pub fn step_commits(&self) -> Result<Vec<(Oid, String)>, VcsError> {
+    /// Commits on the task branch since the base, oldest first: (id, tree, message).
+    pub fn step_commits(&self) -> Result<Vec<(Oid, Oid, String)>, VcsError> {
         let mut walk = self
             .scratch
             .revwalk()
@@ -310,7 +366,11 @@ impl Workspace {
                 .scratch
                 .find_commit(oid)
                 .ctx(|| format!("reading {oid}"))?;
-            commits.push((oid, commit.summary().unwrap_or_default().to_string()));
+            commits.push((
+                oid,
+                commit.tree_id(),
+                commit.message().unwrap_or_default().to_string(),
+            ));
         }
         commits.reverse();
         Ok(commits)

@@ -1,0 +1,205 @@
+//! What the planner and each step are shown of the repository before they read anything: a compact map
+//! (files and their top-level symbols, the files the task names first) and the project's own
+//! instructions for agents (AGENTS.md at the root and in the directories a step touches).
+//!
+//! A simple line scan per language, not a parser: cheap on big repositories, and good enough to point
+//! the model at the right file. It only reads the worktree.
+
+use std::path::Path;
+
+use regex::Regex;
+
+/// Files larger than this are listed without symbols.
+const MAX_SCANNED_BYTES: u64 = 512 * 1024;
+/// Symbols listed per file at most.
+const MAX_SYMBOLS_PER_FILE: usize = 12;
+/// Characters of AGENTS.md text shown at most (per file).
+const MAX_AGENTS_MD: usize = 4000;
+
+/// The repository map, at most `max_chars` long: one line per file, `path: symbol, symbol`. Files the
+/// task mentions come first, then source before tests, shallow before deep; a cut map says how many
+/// files it left out.
+pub fn repo_map(root: &Path, task: &str, max_chars: usize) -> String {
+    let mut files: Vec<String> = ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build()
+        .flatten()
+        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+        .filter_map(|e| {
+            e.path()
+                .strip_prefix(root)
+                .ok()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+        })
+        .collect();
+    files.sort_by_key(|path| {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let mentioned = task.contains(path.as_str()) || task.contains(name);
+        let test = path.contains("test");
+        (!mentioned, test, path.matches('/').count(), path.clone())
+    });
+    let mut map = String::new();
+    for (shown, path) in files.iter().enumerate() {
+        let symbols = symbols_of(&root.join(path), path);
+        let line = if symbols.is_empty() {
+            format!("{path}\n")
+        } else {
+            format!("{path}: {}\n", symbols.join(", "))
+        };
+        if map.len() + line.len() > max_chars {
+            map.push_str(&format!(
+                "[{} more file(s) not shown; use list_files or search]\n",
+                files.len() - shown
+            ));
+            break;
+        }
+        map.push_str(&line);
+    }
+    map
+}
+
+/// Top-level symbols of one file, by a per-language line scan.
+fn symbols_of(path: &Path, display: &str) -> Vec<String> {
+    let Some(pattern) = symbol_pattern(display) else {
+        return Vec::new();
+    };
+    if std::fs::metadata(path).map_or(true, |m| m.len() > MAX_SCANNED_BYTES) {
+        return Vec::new();
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut symbols: Vec<String> = text
+        .lines()
+        .filter_map(|line| pattern.captures(line))
+        .filter_map(|c| {
+            let kind = c.name("kind")?.as_str();
+            let name = c.name("name")?.as_str();
+            Some(format!("{kind} {name}"))
+        })
+        .collect();
+    if symbols.len() > MAX_SYMBOLS_PER_FILE {
+        let more = symbols.len() - MAX_SYMBOLS_PER_FILE;
+        symbols.truncate(MAX_SYMBOLS_PER_FILE);
+        symbols.push(format!("(+{more})"));
+    }
+    symbols
+}
+
+fn symbol_pattern(path: &str) -> Option<Regex> {
+    let extension = path.rsplit('.').next()?;
+    let pattern = match extension {
+        "rs" => {
+            r"^(?:pub(?:\([a-z]+\))? )?(?:async )?(?:unsafe )?(?P<kind>fn|struct|enum|trait|mod|type|const|static|macro_rules!) ?(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+        }
+        "py" => r"^(?:async )?(?P<kind>def|class) (?P<name>[A-Za-z_][A-Za-z0-9_]*)",
+        "js" | "ts" | "mjs" | "jsx" | "tsx" => {
+            r"^(?:export )?(?:default )?(?:async )?(?P<kind>function|class|interface|type|const) (?P<name>[A-Za-z_$][A-Za-z0-9_$]*)"
+        }
+        "go" => r"^(?P<kind>func|type) (?:\([^)]*\) )?(?P<name>[A-Za-z_][A-Za-z0-9_]*)",
+        _ => return None,
+    };
+    Regex::new(pattern).ok()
+}
+
+/// The AGENTS.md files that apply to `files`: the repository root's, then those of each directory on
+/// the way to a touched file (nearer ones last, so they read as the more specific instructions).
+pub fn agents_md(root: &Path, files: &[String]) -> String {
+    let mut dirs: Vec<String> = vec![String::new()];
+    for file in files {
+        let mut prefix = String::new();
+        let parts: Vec<&str> = file.split('/').filter(|p| !p.is_empty()).collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            if *part == ".." || *part == "." {
+                break;
+            }
+            prefix.push_str(part);
+            prefix.push('/');
+            if !dirs.contains(&prefix) {
+                dirs.push(prefix.clone());
+            }
+        }
+    }
+    let mut text = String::new();
+    for dir in dirs {
+        let path = format!("{dir}AGENTS.md");
+        let Ok(full) = crate::tools::confine(root, &path) else {
+            continue;
+        };
+        let Ok(content) = std::fs::read_to_string(&full) else {
+            continue;
+        };
+        let content = content.trim();
+        if content.is_empty() {
+            continue;
+        }
+        let shown = if content.len() > MAX_AGENTS_MD {
+            let end = content.floor_char_boundary(MAX_AGENTS_MD);
+            format!(
+                "{}\n[... {path} shortened; read it for the rest]",
+                &content[..end]
+            )
+        } else {
+            content.to_string()
+        };
+        text.push_str(&format!("Instructions from {path}:\n{shown}\n\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_symbols_mentioned_files_first_and_cuts_loudly() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::create_dir_all(root.join("tests")).unwrap();
+        std::fs::write(
+            root.join("src/lib.rs"),
+            "pub fn parse() {}\nstruct Hidden;\n    fn inner() {}\npub(crate) enum Kind {}\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("tests/t.rs"), "fn test_it() {}\n").unwrap();
+        std::fs::write(
+            root.join("tool.py"),
+            "class Tool:\n    def m(self): pass\ndef main():\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("README.md"), "# x\n").unwrap();
+        let map = repo_map(root, "fix tool.py", 10_000);
+        let lines: Vec<&str> = map.lines().collect();
+        assert_eq!(lines[0], "tool.py: class Tool, def main", "{map}");
+        assert!(
+            map.contains("src/lib.rs: fn parse, struct Hidden, enum Kind"),
+            "{map}"
+        );
+        assert!(!map.contains("inner"), "only top-level symbols: {map}");
+        let tests_at = map.find("tests/t.rs").unwrap();
+        assert!(map.find("src/lib.rs").unwrap() < tests_at, "{map}");
+        let cut = repo_map(root, "", 40);
+        assert!(cut.contains("more file(s) not shown"), "{cut}");
+    }
+
+    #[test]
+    fn agents_md_from_the_root_and_touched_directories_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(root.join("c")).unwrap();
+        std::fs::write(root.join("AGENTS.md"), "use tabs").unwrap();
+        std::fs::write(root.join("a/AGENTS.md"), "a rules").unwrap();
+        std::fs::write(root.join("c/AGENTS.md"), "c rules").unwrap();
+        let text = agents_md(root, &["a/b/x.rs".into(), "../../etc/passwd".into()]);
+        assert!(
+            text.contains("use tabs") && text.contains("a rules"),
+            "{text}"
+        );
+        assert!(!text.contains("c rules"), "{text}");
+        assert!(text.find("use tabs").unwrap() < text.find("a rules").unwrap());
+        assert_eq!(agents_md(tempfile::tempdir().unwrap().path(), &[]), "");
+    }
+}

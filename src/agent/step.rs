@@ -1,0 +1,252 @@
+//! The executor: one plan step, from its brief to an accepted commit or a failure.
+//!
+//! The step's conversation is append-only (so a backend's prefix cache keeps working) and starts fresh
+//! for each step: earlier steps appear only as their records. A step ends when the model calls `finish`
+//! (or its turns run out); then the step's check decides. A failure goes back to the model until the
+//! step's tries are used up.
+
+use super::prompt::{self, StepBrief};
+use super::{guard::Escalation, repo_map, Check, Halt, PlanStep, Runner, StepEnd, StepRecord};
+use crate::model::Message;
+use crate::report::{first_line, Event, Outcome};
+use crate::tools::{self, ToolContext, ToolOutput};
+
+/// Model turns per attempt at a step before its work is checked anyway.
+const TURNS_PER_ATTEMPT: usize = 12;
+
+/// How a stretch of model turns ended.
+enum WorkEnd {
+    Finished(String),
+    TurnsOut,
+    Replan(String),
+}
+
+impl Runner<'_> {
+    /// Run the first of `remaining` (the rest of the plan) to acceptance or failure.
+    pub(super) fn execute_step(&mut self, remaining: &[PlanStep]) -> Result<StepEnd, Halt> {
+        let step = &remaining[0];
+        let number = self.done.len() + 1;
+        let of = self.done.len() + remaining.len();
+        let is_last = remaining.len() == 1;
+        let check = self.step_check(step, is_last);
+        self.reporter.event(&Event::StepStarted {
+            step: number,
+            of,
+            title: step.title.clone(),
+            check: check.as_ref().map(|c| c.command.clone()),
+        });
+        let specs = tools::specs();
+        let agents_md = repo_map::agents_md(&self.root, &step.files);
+        let brief = prompt::step_brief(&StepBrief {
+            task: &self.config.task,
+            agents_md: &agents_md,
+            map: &self.map,
+            done: &self.done,
+            step,
+            remaining,
+            number,
+            of,
+            check: check.as_ref().map(|c| c.command.as_str()),
+        });
+        let mut messages = vec![
+            Message::system(prompt::system(&specs)),
+            Message::user(brief),
+        ];
+        let tries = self.config.limits.step_tries.max(1);
+        // The last check's verdict on a worktree, so an unchanged tree is not checked twice.
+        let mut last_checked: Option<(git2::Oid, String)> = None;
+        for attempt in 1..=tries {
+            let summary = match self.work(&mut messages, &specs)? {
+                WorkEnd::Finished(summary) => summary,
+                WorkEnd::TurnsOut => String::new(),
+                WorkEnd::Replan(reason) => return Ok(StepEnd::Failed(reason)),
+            };
+            let tree = self.workspace.snapshot()?;
+            let changed = tree != self.workspace.head_tree()?;
+            if !changed && !is_last {
+                if summary.is_empty() {
+                    self.reject(number, attempt, prompt::NO_CHANGE_YET, &mut messages);
+                    continue;
+                }
+                // An exploratory step (read, decide) has nothing to verify or commit.
+                return Ok(StepEnd::Accepted(StepRecord {
+                    step: number,
+                    title: step.title.clone(),
+                    summary,
+                    commit: None,
+                    check: "nothing to verify".into(),
+                }));
+            }
+            let failure = match (&check, &last_checked) {
+                (None, _) => None,
+                (Some(_), Some((checked, report))) if *checked == tree => Some(report.clone()),
+                (Some(check), _) => self.run_check(check)?,
+            };
+            let Some(report) = failure else {
+                let verified = check
+                    .as_ref()
+                    .map_or("none configured (unverified)".to_string(), |c| {
+                        format!("`{}` passed", c.command)
+                    });
+                let commit = self.commit_step(step, number, of, &summary, &verified)?;
+                self.guard.progress();
+                return Ok(StepEnd::Accepted(StepRecord {
+                    step: number,
+                    title: step.title.clone(),
+                    summary,
+                    commit,
+                    check: verified,
+                }));
+            };
+            last_checked = Some((tree, report.clone()));
+            match self.guard.observe(&format!("check failure: {report}")) {
+                Escalation::Stop => {
+                    return Err(Halt::End(
+                        Outcome::LoopDetected,
+                        format!("stopped: the check failed the same way {} times in a row with nothing new tried", 5),
+                    ))
+                }
+                Escalation::Replan => {
+                    return Ok(StepEnd::Failed(format!(
+                        "step {number} ({}) kept failing its check the same way: {}",
+                        step.title,
+                        first_line(&report, 200)
+                    )))
+                }
+                _ => {}
+            }
+            if attempt == tries {
+                return Ok(StepEnd::Failed(format!(
+                    "step {number} ({}) was not accepted after {tries} attempt(s); the last check said: {}",
+                    step.title,
+                    first_line(&report, 300)
+                )));
+            }
+            let text = prompt::step_failed(&report, attempt, tries);
+            self.reject(number, attempt, &text, &mut messages);
+        }
+        Ok(StepEnd::Failed(format!(
+            "step {number} ({}) made no change in {tries} attempt(s)",
+            step.title
+        )))
+    }
+
+    /// The step's verification: its own check unless it is the last step, else the task's check.
+    fn step_check(&self, step: &PlanStep, is_last: bool) -> Option<Check> {
+        let own = (!step.check.is_empty()).then(|| Check {
+            command: step.check.clone(),
+            source: "the plan's check for this step".into(),
+        });
+        if is_last {
+            self.config.check.clone().or(own)
+        } else {
+            own.or_else(|| self.config.check.clone())
+        }
+    }
+
+    fn reject(&mut self, number: usize, attempt: usize, text: &str, messages: &mut Vec<Message>) {
+        self.reporter.event(&Event::StepRejected {
+            step: number,
+            attempt,
+            reason: first_line(text, 200),
+        });
+        messages.push(Message::user(text));
+    }
+
+    /// Model turns with tool calls until `finish`, the attempt's turns run out, or the guard asks for a
+    /// new plan.
+    fn work(
+        &mut self,
+        messages: &mut Vec<Message>,
+        specs: &[crate::model::ToolSpec],
+    ) -> Result<WorkEnd, Halt> {
+        let config = self.config;
+        let root = self.root.clone();
+        for _ in 0..TURNS_PER_ATTEMPT {
+            let reply = self.ask(messages, specs)?;
+            messages.push(Message::assistant(
+                reply.content.clone(),
+                reply.tool_calls.clone(),
+            ));
+            if reply.tool_calls.is_empty() {
+                messages.push(Message::user(prompt::NO_TOOL_CALL));
+                self.note("the model replied without a tool call; asked it to call one".into());
+                continue;
+            }
+            let turn = self.spent.turns;
+            let mut finished = None;
+            for call in &reply.tool_calls {
+                self.reporter.event(&Event::ToolCall {
+                    turn,
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                });
+                // `finish` is judged by the check, whose failures the guard counts instead.
+                let escalation = if call.name == "finish" {
+                    Escalation::None
+                } else {
+                    self.guard
+                        .observe(&format!("{}:{}", call.name, call.arguments))
+                };
+                let ctx = ToolContext {
+                    root: &root,
+                    sandbox: self.sandbox,
+                    command_timeout: config.command_timeout,
+                    output_limit: config.output_limit,
+                    command_env: &config.command_env,
+                };
+                let before = tools::may_edit(&call.name)
+                    .then(|| self.workspace.snapshot())
+                    .transpose()?;
+                let (ok, output) = match tools::call(&ctx, &call.name, &call.arguments) {
+                    Ok(ToolOutput::Text(text)) => (true, text),
+                    Ok(ToolOutput::Finish(summary)) => {
+                        let text = format!("finish requested: {summary}");
+                        finished = Some(summary);
+                        (true, text)
+                    }
+                    Err(e) => (false, format!("error: {e}")),
+                };
+                if let Some(before) = before {
+                    if self.workspace.snapshot()? != before {
+                        self.guard.progress();
+                    }
+                }
+                self.reporter.event(&Event::ToolResult {
+                    turn,
+                    name: call.name.clone(),
+                    ok,
+                    output: output.clone(),
+                });
+                let shown = match escalation {
+                    Escalation::Repeat => format!("{output}\n\n{}", prompt::REPEATED_CALL),
+                    Escalation::Nudge => format!("{output}\n\n{}", prompt::NUDGE),
+                    _ => output,
+                };
+                messages.push(Message::tool_result(call, shown));
+                match escalation {
+                    Escalation::Replan => {
+                        return Ok(WorkEnd::Replan(format!(
+                            "the model made the same `{}` call four times without progress",
+                            call.name
+                        )))
+                    }
+                    Escalation::Stop => {
+                        return Err(Halt::End(
+                            Outcome::LoopDetected,
+                            format!(
+                                "stopped: the model made the same `{}` call five times without progress, even after a new plan",
+                                call.name
+                            ),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(summary) = finished {
+                return Ok(WorkEnd::Finished(summary));
+            }
+        }
+        Ok(WorkEnd::TurnsOut)
+    }
+}

@@ -1,0 +1,200 @@
+//! The commands' wiring: everything that touches the user's terminal or environment lives here or in
+//! `report`. `run` (with `resume` and `replay`, which start the same run in another way) is in
+//! [`run`]; `log` in [`log`]; `apply`, `sandbox exec` and `doctor` below.
+
+mod log;
+mod run;
+
+pub use log::log;
+pub use run::{replay, resume, run};
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cli::{ApplyArgs, SandboxExecArgs};
+use crate::patch::{self, PatchError};
+use crate::sandbox::{self, CommandSpec, StopReason};
+
+/// A mistake in how the command was called; exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `agent apply`: apply a patch to a directory atomically, or with `--check` only report. Returns the
+/// process exit code: 0 applied, 1 refused.
+pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
+    let text = if args.patch == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the patch from stdin")?;
+        text
+    } else {
+        std::fs::read_to_string(&args.patch)
+            .map_err(|e| UsageError(format!("cannot read patch file {}: {e}", args.patch)))?
+    };
+    if !args.repo.is_dir() {
+        return Err(
+            UsageError(format!("--repo {} is not a directory", args.repo.display())).into(),
+        );
+    }
+    let refused = |reason: String| {
+        eprintln!("refused: {reason}\nnothing was changed");
+        Ok(1)
+    };
+    let (format, files) = match patch::parse_any(&text) {
+        Ok(parsed) => parsed,
+        Err(e) => return refused(e.to_string()),
+    };
+    let resolve = |path: &str| {
+        crate::tools::confine(&args.repo, path).map_err(|e| PatchError::Refused(e.to_string()))
+    };
+    let changes = match patch::plan(&files, &resolve) {
+        Ok(changes) => changes,
+        Err(e) => return refused(e.to_string()),
+    };
+    let hunks: usize = files.iter().map(|f| f.hunks.len()).sum();
+    let mut out = std::io::stdout().lock();
+    if args.check {
+        for change in &changes {
+            writeln!(out, "would be {}: {}", change.action, change.shown)?;
+        }
+        writeln!(
+            out,
+            "the patch ({format:?}, {} file(s), {hunks} hunk(s)) applies cleanly",
+            files.len()
+        )?;
+        return Ok(0);
+    }
+    let writes: Vec<_> = changes
+        .iter()
+        .map(|c| (c.path.clone(), c.content.clone()))
+        .collect();
+    if let Err(e) = patch::write_all_or_nothing(&writes) {
+        return refused(format!(
+            "writing failed ({e}); files already written were restored"
+        ));
+    }
+    for change in &changes {
+        writeln!(out, "{}: {}", change.action, change.shown)?;
+    }
+    Ok(0)
+}
+
+/// `agent sandbox exec`: one command under the agent's sandbox; its exit status is passed through.
+pub fn sandbox_exec(args: SandboxExecArgs) -> anyhow::Result<u8> {
+    let dir = args
+        .dir
+        .canonicalize()
+        .map_err(|e| UsageError(format!("--dir {}: {e}", args.dir.display())))?;
+    let (sandbox, warning) =
+        sandbox::select(args.sandbox, Vec::new(), &args.profile).map_err(UsageError)?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    let command = args
+        .command
+        .iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let spec = CommandSpec {
+        command,
+        cwd: dir,
+        timeout: Duration::from_secs(args.timeout),
+        env: Vec::new(),
+        output_limit: 16 << 20,
+    };
+    let outcome = match sandbox.run(&spec) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(125);
+        }
+    };
+    std::io::stdout().write_all(outcome.output.as_bytes())?;
+    Ok(match outcome.stop {
+        StopReason::Exited(code) => code.clamp(0, 255) as u8,
+        StopReason::Signal(sig) => (128 + sig).clamp(0, 255) as u8,
+        StopReason::OutOfMemory => 137,
+        StopReason::TimedOut => {
+            eprintln!("agent sandbox exec: {}", outcome.status_line());
+            124
+        }
+    })
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+/// `agent doctor`: which protections work here.
+pub fn doctor() -> anyhow::Result<u8> {
+    let mut out = std::io::stdout().lock();
+    let profile = sandbox::profile::Profile::load("default").map_err(UsageError)?;
+    match sandbox::linux::BwrapSandbox::probe(Vec::new(), profile) {
+        Ok(_) => writeln!(out, "ok       bubblewrap: namespaces work (read-only system, no network, private /tmp and pids; capabilities dropped)")?,
+        Err(why) => writeln!(out, "MISSING  bubblewrap: {why}; commands would run unconfined")?,
+    }
+    writeln!(
+        out,
+        "ok       rlimits: core dumps off, file size, data size, open files, CPU time"
+    )?;
+    // The helper is what the sandbox runs inside bubblewrap; try it bare, on a throwaway directory.
+    // Writing outside it goes to a second throwaway directory, so a missing layer harms nothing.
+    let scratch = tempfile::tempdir()?;
+    let outside = tempfile::tempdir()?;
+    let probe = format!(
+        "import socket\ntry:\n socket.socket()\nexcept PermissionError:\n print('net-blocked')\nopen('{}/probe','w')",
+        outside.path().display()
+    );
+    let helper = std::process::Command::new(std::env::current_exe()?)
+        .arg("__sandbox-helper")
+        .arg("--write")
+        .arg(scratch.path())
+        .args(["--", "python3", "-c", &probe])
+        .output();
+    match helper {
+        Ok(out_) => {
+            let stdout = String::from_utf8_lossy(&out_.stdout);
+            let stderr = String::from_utf8_lossy(&out_.stderr);
+            let landlock = stderr.contains("PermissionError") && !stderr.contains("landlock");
+            writeln!(
+                out,
+                "{}  landlock: writes outside the worktree denied{}",
+                if landlock { "ok     " } else { "MISSING" },
+                if landlock { "" } else { " (not enforced here)" }
+            )?;
+            let seccomp = stdout.contains("net-blocked");
+            writeln!(
+                out,
+                "{}  seccomp: network sockets, ptrace, io_uring denied",
+                if seccomp { "ok     " } else { "MISSING" }
+            )?;
+        }
+        Err(e) => writeln!(out, "MISSING  landlock/seccomp helper: cannot run it ({e})")?,
+    }
+    if sandbox::linux::cgroups_available() {
+        writeln!(out, "ok       cgroups: per-command pids and memory limits")?;
+    } else {
+        writeln!(out, "MISSING  cgroups: no writable pids/memory controllers; a fork bomb is stopped only by the timeout")?;
+    }
+    let model = crate::model::default_model_path();
+    let state = if model.is_file() {
+        "ok     "
+    } else {
+        "MISSING"
+    };
+    writeln!(out, "{state}  default model: {}", model.display())?;
+    Ok(0)
+}

@@ -1,0 +1,598 @@
+//! `agent run`, and the two other ways to start the same run: `agent resume` (continue an interrupted
+//! run on its task branch) and `agent replay` (re-run a recorded trajectory in a throwaway copy and
+//! compare). Reads the task, opens the workspace, picks the check, loads the model, sets up the
+//! reporters and the run's record, runs the loop, and presents the result.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+
+use super::UsageError;
+use crate::agent::{self, verify, Check, Limits, ResumePoint, RunConfig};
+use crate::cli::{Cli, Command, ReplayArgs, ResumeArgs, RunArgs};
+use crate::model::replay::{ReplayModel, ScriptedTurn};
+use crate::model::{cache_dir, ChatModel, ModelSpec};
+use crate::report::{
+    diff, Event, Fanout, JsonReporter, LogReporter, Outcome, Reporter, TerminalReporter,
+};
+use crate::runs::{self, RunRecord};
+use crate::sandbox::{self, CommandSpec};
+use crate::vcs::Workspace;
+
+/// How a run starts.
+enum Start {
+    Fresh,
+    /// Continue run `record` on its branch.
+    Resume {
+        record: RunRecord,
+        events: Vec<Event>,
+    },
+    /// Re-run `record`'s model turns from its base commit, without publishing.
+    Replay {
+        record: RunRecord,
+        turns: Vec<ScriptedTurn>,
+        commits: Vec<(usize, String)>,
+        outcome: Option<Outcome>,
+    },
+}
+
+/// `agent run`. Returns the process exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let task = read_task(&args)?;
+    execute(args, task, Start::Fresh)
+}
+
+/// `agent resume RUN`.
+pub fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
+    let dir = runs::find(&args.run).map_err(UsageError)?;
+    let record = RunRecord::load(&dir).map_err(UsageError)?;
+    if record.dry_run {
+        return Err(UsageError(format!(
+            "run {} was a dry run: it published nothing, so there is nothing to continue; start it again",
+            record.run_id
+        ))
+        .into());
+    }
+    if record.still_running() {
+        return Err(UsageError(format!(
+            "run {} is still running (process {}); stop it first or wait for it",
+            record.run_id, record.pid
+        ))
+        .into());
+    }
+    let events = runs::read_events(&dir).map_err(UsageError)?;
+    if let Some(Event::Finished {
+        outcome: Outcome::Finished,
+        ..
+    }) = last_finish(&events)
+    {
+        eprintln!(
+            "run {} already finished with its check passing; nothing to resume",
+            record.run_id
+        );
+        return Ok(0);
+    }
+    let mut run_args = recorded_args(&record)?;
+    run_args.json = args.json;
+    if let Some(turns) = args.max_turns {
+        run_args.max_turns = turns;
+    }
+    let task = record.task.clone();
+    execute(run_args, task, Start::Resume { record, events })
+}
+
+/// `agent replay RUN`.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
+    let dir = runs::find(&args.run).map_err(UsageError)?;
+    let record = RunRecord::load(&dir).map_err(UsageError)?;
+    let events = runs::read_events(&dir).map_err(UsageError)?;
+    let turns = runs::replay_turns(&events);
+    if turns.is_empty() {
+        return Err(UsageError(format!(
+            "run {} recorded no model turn to replay",
+            record.run_id
+        ))
+        .into());
+    }
+    let mut commits: Vec<(usize, String)> = Vec::new();
+    for event in &events {
+        match event {
+            Event::Commit { step, tree, .. } => {
+                commits.retain(|(s, _)| s < step);
+                commits.push((*step, tree.clone()));
+            }
+            Event::RolledBack { step, .. } => commits.retain(|(s, _)| s < step),
+            _ => {}
+        }
+    }
+    let outcome = match last_finish(&events) {
+        Some(Event::Finished { outcome, .. }) => Some(*outcome),
+        _ => None,
+    };
+    let mut run_args = recorded_args(&record)?;
+    run_args.json = args.json;
+    run_args.dry_run = true;
+    let task = record.task.clone();
+    execute(
+        run_args,
+        task,
+        Start::Replay {
+            record,
+            turns,
+            commits,
+            outcome,
+        },
+    )
+}
+
+fn last_finish(events: &[Event]) -> Option<&Event> {
+    events
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Event::Finished { .. }))
+}
+
+/// The recorded command line, parsed again as it was given (from the directory it was given in).
+fn recorded_args(record: &RunRecord) -> anyhow::Result<RunArgs> {
+    if record.cwd.is_dir() {
+        std::env::set_current_dir(&record.cwd)
+            .with_context(|| format!("entering {}", record.cwd.display()))?;
+    }
+    let cli = Cli::try_parse_from(&record.argv).map_err(|e| {
+        UsageError(format!(
+            "the recorded command line of run {} no longer parses: {e}",
+            record.run_id
+        ))
+    })?;
+    let Command::Run(mut args) = cli.command else {
+        return Err(UsageError(format!(
+            "run {} was not started by `agent run`",
+            record.run_id
+        ))
+        .into());
+    };
+    args.task = Some(record.task.clone());
+    args.task_file = None;
+    args.repo = record.repo.clone();
+    Ok(args)
+}
+
+fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let spec = ModelSpec::parse(args.model.as_deref())?;
+    let (mut workspace, run_id, resume_point) = match &start {
+        Start::Fresh => (Workspace::open(&args.repo, &task)?, new_run_id(), None),
+        Start::Resume { record, events } => {
+            let base = git2::Oid::from_str(&record.base)
+                .map_err(|e| UsageError(format!("run {}: bad base commit: {e}", record.run_id)))?;
+            clear_stale_lock(&record.repo, &record.branch);
+            let workspace = Workspace::resume(&record.repo, &record.branch, base)?;
+            let point = resume_point(&workspace, record, events)?;
+            (workspace, record.run_id.clone(), Some(point))
+        }
+        Start::Replay { record, .. } => {
+            let base = git2::Oid::from_str(&record.base)
+                .map_err(|e| UsageError(format!("run {}: bad base commit: {e}", record.run_id)))?;
+            (
+                Workspace::open_at(&record.repo, &task, Some(base))?,
+                new_run_id(),
+                None,
+            )
+        }
+    };
+    let check = match &args.check {
+        Some(cmd) if cmd.trim().is_empty() => {
+            return Err(UsageError("--check is empty".into()).into())
+        }
+        Some(cmd) => Some(Check {
+            command: cmd.clone(),
+            source: "--check".into(),
+        }),
+        None => verify::detect(workspace.root()),
+    };
+    let run_dir = runs::runs_dir().join(&run_id);
+    if !matches!(start, Start::Resume { .. }) {
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            argv: std::env::args().collect(),
+            cwd: std::env::current_dir().unwrap_or_default(),
+            task: task.clone(),
+            repo: workspace.user_repo_path().to_path_buf(),
+            branch: workspace.branch.clone(),
+            base: workspace.base.to_string(),
+            dry_run: args.dry_run,
+            pid: std::process::id(),
+        };
+        let record = match &start {
+            // A replay is recorded as the run it replays, so it can itself be replayed.
+            Start::Replay {
+                record: original, ..
+            } => RunRecord {
+                argv: original.argv.clone(),
+                cwd: original.cwd.clone(),
+                dry_run: true,
+                ..record
+            },
+            _ => record,
+        };
+        if let Err(e) = record.save(&run_dir) {
+            eprintln!(
+                "warning: cannot record the run in {}: {e}; `agent resume` will not find it",
+                run_dir.display()
+            );
+        }
+    }
+    let log_path = run_dir.join("events.jsonl");
+    let mut sinks: Vec<Box<dyn Reporter>> = vec![if args.json {
+        Box::new(JsonReporter)
+    } else {
+        Box::new(TerminalReporter::new())
+    }];
+    let log = match LogReporter::create(&log_path) {
+        Ok(log) => {
+            sinks.push(Box::new(log));
+            Some(log_path)
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: cannot write the run log {}: {e}; continuing without it",
+                log_path.display()
+            );
+            None
+        }
+    };
+    let mut reporter = Fanout(sinks);
+
+    let read_only = vec![workspace.borrowed_objects()];
+    let (sandbox, sandbox_warning) =
+        sandbox::select(args.sandbox, read_only.clone(), &args.sandbox_profile)
+            .map_err(|why| UsageError(format!("--sandbox: {why}")))?;
+    if let Some(warning) = sandbox_warning {
+        reporter.event(&Event::Note {
+            message: format!("WARNING: {warning}"),
+        });
+    }
+    if !args.no_fetch {
+        fetch_dependencies(&args, read_only, workspace.root(), &mut reporter)?;
+    }
+    let mut model = load_model(&args, &spec, &start, resume_point.as_ref(), &mut reporter)?;
+    reporter.event(&Event::RunStarted {
+        run_id: run_id.clone(),
+        task_title: crate::report::first_line(task.trim_start_matches(['#', ' ']), 80),
+        repo: workspace.user_repo_path().to_path_buf(),
+        workspace: workspace.root().to_path_buf(),
+        branch: workspace.branch.clone(),
+        base: workspace.base.to_string(),
+        model: model.describe(),
+        check: check.as_ref().map(|c| c.command.clone()),
+        check_source: check.as_ref().map_or_else(
+            || "nothing detected; pass --check CMD".into(),
+            |c| c.source.clone(),
+        ),
+        sandbox: sandbox.describe(),
+        dry_run: args.dry_run,
+        log,
+    });
+    if let Some(point) = &resume_point {
+        reporter.event(&Event::RunResumed {
+            run_id: run_id.clone(),
+            turns: point.turns,
+            branch: workspace.branch.clone(),
+            head: workspace.head()?.to_string(),
+            done_steps: point.done.len(),
+            remaining_steps: point.remaining.len(),
+        });
+    }
+
+    let config = RunConfig {
+        task,
+        check,
+        limits: Limits {
+            max_turns: args.max_turns as usize,
+            max_steps: args.max_steps as usize,
+            max_tokens: args.max_tokens,
+            time_limit: args.time_limit.map(Duration::from_secs),
+            step_tries: args.step_tries as usize,
+            ..Limits::default()
+        },
+        command_timeout: Duration::from_secs(args.command_timeout),
+        check_timeout: Duration::from_secs(args.check_timeout),
+        output_limit: 16 * 1024,
+        command_env: command_env(workspace.root()),
+        publish: !args.dry_run,
+        run_id,
+        save_dir: Some(run_dir.clone()),
+        resume: resume_point,
+    };
+    let result = agent::run(
+        &config,
+        model.as_mut(),
+        &mut workspace,
+        sandbox.as_ref(),
+        &mut reporter,
+    )?;
+
+    // Work no check accepted is never thrown away: it is saved as a patch beside the run log.
+    let leftover = workspace.uncommitted_changes()?;
+    let unverified_patch = if leftover.is_empty() {
+        None
+    } else {
+        let path = run_dir.join("unverified.patch");
+        std::fs::create_dir_all(&run_dir)
+            .and_then(|_| std::fs::write(&path, diff::render(&leftover, false)))
+            .with_context(|| format!("saving unverified changes to {}", path.display()))?;
+        Some(path)
+    };
+    let step_commits = workspace.step_commits()?;
+    let commits: Vec<String> = step_commits
+        .iter()
+        .map(|(oid, _, _)| oid.to_string())
+        .collect();
+    let accepted = workspace.committed_changes()?;
+    let exit_code = result.outcome.exit_code();
+    reporter.event(&Event::Finished {
+        outcome: result.outcome,
+        summary: result.summary,
+        branch: (!args.dry_run && !commits.is_empty()).then(|| workspace.branch.clone()),
+        commits,
+        patch: args.dry_run.then(|| diff::render(&accepted, false)),
+        unverified_patch,
+        exit_code,
+        turns: result.turns,
+        steps_accepted: result.steps_accepted,
+        steps_rejected: result.steps_rejected,
+        checks: result.checks,
+        tokens: result.tokens,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    });
+    reporter.close();
+
+    if let Start::Replay {
+        record,
+        commits: recorded,
+        outcome,
+        ..
+    } = &start
+    {
+        let replayed: Vec<String> = step_commits
+            .iter()
+            .map(|(_, tree, _)| tree.to_string())
+            .collect();
+        let recorded: Vec<String> = recorded.iter().map(|(_, tree)| tree.clone()).collect();
+        let mut differences = Vec::new();
+        if *outcome != Some(result.outcome) {
+            differences.push(format!(
+                "outcome {:?} instead of the recorded {outcome:?}",
+                result.outcome
+            ));
+        }
+        if replayed != recorded {
+            differences.push(format!(
+                "commit trees differ: recorded {recorded:?}, replayed {replayed:?}"
+            ));
+        }
+        let mut out = std::io::stderr().lock();
+        if differences.is_empty() {
+            writeln!(
+                out,
+                "replay of {}: same outcome ({:?}) and the same {} commit tree(s)",
+                record.run_id,
+                result.outcome,
+                replayed.len()
+            )?;
+            return Ok(0);
+        }
+        writeln!(out, "replay of {} diverged:", record.run_id)?;
+        for d in differences {
+            writeln!(out, "  {d}")?;
+        }
+        return Ok(1);
+    }
+
+    if args.dry_run && !args.json {
+        let mut out = std::io::stdout().lock();
+        if accepted.is_empty() {
+            writeln!(out, "No verified changes to propose.")?;
+        } else {
+            write!(
+                out,
+                "{}",
+                diff::render(&accepted, std::io::stdout().is_terminal())
+            )?;
+            writeln!(
+                out,
+                "{} (dry run: nothing was changed in {})",
+                diff::stat(&accepted),
+                workspace.user_repo_path().display()
+            )?;
+        }
+    }
+    Ok(exit_code as u8)
+}
+
+/// The model for this start: a replay of the recorded turns, the scripted model continued after the
+/// turns it had used (resuming a replay run), or the model the command line names.
+fn load_model(
+    args: &RunArgs,
+    spec: &ModelSpec,
+    start: &Start,
+    resume: Option<&ResumePoint>,
+    reporter: &mut dyn Reporter,
+) -> anyhow::Result<Box<dyn ChatModel>> {
+    if let Start::Replay { record, turns, .. } = start {
+        let path = runs::runs_dir().join(&record.run_id).join("events.jsonl");
+        return Ok(Box::new(ReplayModel::new(path, turns.clone())));
+    }
+    if let (ModelSpec::Replay(path), Some(point)) = (spec, resume) {
+        return Ok(Box::new(
+            ReplayModel::from_file(path)?.skipping(point.turns),
+        ));
+    }
+    if spec.is_embedded() {
+        reporter.event(&Event::Note {
+            message: format!("loading {spec} (mistral.rs, in-process)"),
+        });
+    }
+    let options = args.model_options.options();
+    if let Some(template) = &options.chat_template {
+        if !template.is_file() {
+            return Err(UsageError(format!(
+                "--chat-template {}: no such file",
+                template.display()
+            ))
+            .into());
+        }
+    }
+    spec.load(&options)
+        .with_context(|| format!("loading model {spec}"))
+}
+
+/// Where the interrupted run continues: its branch's last commit must be one of its verified steps.
+fn resume_point(
+    workspace: &Workspace,
+    record: &RunRecord,
+    events: &[Event],
+) -> anyhow::Result<ResumePoint> {
+    let commits = workspace.step_commits()?;
+    let Some((tip, _, message)) = commits.last() else {
+        return Ok(runs::resume_point(events, None));
+    };
+    let trailers = runs::step_trailers(message)
+        .filter(|t| t.run_id == record.run_id)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "the last commit {tip} on {} is not a step of run {}; the branch was changed by someone else, \
+                 so the agent will not continue on it",
+                record.branch, record.run_id
+            ))
+        })?;
+    Ok(runs::resume_point(
+        events,
+        Some((&trailers, &tip.to_string())),
+    ))
+}
+
+/// A `.lock` left on the task branch by a process killed mid-update would block every later update.
+/// The run's own process is gone (checked before), so a lock on its branch is stale.
+fn clear_stale_lock(repo: &std::path::Path, branch: &str) {
+    let Ok(user_repo) = git2::Repository::discover(repo) else {
+        return;
+    };
+    let lock = user_repo
+        .commondir()
+        .join("refs/heads")
+        .join(format!("{branch}.lock"));
+    if lock.is_file() {
+        let _ = std::fs::remove_file(&lock);
+    }
+}
+
+/// The dependency-fetch phase: with network, under the `fetch` profile, so the offline phase finds
+/// every dependency in the local caches. A failure is reported, not fatal: the check will say more.
+fn fetch_dependencies(
+    args: &RunArgs,
+    read_only: Vec<PathBuf>,
+    root: &std::path::Path,
+    reporter: &mut dyn Reporter,
+) -> anyhow::Result<()> {
+    let Some(command) = verify::detect_fetch(root) else {
+        return Ok(());
+    };
+    let (fetch_sandbox, _) =
+        sandbox::select(args.sandbox, read_only, "fetch").map_err(UsageError)?;
+    reporter.event(&Event::Note {
+        message: format!("fetching dependencies (network allowed): {command}"),
+    });
+    let spec = CommandSpec {
+        command: command.clone(),
+        cwd: root.to_path_buf(),
+        timeout: Duration::from_secs(args.check_timeout),
+        env: command_env(root),
+        output_limit: 64 * 1024,
+    };
+    let message = match fetch_sandbox.run(&spec) {
+        Ok(outcome) if outcome.success() => {
+            format!("dependencies fetched ({})", outcome.status_line())
+        }
+        Ok(outcome) => format!(
+            "WARNING: `{command}` failed ({}); offline builds may miss dependencies:\n{}",
+            outcome.status_line(),
+            crate::report::first_line(
+                outcome
+                    .output
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or(""),
+                200
+            )
+        ),
+        Err(e) => format!("WARNING: `{command}` could not run: {e}"),
+    };
+    reporter.event(&Event::Note { message });
+    Ok(())
+}
+
+fn read_task(args: &RunArgs) -> anyhow::Result<String> {
+    let text = match (&args.task, &args.task_file) {
+        (_, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| UsageError(format!("cannot read --task-file {}: {e}", file.display())))?,
+        (Some(dash), None) if dash == "-" => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the task from stdin")?;
+            text
+        }
+        (Some(task), None) => task.clone(),
+        (None, None) => String::new(),
+    };
+    if text.trim().is_empty() {
+        return Err(UsageError("the task is empty; give it as an argument, with --task-file FILE, or on stdin with `-`".into()).into());
+    }
+    Ok(text)
+}
+
+/// Environment for commands: build outputs go outside the worktree so they are never committed and are
+/// reused across runs; Python dependencies fetched for `requirements.txt` are importable.
+fn command_env(root: &std::path::Path) -> Vec<(String, String)> {
+    let mut env = vec![("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string())];
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+        env.push((
+            "CARGO_TARGET_DIR".into(),
+            cache_dir().join("cargo-target").display().to_string(),
+        ));
+    }
+    if let Ok(requirements) = std::fs::read(root.join("requirements.txt")) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        requirements.hash(&mut hasher);
+        let dir = cache_dir()
+            .join("pydeps")
+            .join(format!("{:016x}", hasher.finish()))
+            .display()
+            .to_string();
+        let path = match std::env::var("PYTHONPATH") {
+            Ok(existing) if !existing.is_empty() => format!("{dir}:{existing}"),
+            _ => dir.clone(),
+        };
+        env.push((sandbox::PYDEPS_ENV.into(), dir));
+        env.push(("PYTHONPATH".into(), path));
+    }
+    env
+}
+
+fn new_run_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}-{:06}-{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id()
+    )
+}

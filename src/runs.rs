@@ -1,0 +1,302 @@
+//! Stored runs: every run has a directory under the state dir (`$XDG_STATE_HOME/agent/runs/<run-id>/`)
+//! holding `run.json` (what was asked, where, with which command line) and `events.jsonl` (the
+//! trajectory: every event in order, each line written as it happens). `agent log`, `agent replay` and
+//! `agent resume` read them.
+//!
+//! The run directory lives outside the repository so a dry run never writes into it. This module
+//! reads and writes those files only; it never runs the agent.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{PlanStep, ResumePoint, StepRecord};
+use crate::model::replay::ScriptedTurn;
+use crate::report::Event;
+
+/// `$XDG_STATE_HOME/agent`, else `~/.local/state/agent`: run logs and saved patches, outside every repository.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("agent")
+}
+
+pub fn runs_dir() -> PathBuf {
+    state_dir().join("runs")
+}
+
+/// What a run was asked to do; written once when it starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    /// The command line, to run it again the same way (`resume`, `replay`).
+    pub argv: Vec<String>,
+    /// The directory it was started in (relative paths in `argv` are relative to it).
+    pub cwd: PathBuf,
+    /// The task text (it may have come from stdin).
+    pub task: String,
+    /// The user's repository.
+    pub repo: PathBuf,
+    pub branch: String,
+    pub base: String,
+    pub dry_run: bool,
+    /// The process that ran it, to refuse resuming a run that is still going.
+    pub pid: u32,
+}
+
+impl RunRecord {
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        // Written whole or not at all: a kill cannot leave half a record.
+        let tmp = dir.join("run.json.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, dir.join("run.json"))
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        let path = dir.join("run.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", path.display()))
+    }
+
+    /// Is the process that started the run still alive?
+    pub fn still_running(&self) -> bool {
+        self.pid != std::process::id()
+            && std::fs::read_to_string(format!("/proc/{}/cmdline", self.pid))
+                .is_ok_and(|cmd| cmd.contains("agent"))
+    }
+}
+
+/// The directory of run `id`: an exact id, a unique prefix, or `last` (the newest run).
+pub fn find(id: &str) -> Result<PathBuf, String> {
+    let ids = list_ids();
+    if ids.is_empty() {
+        return Err(format!("no runs are recorded in {}", runs_dir().display()));
+    }
+    let found: Vec<&String> = if id == "last" {
+        ids.last().into_iter().collect()
+    } else if ids.iter().any(|i| i == id) {
+        ids.iter().filter(|i| *i == id).collect()
+    } else {
+        ids.iter().filter(|i| i.starts_with(id)).collect()
+    };
+    match found.as_slice() {
+        [one] => Ok(runs_dir().join(one)),
+        [] => Err(format!(
+            "no run {id:?} in {}; `agent log` lists the runs",
+            runs_dir().display()
+        )),
+        many => Err(format!(
+            "{id:?} matches {} runs ({} ...); give more of the id",
+            many.len(),
+            many[0]
+        )),
+    }
+}
+
+/// Run ids, oldest first.
+pub fn list_ids() -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(runs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("events.jsonl").is_file() || e.path().join("run.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    // Ids start with the start time in seconds, then microseconds: sorting by the numbers is by age.
+    ids.sort_by_key(|id| {
+        let mut parts = id.split('-').map(|p| p.parse::<u64>().unwrap_or(u64::MAX));
+        (parts.next(), parts.next(), id.clone())
+    });
+    ids
+}
+
+/// The events of a run, in order. A last line torn by a kill is skipped; any other damage is an error.
+pub fn read_events(dir: &Path) -> Result<Vec<Event>, String> {
+    let path = dir.join("events.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut events = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<Event>(line) {
+            Ok(event) => events.push(event),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => return Err(format!("{} line {}: {e}", path.display(), i + 1)),
+        }
+    }
+    Ok(events)
+}
+
+/// The model turns of a recorded run, as a replay script. Turns of an attempt that was interrupted and
+/// redone after `agent resume` are dropped, so the script is what the finished trajectory used.
+pub fn replay_turns(events: &[Event]) -> Vec<ScriptedTurn> {
+    let mut turns = Vec::new();
+    for event in events {
+        match event {
+            Event::ModelTurn {
+                content,
+                tool_calls,
+                ..
+            } => turns.push(ScriptedTurn {
+                content: content.clone(),
+                tool_calls: tool_calls.clone(),
+            }),
+            Event::RunResumed { turns: kept, .. } => turns.truncate(*kept),
+            _ => {}
+        }
+    }
+    turns
+}
+
+/// What the commit trailers of an accepted step say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepTrailers {
+    pub step: usize,
+    pub of: usize,
+    pub run_id: String,
+    pub turns: usize,
+}
+
+pub fn step_trailers(message: &str) -> Option<StepTrailers> {
+    let value = |key: &str| {
+        message
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+    };
+    let (step, of) = value("Agent-Step:")?
+        .split_once('/')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))?;
+    Some(StepTrailers {
+        step,
+        of,
+        run_id: value("Agent-Run:")?,
+        turns: value("Agent-Turns:")?.parse().ok()?,
+    })
+}
+
+/// Where to continue a run whose branch's last commit is step `tip` (None: no step committed yet):
+/// the accepted steps up to it (from the log, or from the commit when the log missed it), and the
+/// rest of the newest plan that covers the next step.
+pub fn resume_point(events: &[Event], tip: Option<(&StepTrailers, &str)>) -> ResumePoint {
+    let Some((trailers, commit)) = tip else {
+        return ResumePoint::default();
+    };
+    let mut done: Vec<StepRecord> = Vec::new();
+    for event in events {
+        if let Event::StepAccepted { record, .. } = event {
+            if record.step <= trailers.step {
+                done.retain(|r| r.step != record.step);
+                done.push(record.clone());
+            }
+        }
+    }
+    done.sort_by_key(|r| r.step);
+    if !done.iter().any(|r| r.step == trailers.step) {
+        done.push(StepRecord {
+            step: trailers.step,
+            title: format!("step {}", trailers.step),
+            summary: String::new(),
+            commit: Some(commit.to_string()),
+            check: "verified before the interruption".into(),
+        });
+    }
+    let next = trailers.step + 1;
+    let remaining: Vec<PlanStep> = events
+        .iter()
+        .rev()
+        .find_map(|event| match event {
+            Event::PlanMade {
+                first_step, steps, ..
+            } if *first_step <= next => {
+                Some(steps.iter().skip(next - first_step).cloned().collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    ResumePoint {
+        done,
+        remaining,
+        turns: trailers.turns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_round_trip_from_a_commit_message() {
+        let message = "Add parse\n\nintent\n\nCheck: `x` passed\n\nAgent-Step: 2/3\nAgent-Run: 17-1-2\nAgent-Turns: 9\n";
+        assert_eq!(
+            step_trailers(message),
+            Some(StepTrailers {
+                step: 2,
+                of: 3,
+                run_id: "17-1-2".into(),
+                turns: 9
+            })
+        );
+        assert_eq!(step_trailers("a normal commit\n"), None);
+    }
+
+    #[test]
+    fn resume_continues_with_the_newest_plan_covering_the_next_step() {
+        let step = |t: &str| PlanStep {
+            title: t.into(),
+            intent: String::new(),
+            files: vec![],
+            check: String::new(),
+        };
+        let record = |n: usize| StepRecord {
+            step: n,
+            title: format!("s{n}"),
+            summary: "ok".into(),
+            commit: Some("c".into()),
+            check: "passed".into(),
+        };
+        let events = vec![
+            Event::PlanMade {
+                revision: 1,
+                first_step: 1,
+                steps: vec![step("a"), step("b"), step("c")],
+                reason: None,
+            },
+            Event::StepAccepted {
+                record: record(1),
+                of: 3,
+            },
+            Event::PlanMade {
+                revision: 2,
+                first_step: 2,
+                steps: vec![step("b2"), step("c2")],
+                reason: Some("b failed".into()),
+            },
+            Event::StepAccepted {
+                record: record(2),
+                of: 3,
+            },
+        ];
+        let tip = StepTrailers {
+            step: 2,
+            of: 3,
+            run_id: "r".into(),
+            turns: 7,
+        };
+        let point = resume_point(&events, Some((&tip, "abc")));
+        assert_eq!(point.done.len(), 2);
+        assert_eq!(point.remaining, vec![step("c2")]);
+        assert_eq!(point.turns, 7);
+        // Killed after the commit but before its event: the commit stands in for the record.
+        let point = resume_point(&events[..3], Some((&tip, "abc")));
+        assert_eq!(point.done.len(), 2);
+        assert_eq!(point.done[1].commit.as_deref(), Some("abc"));
+        assert!(resume_point(&events, None).remaining.is_empty());
+    }
+}
