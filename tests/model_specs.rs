@@ -11,7 +11,7 @@ fn run_with_model(home: &Path, repo: &Path, model: &str) -> std::process::Output
     agent(home)
         .env("HF_HOME", home.join("hf"))
         .env("HF_HUB_OFFLINE", "1")
-        .args(["run", "say hi", "--json", "--no-fetch", "--max-steps", "1"])
+        .args(["run", "say hi", "--json", "--no-fetch", "--max-turns", "1"])
         .args(["--check", "true", "--model", model])
         .arg("--repo")
         .arg(repo)

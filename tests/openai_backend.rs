@@ -332,7 +332,11 @@ fn the_context_window_comes_from_the_server_or_the_flag() {
 #[test]
 fn agent_run_through_a_recorded_ollama_commits_the_step() {
     let finish = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"","tool_calls":[{"id":"call_fin","type":"function","function":{"name":"finish","arguments":"{\"summary\":\"wrote the notes\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":500,"completion_tokens":12}}"#;
-    let (url, seen) = serve(None, vec![ok("ollama_native.json"), ok_body(finish)]);
+    let plan = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"","tool_calls":[{"id":"call_plan","type":"function","function":{"name":"plan","arguments":"{\"steps\":[{\"title\":\"Write the notes\",\"intent\":\"Create NOTES.md.\",\"files\":[\"NOTES.md\"],\"check\":\"\"}]}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":400,"completion_tokens":30}}"#;
+    let (url, seen) = serve(
+        None,
+        vec![ok_body(plan), ok("ollama_native.json"), ok_body(finish)],
+    );
     let repo = repo_with(&[("README.md", "a project\n")]);
     let before = user_state(repo.path());
     let home = tempfile::tempdir().unwrap();
@@ -355,7 +359,13 @@ fn agent_run_through_a_recorded_ollama_commits_the_step() {
     assert_eq!(notes, "hello from ollama");
 
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 2);
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen[0].body["tools"].as_array().unwrap().len(),
+        1,
+        "the planner is offered only the plan"
+    );
+    let seen = &seen[1..];
     assert!(
         seen[0]
             .headers

@@ -58,8 +58,8 @@ fn real_server_turns_are_valid_calls_and_a_run_completes() {
             "make greet say hello",
             "--json",
             "--no-fetch",
-            "--max-steps",
-            "3",
+            "--max-turns",
+            "4",
         ])
         .args(["--model", &format!("openai:{}#smollm2", server.url)])
         .args(["--check", "true"])

@@ -32,7 +32,7 @@ fn embedded_smollm2_run_completes_and_touches_nothing_outside_the_worktree() {
     let home = tempfile::tempdir().unwrap();
 
     let output = agent(home.path())
-        .args(["run", "--json", "--max-steps", "3", "--model"])
+        .args(["run", "--json", "--max-turns", "4", "--model"])
         .arg(&model)
         .arg("--task-file")
         .arg(example.join("hello.md"))
@@ -61,7 +61,8 @@ fn embedded_smollm2_run_completes_and_touches_nothing_outside_the_worktree() {
         describe(&output)
     );
     assert!(!turns.is_empty());
-    let tools: Vec<String> = agent::tools::specs().into_iter().map(|s| s.name).collect();
+    let mut tools: Vec<String> = agent::tools::specs().into_iter().map(|s| s.name).collect();
+    tools.push("plan".into());
     for turn in &turns {
         assert!(
             turn["usage"]["completion_tokens"].as_u64().unwrap() > 0,

@@ -149,6 +149,7 @@ pub fn run(
         rejected: 0,
         checks: 0,
         plan_revision: 0,
+        last_failure: None,
     };
     let (outcome, summary) = match runner.drive(resume.remaining) {
         Ok(summary) => (Outcome::Finished, summary),
@@ -181,6 +182,8 @@ struct Runner<'a> {
     rejected: usize,
     checks: usize,
     plan_revision: usize,
+    /// The last failed check: (worktree, command, report); an unchanged tree is not checked again.
+    last_failure: Option<(git2::Oid, String, String)>,
 }
 
 impl Runner<'_> {
@@ -428,7 +431,9 @@ impl Runner<'_> {
             }
         }
         let to = self.workspace.roll_back()?;
-        self.guard.progress();
+        if !changes.is_empty() {
+            self.guard.progress();
+        }
         self.reporter.event(&Event::RolledBack {
             step: number,
             to: to.to_string(),

@@ -131,10 +131,9 @@ mod tests {
         assert_eq!(step["additionalProperties"], false, "{step}");
         assert_eq!(step["properties"]["title"]["maxLength"], 72);
         // Every string is bounded, so a constrained plan can never be cut off mid-string.
-        let budget =
-            crate::model::schema::max_reply_tokens(&crate::model::schema::tool_call_schema(
-                std::slice::from_ref(&spec),
-            ));
+        let budget = crate::model::schema::max_reply_tokens(
+            &crate::model::schema::tool_call_schema(std::slice::from_ref(&spec)),
+        );
         assert!(budget < 8000, "{budget}");
     }
 

@@ -14,6 +14,13 @@ use crate::tools::{self, ToolContext, ToolOutput};
 /// Model turns per attempt at a step before its work is checked anyway.
 const TURNS_PER_ATTEMPT: usize = 12;
 
+fn check_command(check: &Option<Check>) -> String {
+    check
+        .as_ref()
+        .map(|c| c.command.clone())
+        .unwrap_or_default()
+}
+
 /// How a stretch of model turns ended.
 enum WorkEnd {
     Finished(String),
@@ -53,8 +60,6 @@ impl Runner<'_> {
             Message::user(brief),
         ];
         let tries = self.config.limits.step_tries.max(1);
-        // The last check's verdict on a worktree, so an unchanged tree is not checked twice.
-        let mut last_checked: Option<(git2::Oid, String)> = None;
         for attempt in 1..=tries {
             let summary = match self.work(&mut messages, &specs)? {
                 WorkEnd::Finished(summary) => summary,
@@ -77,10 +82,15 @@ impl Runner<'_> {
                     check: "nothing to verify".into(),
                 }));
             }
-            let failure = match (&check, &last_checked) {
-                (None, _) => None,
-                (Some(_), Some((checked, report))) if *checked == tree => Some(report.clone()),
-                (Some(check), _) => self.run_check(check)?,
+            let failure = match &check {
+                None => None,
+                Some(check) => match &self.last_failure {
+                    // The same tree failed the same check before: it would fail again.
+                    Some((t, c, report)) if *t == tree && *c == check.command => {
+                        Some(report.clone())
+                    }
+                    _ => self.run_check(check)?,
+                },
             };
             let Some(report) = failure else {
                 let verified = check
@@ -98,8 +108,9 @@ impl Runner<'_> {
                     check: verified,
                 }));
             };
-            last_checked = Some((tree, report.clone()));
-            match self.guard.observe(&format!("check failure: {report}")) {
+            self.last_failure = Some((tree, check_command(&check), report.clone()));
+            let escalation = self.guard.observe(&format!("check failure: {report}"));
+            match escalation {
                 Escalation::Stop => {
                     return Err(Halt::End(
                         Outcome::LoopDetected,
@@ -122,7 +133,10 @@ impl Runner<'_> {
                     first_line(&report, 300)
                 )));
             }
-            let text = prompt::step_failed(&report, attempt, tries);
+            let mut text = prompt::step_failed(&report, attempt, tries);
+            if escalation == Escalation::Nudge {
+                text = format!("{text}\n{}", prompt::NUDGE);
+            }
             self.reject(number, attempt, &text, &mut messages);
         }
         Ok(StepEnd::Failed(format!(

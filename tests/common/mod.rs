@@ -115,6 +115,16 @@ pub fn agent(home: &Path) -> Command {
 }
 
 /// Write a replay script and return its `--model` argument.
+/// The planner's turn of a replay script: a plan with these step titles (each verified by the task's
+/// check).
+pub fn plan_turn(titles: &[&str]) -> serde_json::Value {
+    let steps: Vec<serde_json::Value> = titles
+        .iter()
+        .map(|t| serde_json::json!({"title": t, "intent": format!("{t}."), "files": [], "check": ""}))
+        .collect();
+    serde_json::json!({"content": "plan the work", "tool_calls": [{"name": "plan", "arguments": {"steps": steps}}]})
+}
+
 pub fn replay_script(dir: &Path, turns: serde_json::Value) -> String {
     let path = dir.join("script.json");
     std::fs::write(&path, serde_json::to_string_pretty(&turns).unwrap()).unwrap();
