@@ -136,6 +136,7 @@ impl Runner<'_> {
             let mut text = prompt::step_failed(&report, attempt, tries);
             if escalation == Escalation::Nudge {
                 text = format!("{text}\n{}", prompt::NUDGE);
+                self.note("loop guard: the check failed the same way a third time; told the model to change course".into());
             }
             self.reject(number, attempt, &text, &mut messages);
         }
@@ -238,6 +239,12 @@ impl Runner<'_> {
                     _ => output,
                 };
                 messages.push(Message::tool_result(call, shown));
+                if escalation == Escalation::Nudge {
+                    self.note(format!(
+                        "loop guard: a third identical `{}` call; told the model to change course",
+                        call.name
+                    ));
+                }
                 match escalation {
                     Escalation::Replan => {
                         return Ok(WorkEnd::Replan(format!(

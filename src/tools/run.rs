@@ -39,6 +39,12 @@ impl Tool for Run {
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         let mut out = format!("$ {}\n{}\n", args.command, outcome.status_line());
         out.push_str(&outcome.output);
+        if outcome.truncated {
+            out.push_str(
+                "\n[the output was too long and its middle was cut; to see a part of it, run the command again \
+                 piped through `grep PATTERN`, `head -n N` or `tail -n N`]",
+            );
+        }
         Ok(ToolOutput::Text(out))
     }
 }

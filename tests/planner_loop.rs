@@ -1,0 +1,388 @@
+//! The planner–executor loop end to end, through the real binary with the replay backend, on real git
+//! repositories: multi-step plans, a step that fails and is re-planned, loop detection, truncated
+//! outputs, a crash between edit and commit with `agent resume`, and `agent log` / `agent replay`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn write(path: &str, content: &str) -> Value {
+    json!({"content": format!("write {path}"), "tool_calls": [{"name": "write_file", "arguments": {"path": path, "content": content}}]})
+}
+
+fn finish(summary: &str) -> Value {
+    json!({"tool_calls": [{"name": "finish", "arguments": {"summary": summary}}]})
+}
+
+/// A plan whose steps carry their own checks.
+fn plan_with_checks(steps: &[(&str, &str)]) -> Value {
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|(title, check)| json!({"title": title, "intent": format!("{title}."), "files": [], "check": check}))
+        .collect();
+    json!({"content": "plan", "tool_calls": [{"name": "plan", "arguments": {"steps": steps}}]})
+}
+
+fn run_agent(home: &Path, repo: &Path, task: &str, model: &str, extra: &[&str]) -> Output {
+    agent(home)
+        .args(["run", task, "--json", "--no-fetch", "--model", model])
+        .args(extra)
+        .arg("--repo")
+        .arg(repo)
+        .output()
+        .unwrap()
+}
+
+fn branch_messages(repo: &Path, branch: &str) -> Vec<String> {
+    git(
+        repo,
+        &[
+            "log",
+            "--reverse",
+            "--format=%B%x00",
+            &format!("main..{branch}"),
+        ],
+    )
+    .split('\0')
+    .map(|m| m.trim().to_string())
+    .filter(|m| !m.is_empty())
+    .collect()
+}
+
+const TASK_CHECK: &str = "test -f a.txt && grep -qx ok b.txt && test -f c.txt";
+
+#[test]
+fn a_step_that_fails_twice_is_rolled_back_and_replanned_and_the_run_replays_identically() {
+    let repo = repo_with(&[("README.md", "three files\n")]);
+    let before = user_state(repo.path());
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_with_checks(&[
+                ("Add a", "test -f a.txt"),
+                ("Add b", "grep -qx ok b.txt"),
+                ("Add c", "")
+            ]),
+            write("a.txt", "a\n"),
+            finish("a added"),
+            write("b.txt", "bad\n"),
+            finish("b added"),
+            write("b.txt", "worse\n"),
+            finish("b fixed"),
+            plan_with_checks(&[
+                ("Add b with the right content", "grep -qx ok b.txt"),
+                ("Add c", "")
+            ]),
+            write("b.txt", "ok\n"),
+            finish("b is ok"),
+            write("c.txt", "c\n"),
+            finish("c added"),
+        ]),
+    );
+    let output = run_agent(
+        home.path(),
+        repo.path(),
+        "add a, b and c",
+        &model,
+        &["--check", TASK_CHECK, "--step-tries", "2"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let events = events(&output);
+
+    let plans = of_kind(&events, "plan_made");
+    assert_eq!(plans.len(), 2);
+    assert_eq!(plans[1]["revision"], 2);
+    assert_eq!(plans[1]["first_step"], 2);
+    let reason = plans[1]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("step 2 (Add b)") && reason.contains("2 attempt"),
+        "{reason}"
+    );
+
+    let rejected = of_kind(&events, "step_rejected");
+    assert_eq!(
+        rejected.len(),
+        1,
+        "the second failure ends the step: {rejected:?}"
+    );
+    let rolled = of_kind(&events, "rolled_back");
+    assert_eq!(rolled.len(), 1);
+    assert_eq!(rolled[0]["step"], 2);
+    let saved = std::fs::read_to_string(rolled[0]["saved"].as_str().unwrap()).unwrap();
+    assert!(
+        saved.contains("+worse"),
+        "the rolled-back work is kept: {saved}"
+    );
+
+    let finished = of_kind(&events, "finished")[0];
+    assert_eq!(finished["steps_accepted"], 3, "{finished}");
+    assert_eq!(finished["steps_rejected"], 1, "{finished}");
+    let branch = finished["branch"].as_str().unwrap();
+    let messages = branch_messages(repo.path(), branch);
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(messages[0].starts_with("Add a\n") && messages[0].contains("Agent-Step: 1/3"));
+    assert!(
+        messages[1].starts_with("Add b with the right content\n")
+            && messages[1].contains("Check: `grep -qx ok b.txt` passed")
+            && messages[1].contains("Agent-Step: 2/3"),
+        "{}",
+        messages[1]
+    );
+    assert!(
+        messages[2].contains(&format!("Check: `{TASK_CHECK}` passed"))
+            && messages[2].contains("Agent-Step: 3/3"),
+        "the last step is verified by the task's check: {}",
+        messages[2]
+    );
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:b.txt")]),
+        "ok"
+    );
+    assert_eq!(
+        user_state(repo.path()),
+        before,
+        "the user's checkout changed"
+    );
+
+    // The trajectory can be read back and replayed to the same commits.
+    let run_id = of_kind(&events, "run_started")[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = agent(home.path()).args(["log", &run_id]).output().unwrap();
+    assert_eq!(log.status.code(), Some(0), "{}", describe(&log));
+    let shown = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        shown.contains("revised plan (revision 2)") && shown.contains("rolled back step 2"),
+        "{shown}"
+    );
+    let list = agent(home.path()).arg("log").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains(&run_id),
+        "{}",
+        describe(&list)
+    );
+    let replay = agent(home.path())
+        .args(["replay", &run_id])
+        .output()
+        .unwrap();
+    assert_eq!(replay.status.code(), Some(0), "{}", describe(&replay));
+    assert!(
+        String::from_utf8_lossy(&replay.stderr)
+            .contains("same outcome (Finished) and the same 3 commit tree(s)"),
+        "{}",
+        describe(&replay)
+    );
+    assert_eq!(user_state(repo.path()), before, "a replay changes nothing");
+}
+
+#[test]
+fn a_loop_of_the_same_failing_call_is_stopped_and_accepted_commits_stay() {
+    let repo = repo_with(&[("src.txt", "one\n")]);
+    let home = tempfile::tempdir().unwrap();
+    let bad = json!({"tool_calls": [{"name": "apply_patch", "arguments": {"patch": "--- a/src.txt\n+++ b/src.txt\n@@ -1 +1 @@\n-two\n+three\n"}}]});
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&["Add a", "Change src"]),
+            write("a.txt", "a\n"),
+            finish("a added"),
+            bad,
+            bad,
+            bad,
+            bad,
+            plan_turn(&["Change src another way"]),
+            bad,
+            finish("never reached"),
+        ]),
+    );
+    let output = run_agent(
+        home.path(),
+        repo.path(),
+        "change src",
+        &model,
+        &["--check", "true"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let events = events(&output);
+    let finished = of_kind(&events, "finished")[0];
+    assert_eq!(finished["outcome"], "loop_detected", "{finished}");
+    assert!(
+        finished["summary"].as_str().unwrap().contains("five times"),
+        "{finished}"
+    );
+    let notes: Vec<&str> = of_kind(&events, "note")
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("a third identical `apply_patch` call")),
+        "{notes:?}"
+    );
+    let plans = of_kind(&events, "plan_made");
+    assert_eq!(plans.len(), 2);
+    assert!(plans[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("same `apply_patch` call four times"));
+    let branch = finished["branch"].as_str().unwrap();
+    assert_eq!(
+        branch_messages(repo.path(), branch).len(),
+        1,
+        "step 1 stays"
+    );
+    assert_eq!(git(repo.path(), &["show", &format!("{branch}:a.txt")]), "a");
+}
+
+#[test]
+fn an_over_long_tool_output_is_truncated_with_a_way_to_see_more() {
+    let repo = repo_with(&[("a.txt", "a\n")]);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&["Look at a lot of output"]),
+            {"tool_calls": [{"name": "run", "arguments": {"command": "seq 1 200000"}}]},
+            finish("looked"),
+        ]),
+    );
+    let output = run_agent(
+        home.path(),
+        repo.path(),
+        "look",
+        &model,
+        &["--check", "true"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let events = events(&output);
+    let result = of_kind(&events, "tool_result")[0]["output"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        result.len() < 20 * 1024,
+        "{} bytes reached the model",
+        result.len()
+    );
+    assert!(result.contains("bytes of output omitted"), "{result}");
+    assert!(result.contains("199999\n200000"), "the end is kept");
+    assert!(
+        result.starts_with("$ seq 1 200000\nexit 0"),
+        "{}",
+        &result[..40]
+    );
+    assert!(result.contains("\n1\n2\n3\n"), "the start is kept");
+    assert!(
+        result.contains("`tail -n N`"),
+        "how to see more: {}",
+        &result[result.len() - 300..]
+    );
+}
+
+#[test]
+fn a_crash_between_the_edit_and_the_commit_is_resumed_from_the_last_accepted_step() {
+    let repo = repo_with(&[("README.md", "three files\n")]);
+    let before = user_state(repo.path());
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_with_checks(&[
+                ("Add a", "test -f a.txt"),
+                ("Add b", "grep -qx ok b.txt"),
+                ("Add c", "")
+            ]),
+            write("a.txt", "a\n"),
+            finish("a added"),
+            write("b.txt", "ok\n"),
+            finish("b added"),
+            write("c.txt", "c\n"),
+            finish("c added"),
+        ]),
+    );
+    let mut command = agent(home.path());
+    command.env("AGENT_TEST_ABORT_BEFORE_COMMIT", "2");
+    let crashed = command
+        .args([
+            "run",
+            "add a, b and c",
+            "--json",
+            "--no-fetch",
+            "--model",
+            &model,
+            "--check",
+            TASK_CHECK,
+            "--repo",
+        ])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        crashed.status.code(),
+        None,
+        "killed by SIGABRT: {}",
+        describe(&crashed)
+    );
+    let crash_events = common::events(&crashed);
+    let run_id = of_kind(&crash_events, "run_started")[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let branch = of_kind(&crash_events, "run_started")[0]["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(of_kind(&crash_events, "commit").len(), 1);
+    assert_eq!(
+        branch_messages(repo.path(), &branch).len(),
+        1,
+        "only step 1 landed"
+    );
+    assert_eq!(user_state(repo.path()), before);
+
+    let resumed = agent(home.path())
+        .args(["resume", &run_id, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", describe(&resumed));
+    let events = common::events(&resumed);
+    let point = of_kind(&events, "run_resumed")[0];
+    assert_eq!(point["done_steps"], 1, "{point}");
+    assert_eq!(point["remaining_steps"], 2, "{point}");
+    assert_eq!(point["turns"], 3, "{point}");
+    let messages = branch_messages(repo.path(), &branch);
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(
+        messages[1].contains("Agent-Step: 2/3")
+            && messages[1].contains(&format!("Agent-Run: {run_id}"))
+    );
+    assert_eq!(git(repo.path(), &["show", &format!("{branch}:c.txt")]), "c");
+    assert_eq!(user_state(repo.path()), before);
+
+    // Finished runs and unknown runs are refused clearly.
+    let again = agent(home.path())
+        .args(["resume", &run_id])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to resume"));
+    let unknown = agent(home.path())
+        .args(["resume", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("agent log"));
+    // The replay of a resumed run skips the interrupted attempt's turns and lands on the same commits.
+    let replay = agent(home.path())
+        .args(["replay", &run_id])
+        .output()
+        .unwrap();
+    assert_eq!(replay.status.code(), Some(0), "{}", describe(&replay));
+}
