@@ -115,13 +115,17 @@ impl Workspace {
     }
 
     /// Reopen the task branch `branch` of an interrupted run that started at `base`: the workspace
-    /// continues from the branch's last (published, verified) commit.
+    /// continues from the branch's last (published, verified) commit, or from `base` when the run
+    /// had not published anything yet.
     pub fn resume(repo_dir: &Path, branch: &str, base: Oid) -> Result<Self, VcsError> {
         let user_repo = Repository::discover(repo_dir)
             .map_err(|_| VcsError::NotARepo(repo_dir.to_path_buf()))?;
-        let tip = user_repo
-            .refname_to_id(&format!("refs/heads/{branch}"))
-            .ctx(|| format!("finding the task branch {branch}"))?;
+        // No branch yet: the run was stopped before its first accepted step.
+        let tip = match user_repo.refname_to_id(&format!("refs/heads/{branch}")) {
+            Ok(tip) => tip,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => base,
+            Err(e) => return Err(e).ctx(|| format!("finding the task branch {branch}")),
+        };
         let published = (tip != base).then_some(tip);
         Self::scratch(user_repo, branch, base, tip, published)
     }

@@ -114,7 +114,6 @@ pub fn agent(home: &Path) -> Command {
     cmd
 }
 
-/// Write a replay script and return its `--model` argument.
 /// The planner's turn of a replay script: a plan with these step titles (each verified by the task's
 /// check).
 pub fn plan_turn(titles: &[&str]) -> serde_json::Value {
@@ -125,6 +124,7 @@ pub fn plan_turn(titles: &[&str]) -> serde_json::Value {
     serde_json::json!({"content": "plan the work", "tool_calls": [{"name": "plan", "arguments": {"steps": steps}}]})
 }
 
+/// Write a replay script and return its `--model` argument.
 pub fn replay_script(dir: &Path, turns: serde_json::Value) -> String {
     let path = dir.join("script.json");
     std::fs::write(&path, serde_json::to_string_pretty(&turns).unwrap()).unwrap();
