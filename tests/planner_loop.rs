@@ -94,6 +94,24 @@ fn a_step_that_fails_twice_is_rolled_back_and_replanned_and_the_run_replays_iden
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let events = events(&output);
 
+    // Every prompt is in the trajectory, each request carrying only what is new in its conversation.
+    let requests = of_kind(&events, "model_request");
+    assert_eq!(requests.len(), of_kind(&events, "model_turn").len());
+    assert_eq!(requests[0]["conversation"], "plan-1");
+    assert_eq!(requests[0]["tools"], json!(["plan"]));
+    assert_eq!(requests[1]["conversation"], "step-1");
+    assert_eq!(requests[1]["first_message"], 0);
+    assert_eq!(requests[1]["messages"][0]["role"], "system");
+    assert!(requests[1]["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Now do step 1 of 3: Add a"));
+    assert_eq!(
+        requests[2]["first_message"], 3,
+        "system, brief, reply: then the result"
+    );
+    assert_eq!(requests[2]["messages"][0]["role"], "tool");
+
     let plans = of_kind(&events, "plan_made");
     assert_eq!(plans.len(), 2);
     assert_eq!(plans[1]["revision"], 2);

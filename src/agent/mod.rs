@@ -150,6 +150,7 @@ pub fn run(
         checks: 0,
         plan_revision: 0,
         last_failure: None,
+        sent: None,
     };
     let (outcome, summary) = match runner.drive(resume.remaining) {
         Ok(summary) => (Outcome::Finished, summary),
@@ -184,6 +185,8 @@ struct Runner<'a> {
     plan_revision: usize,
     /// The last failed check: (worktree, command, report); an unchanged tree is not checked again.
     last_failure: Option<(git2::Oid, String, String)>,
+    /// The conversation of the last request and how many of its messages the log has.
+    sent: Option<(String, usize)>,
 }
 
 impl Runner<'_> {
@@ -259,7 +262,8 @@ impl Runner<'_> {
                 failure,
             )),
         ];
-        let reply = self.ask(&mut messages, &[plan::spec()])?;
+        let conversation = format!("plan-{}", self.plan_revision + 1);
+        let reply = self.ask(&conversation, &mut messages, &[plan::spec()])?;
         let steps = match plan::parse(&reply, max_steps) {
             Ok(plan) => plan.steps,
             Err(why) => {
@@ -279,8 +283,14 @@ impl Runner<'_> {
         Ok(steps)
     }
 
-    /// One model turn within the budgets and the context window; emits the turn.
-    fn ask(&mut self, messages: &mut [Message], specs: &[ToolSpec]) -> Result<AssistantTurn, Halt> {
+    /// One model turn within the budgets and the context window; emits the request (the messages new
+    /// since the last request of `conversation`, so the log grows linearly) and the turn.
+    fn ask(
+        &mut self,
+        conversation: &str,
+        messages: &mut [Message],
+        specs: &[ToolSpec],
+    ) -> Result<AssistantTurn, Halt> {
         if let Some(why) = self.spent.exhausted(&self.config.limits) {
             return Err(Halt::End(
                 Outcome::BudgetExhausted,
@@ -294,6 +304,19 @@ impl Runner<'_> {
             )),
             Err(reason) => return Err(Halt::End(Outcome::ModelFailed, reason)),
         }
+        let already = match &self.sent {
+            Some((name, count)) if name == conversation && *count <= messages.len() => *count,
+            _ => 0,
+        };
+        self.reporter.event(&Event::ModelRequest {
+            turn: self.spent.turns + 1,
+            conversation: conversation.to_string(),
+            first_message: already,
+            messages: messages[already..].to_vec(),
+            tools: specs.iter().map(|t| t.name.clone()).collect(),
+        });
+        // The reply is appended by the caller; counting it as sent keeps the next request's delta small.
+        self.sent = Some((conversation.to_string(), messages.len() + 1));
         let mut answer = self.model.complete(messages, specs);
         if let Err(ModelError::ContextOverflow { needed, window }) = answer {
             // The backend counted exactly and the estimate was optimistic: shrink by the measured

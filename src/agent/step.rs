@@ -176,9 +176,10 @@ impl Runner<'_> {
         specs: &[crate::model::ToolSpec],
     ) -> Result<WorkEnd, Halt> {
         let config = self.config;
+        let conversation = format!("step-{}", self.done.len() + 1);
         let root = self.root.clone();
         for _ in 0..TURNS_PER_ATTEMPT {
-            let reply = self.ask(messages, specs)?;
+            let reply = self.ask(&conversation, messages, specs)?;
             messages.push(Message::assistant(
                 reply.content.clone(),
                 reply.tool_calls.clone(),

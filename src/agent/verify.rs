@@ -97,21 +97,107 @@ pub fn run_check(
     })
 }
 
-/// What the model needs from a failing check: the status and the end of the output, where test runners
-/// put failures and summaries.
+/// What the model needs from a failing check: the status, the failing tests by name, and the output —
+/// whole when it is short; else the first errors (where the cause usually is) and the end (where test
+/// runners put failures and summaries).
 pub fn failure_report(check: &Check, outcome: &CommandOutcome, max_chars: usize) -> String {
     let output = outcome.output.trim_end();
-    let tail = if output.len() > max_chars {
-        let start = output.ceil_char_boundary(output.len() - max_chars);
-        format!("[... earlier output omitted ...]\n{}", &output[start..])
-    } else {
-        output.to_string()
-    };
-    format!(
-        "The check `{}` failed ({}). Its output:\n{tail}\nFix the cause and try again.",
+    let mut report = format!(
+        "The check `{}` failed ({}).\n",
         check.command,
         outcome.status_line()
-    )
+    );
+    let failing = failing_tests(output);
+    if !failing.is_empty() {
+        let shown: Vec<&str> = failing.iter().take(20).map(String::as_str).collect();
+        let more = failing.len().saturating_sub(shown.len());
+        report.push_str(&format!("Failing tests: {}", shown.join(", ")));
+        if more > 0 {
+            report.push_str(&format!(" and {more} more"));
+        }
+        report.push('\n');
+    }
+    if output.len() <= max_chars {
+        report.push_str(&format!("Its output:\n{output}\n"));
+    } else {
+        let errors = first_errors(output, max_chars / 2);
+        if !errors.is_empty() {
+            report.push_str(&format!("First errors:\n{errors}\n"));
+        }
+        let room = max_chars.saturating_sub(errors.len()).max(max_chars / 4);
+        let cut = output.ceil_char_boundary(output.len() - room.min(output.len()));
+        // Start at a line: half a line reads like garbage.
+        let start = output[cut..].find('\n').map_or(cut, |n| cut + n + 1);
+        report.push_str(&format!(
+            "End of its output ({} bytes before it omitted):\n{}\n",
+            start,
+            &output[start..]
+        ));
+    }
+    report.push_str("Fix the cause and try again.");
+    report
+}
+
+/// Failing test names as cargo test, unittest and pytest print them.
+fn failing_tests(output: &str) -> Vec<String> {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| {
+        regex::Regex::new(
+            r"(?m)^(?:test (?P<cargo>\S+) \.\.\. FAILED\s*$|(?:FAIL|ERROR): (?P<unittest>\S+ \([^)]+\))|FAILED (?P<pytest>\S+))",
+        )
+        .expect("a valid pattern")
+    });
+    let mut names: Vec<String> = Vec::new();
+    for captures in pattern.captures_iter(output) {
+        let name = ["cargo", "unittest", "pytest"]
+            .iter()
+            .find_map(|k| captures.name(k))
+            .map(|m| m.as_str().to_string());
+        if let Some(name) = name.filter(|n| !names.contains(n)) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The first error lines of `output` (compiler errors, panics, exceptions) with two lines of context
+/// each, at most `max_chars`.
+fn first_errors(output: &str, max_chars: usize) -> String {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let pattern = PATTERN.get_or_init(|| {
+        regex::Regex::new(
+            r"^\s*(?:error(?:\[\w+\])?:|.*panicked at|\w*(?:Error|Exception)\b:?|E   |Traceback \(most recent call last\))",
+        )
+        .expect("a valid pattern")
+    });
+    let lines: Vec<&str> = output.lines().collect();
+    let mut kept: Vec<usize> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if pattern.is_match(line) {
+            for j in i..(i + 3).min(lines.len()) {
+                if !kept.contains(&j) {
+                    kept.push(j);
+                }
+            }
+        }
+        if kept.len() >= 40 {
+            break;
+        }
+    }
+    let mut text = String::new();
+    let mut previous = None;
+    for i in kept {
+        if previous.is_some_and(|p: usize| p + 1 != i) {
+            text.push_str("...\n");
+        }
+        let line = format!("{}\n", lines[i]);
+        if text.len() + line.len() > max_chars {
+            break;
+        }
+        text.push_str(&line);
+        previous = Some(i);
+    }
+    text.trim_end().to_string()
 }
 
 #[cfg(test)]
@@ -124,6 +210,51 @@ mod tests {
             std::fs::write(dir.path().join(f), "").unwrap();
         }
         detect(dir.path()).map(|c| c.command)
+    }
+
+    fn failed(output: &str) -> CommandOutcome {
+        CommandOutcome {
+            stop: crate::sandbox::StopReason::Exited(101),
+            output: output.into(),
+            truncated: false,
+            elapsed_ms: 10,
+        }
+    }
+
+    #[test]
+    fn failure_reports_name_failing_tests_and_keep_the_first_errors() {
+        let check = Check {
+            command: "cargo test".into(),
+            source: "test".into(),
+        };
+        let mut output = String::from("   Compiling x v0.1.0\nerror[E0425]: cannot find value `y` in this scope\n --> src/lib.rs:3:5\n  |\n");
+        output.push_str(&"noise line\n".repeat(2000));
+        output.push_str("test tests::adds ... FAILED\ntest tests::subs ... ok\ntest result: FAILED. 1 passed; 1 failed\n");
+        let report = failure_report(&check, &failed(&output), 2000);
+        assert!(report.len() < 3000, "{}", report.len());
+        assert!(report.contains("Failing tests: tests::adds\n"), "{report}");
+        assert!(
+            report.contains(
+                "First errors:\nerror[E0425]: cannot find value `y` in this scope\n --> src/lib.rs:3:5"
+            ),
+            "{report}"
+        );
+        assert!(
+            report
+                .ends_with("test result: FAILED. 1 passed; 1 failed\nFix the cause and try again."),
+            "{report}"
+        );
+
+        let unittest = "F.\n======\nFAIL: test_greets (greet_test.T)\nTraceback (most recent call last):\nAssertionError: 'hi' != 'Hello'\n";
+        let report = failure_report(&check, &failed(unittest), 2000);
+        assert!(
+            report.contains("Failing tests: test_greets (greet_test.T)"),
+            "{report}"
+        );
+        assert!(
+            report.contains(unittest.trim_end()),
+            "short output is shown whole: {report}"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::{PlanStep, StepRecord};
-use crate::model::{ToolCall, Usage};
+use crate::model::{Message, ToolCall, Usage};
 
 pub use terminal::TerminalReporter;
 
@@ -77,6 +77,15 @@ pub enum Event {
         head: String,
         done_steps: usize,
         remaining_steps: usize,
+    },
+    /// What the model is sent: the messages added to `conversation` since its previous request
+    /// (from index `first_message`), and the tools offered. The log holds every prompt this way.
+    ModelRequest {
+        turn: usize,
+        conversation: String,
+        first_message: usize,
+        messages: Vec<Message>,
+        tools: Vec<String>,
     },
     ModelTurn {
         turn: usize,

@@ -178,6 +178,7 @@ impl Reporter for TerminalReporter {
                 style("resumed").bold().cyan(),
                 &head[..head.len().min(10)]
             )),
+            Event::ModelRequest { .. } => {}
             Event::ModelTurn {
                 turn,
                 max_turns,
