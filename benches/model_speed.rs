@@ -168,7 +168,7 @@ fn conversation_ttft(model: &Path, threads: usize, prefix_cache: bool) -> Vec<(u
     eprintln!("loaded in {:?}", started.elapsed());
     let specs = agent::tools::specs();
     let mut messages = vec![
-        Message::system(agent::agent::prompt::system(&specs, Some("cargo test"))),
+        Message::system(agent::agent::prompt::system(&specs)),
         Message::user("Add a `double` function to src/lib.rs.\n\nFiles in the repository:\nCargo.toml\nsrc/lib.rs"),
     ];
     let source: String = (0..30)

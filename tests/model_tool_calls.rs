@@ -65,12 +65,20 @@ fn fifty_turns_of_smollm2_are_all_valid_calls() {
             command_env: &[],
         };
         let listing: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        let step = agent::agent::PlanStep::whole_task(task["instructions"].as_str().unwrap());
         let mut messages = vec![
-            Message::system(prompt::system(&specs, task["test_command"].as_str())),
-            Message::user(prompt::task(
-                task["instructions"].as_str().unwrap(),
-                &listing.join("\n"),
-            )),
+            Message::system(prompt::system(&specs)),
+            Message::user(prompt::step_brief(&prompt::StepBrief {
+                task: task["instructions"].as_str().unwrap(),
+                agents_md: "",
+                map: &listing.join("\n"),
+                done: &[],
+                step: &step,
+                remaining: std::slice::from_ref(&step),
+                number: 1,
+                of: 1,
+                check: task["test_command"].as_str(),
+            })),
         ];
         for _ in 0..TURNS_PER_TASK {
             total += 1;

@@ -29,7 +29,7 @@ fn real_server_turns_are_valid_calls_and_a_run_completes() {
     let specs = agent::tools::specs();
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let mut messages = vec![
-        Message::system(agent::agent::prompt::system(&specs, Some("cargo test"))),
+        Message::system(agent::agent::prompt::system(&specs)),
         Message::user("Add a function `double(x: i32) -> i32` to src/lib.rs.\n\nFiles in the repository:\nCargo.toml\nsrc/lib.rs"),
     ];
     for turn in 1..=4 {
