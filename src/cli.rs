@@ -34,6 +34,9 @@ pub enum Command {
     /// Re-run a recorded run's model turns through the replay backend, in a throwaway copy, and check
     /// that it reaches the same outcome and the same commits.
     Replay(ReplayArgs),
+    /// Measure the agent on benchmark tasks (the JSONL format of ../shared/eval): each task runs through
+    /// `agent run` in a fresh repository and is judged with its original tests restored.
+    Eval(EvalArgs),
     /// Run commands under the agent's sandbox (to debug it, or to use it from scripts).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -191,6 +194,56 @@ pub struct ResumeArgs {
     /// A new turn budget, e.g. for a run that stopped because it ran out.
     #[arg(long, value_name = "N")]
     pub max_turns: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    agent eval ../shared/eval/exercism-python.jsonl --oracle -j 2          # the harness must solve everything\n  \
+    agent eval ../shared/eval/exercism-rust.jsonl --limit 5 --out runs/smol # the default model on 5 tasks\n  \
+    agent eval tasks.jsonl --model openai:http://127.0.0.1:11434/v1#qwen2.5-coder:14b --filter '*/bob*'\n\n\
+Each result is appended to DIR/results.jsonl as soon as its task is judged; running again with the same \
+--out skips the tasks already there. The summary (pass rate per language and difficulty, where the time \
+went) ends with `N passed, M failed`.\n\n\
+Exit codes: 0 every selected task solved; 1 some not solved; 2 usage error.")]
+pub struct EvalArgs {
+    /// The tasks: one JSON object per line (id, language, difficulty, instructions, files,
+    /// test_files, test_command, reference).
+    #[arg(value_name = "FILE.jsonl")]
+    pub file: PathBuf,
+
+    /// The model, as for `agent run --model`.
+    #[arg(long, value_name = "SPEC", conflicts_with = "oracle")]
+    pub model: Option<String>,
+
+    /// Instead of a model, replay each task's reference solution through the real tools and the whole
+    /// loop: measures the harness, and must solve every task.
+    #[arg(long)]
+    pub oracle: bool,
+
+    /// Tasks run in parallel.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+
+    /// Only tasks whose id matches this glob (e.g. `exercism-rust/*` or `*/bob`).
+    #[arg(long, value_name = "GLOB")]
+    pub filter: Option<String>,
+
+    /// Only the first N (matching) tasks.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Where results go (results.jsonl, summary.txt); re-running with it resumes. Default: a new
+    /// directory under the state dir.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Most model turns per task.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub max_turns: u64,
+
+    /// Wall-clock limit per task, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub time_limit: u64,
 }
 
 #[derive(Debug, Args)]

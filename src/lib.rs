@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod app;
 pub mod cli;
+pub mod eval;
 pub mod model;
 pub mod patch;
 pub mod report;

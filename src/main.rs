@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Resume(args) => app::resume(args),
         Command::Replay(args) => app::replay(args),
         Command::Log(args) => app::log(args),
+        Command::Eval(args) => app::eval(args),
         Command::Apply(args) => app::apply(args),
         Command::Sandbox(agent::cli::SandboxCommand::Exec(args)) => app::sandbox_exec(args),
         Command::Doctor => app::doctor(),

@@ -1,106 +1,105 @@
-//! The oracle run: every task of ../shared/eval (Rust and Python) through the whole loop — planner,
-//! executor, sandboxed check, commit, publish — with a replay model that plans one step and writes the
-//! task's reference solution through the real tools. It measures the harness, not a model: every task
-//! must be solved, its commit on its branch. Prints "N passed, M failed".
+//! `agent eval --oracle` over every task of ../shared/eval (Rust and Python): each task goes through
+//! the whole loop — planner, executor, sandboxed check, commit, publish — with a replay model that plans
+//! one step and writes the reference solution through the real tools, and is then judged with its
+//! original tests restored. It measures the harness, not a model: everything must be solved, each with
+//! its one verified commit on its branch.
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::path::Path;
 
 use common::*;
-use serde_json::{json, Value};
 
-/// The replay script that solves `task`: plan, write each reference file, finish.
-fn oracle_script(task: &Value) -> Value {
-    let files: Vec<String> = task["reference"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
-    let mut turns = vec![
-        json!({"content": "one step", "tool_calls": [{"name": "plan", "arguments": {"steps": [
-            {"title": "Implement the solution", "intent": "Write the solution files.", "files": files, "check": ""}
-        ]}}]}),
-    ];
-    for (path, content) in task["reference"].as_object().unwrap() {
-        turns.push(json!({"content": format!("write {path}"), "tool_calls": [{"name": "write_file", "arguments": {"path": path, "content": content}}]}));
-    }
-    turns.push(json!({"tool_calls": [{"name": "finish", "arguments": {"summary": "reference solution written"}}]}));
-    json!(turns)
+fn eval_dir() -> std::path::PathBuf {
+    std::env::var_os("AGENT_EVAL_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/eval"))
 }
 
-/// `None` when solved, else why not.
-fn solve(home: &std::path::Path, task: &Value) -> Option<String> {
-    let id = task["id"].as_str().unwrap();
-    let repo = repo_with(&task_files(task, "files"));
-    let script_dir = tempfile::tempdir().unwrap();
-    let model = replay_script(script_dir.path(), oracle_script(task));
-    let output = agent(home)
-        .args(["run", "--json", "--model", &model, "--check"])
-        .arg(task["test_command"].as_str().unwrap())
-        .arg(task["instructions"].as_str().unwrap())
-        .arg("--repo")
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    if output.status.code() != Some(0) {
-        let text = describe(&output);
-        let tail = &text[text.floor_char_boundary(text.len().saturating_sub(1500))..];
-        return Some(format!("{id}: exit {:?}\n{tail}", output.status.code()));
-    }
-    let events = events(&output);
-    let branch = of_kind(&events, "finished")[0]["branch"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let count = git(
-        repo.path(),
-        &["rev-list", "--count", &format!("main..{branch}")],
-    );
-    if count != "1" {
-        return Some(format!("{id}: {count} commits on {branch:?}"));
-    }
-    for (path, content) in task["reference"].as_object().unwrap() {
-        let landed = git(repo.path(), &["show", &format!("{branch}:{path}")]);
-        if landed != content.as_str().unwrap().trim_end() {
-            return Some(format!("{id}: {path} on {branch} is not the reference"));
-        }
-    }
-    None
+fn results(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
-fn every_eval_task_is_solved_by_the_oracle_through_the_whole_loop() {
-    let mut tasks = eval_tasks("exercism-rust.jsonl");
-    tasks.extend(eval_tasks("exercism-python.jsonl"));
+fn the_oracle_solves_every_eval_task_through_the_whole_loop() {
     let home = tempfile::tempdir().unwrap();
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(task) = tasks.get(i) else { break };
-                if let Some(why) = solve(home.path(), task) {
-                    eprintln!("FAILED {why}");
-                    failures.lock().unwrap().push(why);
-                }
-            });
+    for file in ["exercism-rust.jsonl", "exercism-python.jsonl"] {
+        let out = home.path().join(file);
+        let output = agent(home.path())
+            .arg("eval")
+            .arg(eval_dir().join(file))
+            .args(["--oracle", "-j", "2", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        println!("{file}:\n{stdout}");
+        let tasks = eval_tasks(file).len();
+        assert!(
+            stdout.ends_with(&format!("{tasks} passed, 0 failed\n")),
+            "{}",
+            describe(&output)
+        );
+        assert_eq!(output.status.code(), Some(0));
+        let results = results(&out);
+        assert_eq!(results.len(), tasks);
+        for r in &results {
+            assert_eq!(r["solved"], true, "{r}");
+            assert_eq!(r["outcome"], "finished", "{r}");
+            assert_eq!(r["commits"], 1, "one verified commit on its branch: {r}");
+            assert_eq!(r["steps_accepted"], 1, "{r}");
+            assert!(r["error"].is_null(), "{r}");
         }
-    });
-    let failures = failures.into_inner().unwrap();
-    println!(
-        "{} passed, {} failed",
-        tasks.len() - failures.len(),
-        failures.len()
-    );
+        assert!(stdout.contains("harness overhead"), "{stdout}");
+    }
+}
+
+#[test]
+fn eval_filters_limits_and_resumes_from_its_results() {
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("out");
+    let file = eval_dir().join("exercism-python.jsonl");
+    let run = |extra: &[&str]| {
+        agent(home.path())
+            .arg("eval")
+            .arg(&file)
+            .args(["--oracle", "--filter", "*/b*", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = run(&["--limit", "2"]);
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    assert_eq!(results(&out).len(), 2);
+    let second = run(&["--limit", "3"]);
+    assert_eq!(second.status.code(), Some(0), "{}", describe(&second));
     assert!(
-        failures.is_empty(),
-        "{} of {} tasks failed:\n{}",
-        failures.len(),
-        tasks.len(),
-        failures.join("\n\n")
+        String::from_utf8_lossy(&second.stderr).contains("(2 already done"),
+        "{}",
+        describe(&second)
     );
+    let ids: Vec<String> = results(&out)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "only the new task ran: {ids:?}");
+    assert!(
+        ids.iter().all(|id| id.starts_with("exercism-python/b")),
+        "{ids:?}"
+    );
+    assert!(String::from_utf8_lossy(&second.stdout).ends_with("3 passed, 0 failed\n"));
+
+    let none = agent(home.path())
+        .arg("eval")
+        .arg(&file)
+        .args(["--oracle", "--filter", "nothing*"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2), "{}", describe(&none));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no task in"));
 }

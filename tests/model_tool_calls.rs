@@ -126,7 +126,7 @@ fn fifty_turns_of_smollm2_are_all_valid_calls() {
             let result = match agent::tools::call(&ctx, &call.name, &call.arguments) {
                 Ok(ToolOutput::Text(text)) => text,
                 Ok(ToolOutput::Finish(_)) => {
-                    prompt::finish_refused("The tests have not been run on a change yet.")
+                    prompt::step_failed("The tests have not been run on a change yet.", 1, 3)
                 }
                 Err(e) => format!("error: {e}"),
             };

@@ -390,6 +390,7 @@ impl Runner<'_> {
             passed,
             status,
             output,
+            elapsed_ms: started.elapsed().as_millis() as u64,
         });
         Ok((!passed).then_some(report))
     }
@@ -417,6 +418,7 @@ impl Runner<'_> {
         if std::env::var("AGENT_TEST_ABORT_BEFORE_COMMIT").is_ok_and(|n| n == number.to_string()) {
             std::process::abort();
         }
+        let started = Instant::now();
         let Some(oid) = self.workspace.commit_all(&message)? else {
             return Ok(None);
         };
@@ -429,6 +431,7 @@ impl Runner<'_> {
             of,
             commit: oid.to_string(),
             tree: tree.to_string(),
+            elapsed_ms: started.elapsed().as_millis() as u64,
             message,
         });
         Ok(Some(oid.to_string()))

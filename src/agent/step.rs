@@ -211,6 +211,7 @@ impl Runner<'_> {
                     output_limit: config.output_limit,
                     command_env: &config.command_env,
                 };
+                let started = std::time::Instant::now();
                 let before = tools::may_edit(&call.name)
                     .then(|| self.workspace.snapshot())
                     .transpose()?;
@@ -233,6 +234,7 @@ impl Runner<'_> {
                     name: call.name.clone(),
                     ok,
                     output: output.clone(),
+                    elapsed_ms: started.elapsed().as_millis() as u64,
                 });
                 let shown = match escalation {
                     Escalation::Repeat => format!("{output}\n\n{}", prompt::REPEATED_CALL),

@@ -2,9 +2,11 @@
 //! `report`. `run` (with `resume` and `replay`, which start the same run in another way) is in
 //! [`run`]; `log` in [`log`]; `apply`, `sandbox exec` and `doctor` below.
 
+mod eval;
 mod log;
 mod run;
 
+pub use eval::eval;
 pub use log::log;
 pub use run::{replay, resume, run};
 

@@ -558,7 +558,7 @@ fn read_task(args: &RunArgs) -> anyhow::Result<String> {
 
 /// Environment for commands: build outputs go outside the worktree so they are never committed and are
 /// reused across runs; Python dependencies fetched for `requirements.txt` are importable.
-fn command_env(root: &std::path::Path) -> Vec<(String, String)> {
+pub(crate) fn command_env(root: &std::path::Path) -> Vec<(String, String)> {
     let mut env = vec![("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string())];
     if std::env::var_os("CARGO_TARGET_DIR").is_none() {
         env.push((

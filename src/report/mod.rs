@@ -104,6 +104,8 @@ pub enum Event {
         name: String,
         ok: bool,
         output: String,
+        #[serde(default)]
+        elapsed_ms: u64,
     },
     CheckStarted {
         turn: usize,
@@ -115,6 +117,8 @@ pub enum Event {
         passed: bool,
         status: String,
         output: String,
+        #[serde(default)]
+        elapsed_ms: u64,
     },
     Commit {
         step: usize,
@@ -123,6 +127,9 @@ pub enum Event {
         /// The commit's tree: equal trees, byte-identical files (what `agent replay` compares).
         #[serde(default)]
         tree: String,
+        /// Committing and publishing.
+        #[serde(default)]
+        elapsed_ms: u64,
         message: String,
     },
     Note {
