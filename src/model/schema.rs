@@ -20,7 +20,20 @@ pub fn sanitize(schema: &Value) -> Value {
             let cleaned: Map<String, Value> = map
                 .iter()
                 .filter(|(k, _)| !matches!(k.as_str(), "$schema" | "title" | "format"))
-                .map(|(k, v)| (k.clone(), sanitize(v)))
+                .map(|(k, v)| {
+                    // Under `properties` the keys are field names, not keywords: a field may be
+                    // called `title` or `format`.
+                    let v = match (k.as_str(), v) {
+                        ("properties", Value::Object(fields)) => Value::Object(
+                            fields
+                                .iter()
+                                .map(|(name, field)| (name.clone(), sanitize(field)))
+                                .collect(),
+                        ),
+                        _ => sanitize(v),
+                    };
+                    (k.clone(), v)
+                })
                 .collect();
             Value::Object(cleaned)
         }
