@@ -14,6 +14,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 const SEARCH_FILES: usize = 100_000;
 
 fn spawn(c: &mut Criterion) {
+    // The landlock/seccomp layer runs inside bubblewrap as `agent __sandbox-helper`.
+    std::env::set_var("AGENT_SANDBOX_HELPER", env!("CARGO_BIN_EXE_agent"));
     let dir = tempfile::tempdir().unwrap();
     let spec = CommandSpec {
         command: "true".into(),

@@ -36,6 +36,7 @@ fn fifty_turns_of_smollm2_are_all_valid_calls() {
             )
         })
         .collect();
+    std::env::set_var("AGENT_SANDBOX_HELPER", env!("CARGO_BIN_EXE_agent"));
     let (sandbox, _) =
         agent::sandbox::select(agent::sandbox::Choice::Auto, Vec::new(), "default").unwrap();
 

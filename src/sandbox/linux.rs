@@ -60,7 +60,7 @@ impl BwrapSandbox {
                 .filter(|h| h.is_absolute() && h.parent().is_some() && h.is_dir()),
             read_only,
             profile,
-            helper: std::env::current_exe().ok().filter(|p| p.is_file()),
+            helper: helper_binary(),
         };
         let out = Command::new(&sandbox.bwrap)
             .args([
@@ -199,6 +199,19 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The `agent` binary, which applies landlock and seccomp inside bubblewrap (`agent __sandbox-helper`):
+/// `$AGENT_SANDBOX_HELPER` when set (benches and tests that use the sandbox from another binary), else
+/// this process's own executable when it is `agent`.
+fn helper_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("AGENT_SANDBOX_HELPER").map(PathBuf::from) {
+        return path.is_file().then_some(path);
+    }
+    std::env::current_exe()
+        .ok()
+        .filter(|p| p.is_file())
+        .filter(|p| p.file_name().is_some_and(|n| n == "agent"))
 }
 
 /// Does the helper's landlock ruleset hold here? Tried on two throwaway directories: a write outside

@@ -3,14 +3,19 @@
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::sinks::UTF8;
 use grep_searcher::{BinaryDetection, SearcherBuilder};
+use ignore::WalkState;
 use schemars::JsonSchema;
 use serde::Deserialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use super::list_files::walker;
 use super::{confine, display_path, Tool, ToolContext, ToolError, ToolOutput};
 
 /// Most matching lines returned per call.
 const MAX_MATCHES: usize = 200;
+/// Matching lines collected before sorting at most (beyond it they are only counted).
+const MAX_KEPT: usize = 20_000;
 /// Matching lines longer than this are shortened.
 const MAX_LINE_CHARS: usize = 300;
 
@@ -44,37 +49,66 @@ impl Tool for Search {
                     args.pattern
                 ))
             })?;
-        let mut searcher = SearcherBuilder::new()
-            .binary_detection(BinaryDetection::quit(0))
-            .line_number(true)
-            .build();
         let root = ctx
             .root
             .canonicalize()
             .unwrap_or_else(|_| ctx.root.to_path_buf());
-        let mut hits = Vec::new();
-        let mut more = 0usize;
-        for entry in walker(&dir).build().flatten() {
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
-                continue;
-            }
-            let shown = display_path(&root, entry.path());
-            // Unreadable or non-UTF-8 files are skipped rather than failing the whole search.
-            let _ = searcher.search_path(
-                &matcher,
-                entry.path(),
-                UTF8(|line_number, line| {
-                    if hits.len() < MAX_MATCHES {
-                        let line = line.trim_end();
-                        let line: String = line.chars().take(MAX_LINE_CHARS).collect();
-                        hits.push(format!("{shown}:{line_number}: {line}"));
-                    } else {
-                        more += 1;
+        // Files are searched in parallel; the hits are sorted afterwards, so the answer does not
+        // depend on which thread finished first.
+        let found: Mutex<Vec<(String, u64, String)>> = Mutex::new(Vec::new());
+        let total = AtomicUsize::new(0);
+        walker(&dir).build_parallel().run(|| {
+            let matcher = matcher.clone();
+            let mut searcher = SearcherBuilder::new()
+                .binary_detection(BinaryDetection::quit(0))
+                .line_number(true)
+                .build();
+            let (root, found, total) = (&root, &found, &total);
+            Box::new(move |entry| {
+                let Ok(entry) = entry else {
+                    return WalkState::Continue;
+                };
+                if !entry.file_type().is_some_and(|t| t.is_file()) {
+                    return WalkState::Continue;
+                }
+                let shown = display_path(root, entry.path());
+                let mut local = Vec::new();
+                let mut count = 0usize;
+                // Unreadable or non-UTF-8 files are skipped rather than failing the whole search.
+                let _ = searcher.search_path(
+                    &matcher,
+                    entry.path(),
+                    UTF8(|line_number, line| {
+                        count += 1;
+                        if local.len() < MAX_MATCHES {
+                            let line: String =
+                                line.trim_end().chars().take(MAX_LINE_CHARS).collect();
+                            local.push((shown.clone(), line_number, line));
+                        }
+                        Ok(true)
+                    }),
+                );
+                total.fetch_add(count, Ordering::Relaxed);
+                if !local.is_empty() {
+                    if let Ok(mut found) = found.lock() {
+                        if found.len() < MAX_KEPT {
+                            found.extend(local);
+                        }
                     }
-                    Ok(true)
-                }),
-            );
-        }
+                }
+                WalkState::Continue
+            })
+        });
+        let mut found = found.into_inner().unwrap_or_default();
+        found.sort();
+        let more = total
+            .into_inner()
+            .saturating_sub(MAX_MATCHES.min(found.len()));
+        let hits: Vec<String> = found
+            .into_iter()
+            .take(MAX_MATCHES)
+            .map(|(path, n, line)| format!("{path}:{n}: {line}"))
+            .collect();
         if hits.is_empty() {
             return Ok(ToolOutput::Text(format!(
                 "no matches for {:?} under {raw}",
@@ -120,6 +154,26 @@ mod tests {
             panic!()
         };
         assert_eq!(out, "src/lib.rs:2: fn abbreviate() {}");
+        // Hits from files searched in parallel come back in path and line order.
+        let (dir, sandbox) = ctx_in(&[
+            ("b/z.rs", "hit 1\nhit 2\n"),
+            ("a.rs", "hit 3\n"),
+            ("b/a.rs", "hit 4\n"),
+        ]);
+        let ToolOutput::Text(out) = Search::run(
+            &sandbox.ctx(dir.path()),
+            Args {
+                pattern: "hit".into(),
+                path: None,
+            },
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            out,
+            "a.rs:1: hit 3\nb/a.rs:1: hit 4\nb/z.rs:1: hit 1\nb/z.rs:2: hit 2"
+        );
         let err = Search::run(
             &ctx,
             Args {
