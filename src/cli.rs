@@ -88,7 +88,7 @@ pub struct RunArgs {
     #[arg(
         value_name = "TASK",
         conflicts_with = "task_file",
-        required_unless_present = "task_file"
+        required_unless_present_any = ["task_file", "github_event"]
     )]
     pub task: Option<String>,
 
@@ -169,6 +169,30 @@ pub struct RunArgs {
     /// The sandbox profile for builds and tests (see `agent sandbox exec --help`).
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub sandbox_profile: String,
+
+    /// Take the task from a GitHub Actions event file (`$GITHUB_EVENT_PATH`): an issue, a comment
+    /// mentioning @agent on an issue, or a workflow_dispatch with a `task` input. The task branch is
+    /// then `agent/issue-N`, so a new run for the same issue continues it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["task", "task_file"])]
+    pub github_event: Option<PathBuf>,
+
+    /// After the run, push the task branch and open (or update) a draft pull request — through the
+    /// GitHub API when GITHUB_TOKEN and GITHUB_REPOSITORY are set, else by printing the `gh` command.
+    /// A run that accepted no step opens nothing and exits 1.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub pr: bool,
+
+    /// Write the pull request's body (or, when nothing was accepted, the explanation) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub pr_body_out: Option<PathBuf>,
+
+    /// The remote the task branch is pushed to (a name or a URL).
+    #[arg(long, value_name = "REMOTE", default_value = "origin")]
+    pub remote: String,
+
+    /// The branch the pull request targets. Default: the remote's default branch.
+    #[arg(long, value_name = "BRANCH")]
+    pub pr_base: Option<String>,
 
     /// Skip the dependency-fetch phase (`cargo fetch`, `npm install`) that runs with network, under the
     /// `fetch` profile, before the offline work.

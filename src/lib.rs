@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod ci;
 pub mod cli;
 pub mod eval;
 pub mod model;

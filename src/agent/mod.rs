@@ -104,6 +104,10 @@ pub struct RunResult {
     pub steps_rejected: usize,
     pub checks: usize,
     pub tokens: u64,
+    /// The accepted steps, in order (after a resume, including those accepted before it).
+    pub steps: Vec<StepRecord>,
+    /// The plan steps not done when the run ended.
+    pub not_done: Vec<PlanStep>,
 }
 
 /// Why the loop stops before the plan is done.
@@ -151,6 +155,7 @@ pub fn run(
         plan_revision: 0,
         last_failure: None,
         sent: None,
+        left: Vec::new(),
     };
     let (outcome, summary) = match runner.drive(resume.remaining) {
         Ok(summary) => (Outcome::Finished, summary),
@@ -165,6 +170,8 @@ pub fn run(
         steps_rejected: runner.rejected,
         checks: runner.checks,
         tokens: runner.spent.tokens,
+        steps: runner.done,
+        not_done: runner.left,
     })
 }
 
@@ -187,6 +194,8 @@ struct Runner<'a> {
     last_failure: Option<(git2::Oid, String, String)>,
     /// The conversation of the last request and how many of its messages the log has.
     sent: Option<(String, usize)>,
+    /// The plan steps not done yet.
+    left: Vec<PlanStep>,
 }
 
 impl Runner<'_> {
@@ -199,6 +208,7 @@ impl Runner<'_> {
         let mut next = 0;
         let mut replans = 0;
         while next < plan.len() {
+            self.left = plan[next..].to_vec();
             if self.spent.steps_started >= limits.max_steps {
                 return Err(Halt::End(
                     Outcome::BudgetExhausted,
@@ -235,6 +245,7 @@ impl Runner<'_> {
                 }
             }
         }
+        self.left.clear();
         Ok(self
             .done
             .last()

@@ -12,9 +12,12 @@ use clap::Parser;
 
 use super::UsageError;
 use crate::agent::{self, verify, Check, Limits, ResumePoint, RunConfig};
+use crate::ci::github::{gh_command, GitHub};
+use crate::ci::CiTask;
 use crate::cli::{Cli, Command, ReplayArgs, ResumeArgs, RunArgs};
 use crate::model::replay::{ReplayModel, ScriptedTurn};
 use crate::model::{cache_dir, ChatModel, ModelSpec};
+use crate::report::pr::{self, PrDraft};
 use crate::report::{
     diff, Event, Fanout, JsonReporter, LogReporter, Outcome, Reporter, TerminalReporter,
 };
@@ -41,8 +44,21 @@ enum Start {
 
 /// `agent run`. Returns the process exit code.
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    let task = read_task(&args)?;
+    let task = match ci_task(&args)? {
+        Some(ci) => ci.text,
+        None => read_task(&args)?,
+    };
     execute(args, task, Start::Fresh)
+}
+
+/// The task of `--github-event`, if given.
+fn ci_task(args: &RunArgs) -> anyhow::Result<Option<CiTask>> {
+    match &args.github_event {
+        Some(path) => Ok(Some(
+            crate::ci::event::from_file(path).map_err(|e| UsageError(e.to_string()))?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// `agent resume RUN`.
@@ -164,7 +180,7 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
     let started = Instant::now();
     let spec = ModelSpec::parse(args.model.as_deref())?;
     let (mut workspace, run_id, resume_point) = match &start {
-        Start::Fresh => (Workspace::open(&args.repo, &task)?, new_run_id(), None),
+        Start::Fresh => (open_fresh(&args, &task)?, new_run_id(), None),
         Start::Resume { record, events } => {
             let base = git2::Oid::from_str(&record.base)
                 .map_err(|e| UsageError(format!("run {}: bad base commit: {e}", record.run_id)))?;
@@ -259,9 +275,10 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         fetch_dependencies(&args, read_only, workspace.root(), &mut reporter)?;
     }
     let mut model = load_model(&args, &spec, &start, resume_point.as_ref(), &mut reporter)?;
+    let task_title = crate::report::first_line(task.trim_start_matches(['#', ' ']), 80);
     reporter.event(&Event::RunStarted {
         run_id: run_id.clone(),
-        task_title: crate::report::first_line(task.trim_start_matches(['#', ' ']), 80),
+        task_title: task_title.clone(),
         repo: workspace.user_repo_path().to_path_buf(),
         workspace: workspace.root().to_path_buf(),
         branch: workspace.branch.clone(),
@@ -332,7 +349,46 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         .map(|(oid, _, _)| oid.to_string())
         .collect();
     let accepted = workspace.committed_changes()?;
-    let exit_code = result.outcome.exit_code();
+    let mut exit_code = result.outcome.exit_code();
+    if args.pr && !matches!(start, Start::Replay { .. }) {
+        let draft = PrDraft {
+            task_title: &task_title,
+            task: &config.task,
+            issue: ci_task(&args)?.and_then(|c| c.issue),
+            steps: &result.steps,
+            not_done: &result.not_done,
+            outcome: &serde_json::to_value(result.outcome)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            summary: &result.summary,
+            diffstat: &diff::stat(&accepted),
+            model: &model.describe(),
+            turns: result.turns,
+            tokens: result.tokens,
+            elapsed_s: started.elapsed().as_secs_f64(),
+            run_id: &config.run_id,
+        };
+        let body_path = args
+            .pr_body_out
+            .clone()
+            .unwrap_or_else(|| run_dir.join("pr-body.md"));
+        if commits.is_empty() {
+            let text = pr::nothing_accepted(&draft);
+            std::fs::write(&body_path, &text)
+                .with_context(|| format!("writing {}", body_path.display()))?;
+            reporter.event(&Event::Note {
+                message: format!(
+                    "no pull request: no step was accepted; the explanation is in {}",
+                    body_path.display()
+                ),
+            });
+            exit_code = 1;
+        } else {
+            let event = draft_pull_request(&args, &workspace, &draft, &body_path)?;
+            reporter.event(&event);
+        }
+    }
     reporter.event(&Event::Finished {
         outcome: result.outcome,
         summary: result.summary,
@@ -448,6 +504,68 @@ fn load_model(
     }
     spec.load(&options)
         .with_context(|| format!("loading model {spec}"))
+}
+
+/// The workspace of a new run. With an issue (from `--github-event`) the branch is `agent/issue-N`
+/// and a new run continues it; with `--pr` the remote's copy of that branch is fetched first.
+fn open_fresh(args: &RunArgs, task: &str) -> anyhow::Result<Workspace> {
+    let issue = ci_task(args)?.and_then(|c| c.issue);
+    let branch = match issue {
+        Some(n) => format!("agent/issue-{n}"),
+        None if args.pr => format!("agent/{}", crate::vcs::slugify(task)),
+        None => return Ok(Workspace::open(&args.repo, task)?),
+    };
+    if args.pr {
+        crate::vcs::prepare_branch(&args.repo, &args.remote, &branch)?;
+    }
+    Ok(Workspace::continue_branch(&args.repo, &branch)?)
+}
+
+/// Push the task branch and create or update the draft pull request (or say how to).
+fn draft_pull_request(
+    args: &RunArgs,
+    workspace: &Workspace,
+    draft: &PrDraft<'_>,
+    body_path: &std::path::Path,
+) -> anyhow::Result<Event> {
+    let title = pr::title(draft);
+    let body = pr::body(draft);
+    std::fs::write(body_path, &body).with_context(|| format!("writing {}", body_path.display()))?;
+    let branch = workspace.branch.clone();
+    crate::vcs::push_branch(workspace.user_repo_path(), &args.remote, &branch)?;
+    let base = match &args.pr_base {
+        Some(base) => base.clone(),
+        None => crate::vcs::prepare_branch(workspace.user_repo_path(), &args.remote, &branch)?
+            .default_branch
+            .unwrap_or_else(|| "main".into()),
+    };
+    Ok(match GitHub::from_env() {
+        Some(github) => {
+            let pull = github
+                .create_or_update(&branch, &base, &title, &body)
+                .map_err(anyhow::Error::msg)?;
+            Event::PullRequest {
+                branch,
+                base,
+                title,
+                url: Some(pull.url),
+                number: Some(pull.number),
+                created: pull.created,
+                command: None,
+                body_file: body_path.to_path_buf(),
+            }
+        }
+        None => Event::PullRequest {
+            command: Some(gh_command(&branch, &base, &title, body_path)),
+            branch,
+            base,
+            title,
+            url: None,
+            number: None,
+            created: false,
+            body_file: body_path.to_path_buf(),
+        },
+    })
 }
 
 /// Where the interrupted run continues: its branch's last commit must be one of its verified steps.

@@ -5,6 +5,7 @@
 //! public interface for scripts and CI: add fields, never rename them.
 
 pub mod diff;
+pub mod pr;
 mod terminal;
 
 use std::io::Write;
@@ -134,6 +135,18 @@ pub enum Event {
     },
     Note {
         message: String,
+    },
+    /// `--pr`: the task branch was pushed and the draft pull request created or updated (`url`), or,
+    /// without GitHub credentials, the `command` that opens it.
+    PullRequest {
+        branch: String,
+        base: String,
+        title: String,
+        url: Option<String>,
+        number: Option<u64>,
+        created: bool,
+        command: Option<String>,
+        body_file: PathBuf,
     },
     Finished {
         outcome: Outcome,

@@ -256,6 +256,23 @@ impl Reporter for TerminalReporter {
                     first_line(message, 70)
                 ));
             }
+            Event::PullRequest {
+                branch,
+                base,
+                url,
+                created,
+                command,
+                ..
+            } => match (url, command) {
+                (Some(url), _) => self.line(format!(
+                    "  {} {url} ({branch} into {base})",
+                    style(if *created { "draft pull request opened" } else { "pull request updated" }).green().bold()
+                )),
+                (None, Some(command)) => self.line(format!(
+                    "  pushed {branch}; no GITHUB_TOKEN/GITHUB_REPOSITORY, so open the draft pull request with:\n    {command}"
+                )),
+                (None, None) => self.line(format!("  pushed {branch}")),
+            },
             Event::Note { message } => self.line(format!("  {} {message}", style("note").yellow())),
             Event::Finished {
                 outcome,

@@ -7,12 +7,14 @@
 //! branch `agent/<slug>`, with compare-and-swap. This module must never touch the user's HEAD, index,
 //! working tree, config or any other ref; a dry run never writes to the user's repository at all.
 
+mod remote;
 mod slug;
 
 use std::path::{Path, PathBuf};
 
 use git2::{IndexAddOption, ObjectType, Oid, Repository, Signature, Tree};
 
+pub use remote::{prepare_branch, push_branch, RemoteBranch};
 pub use slug::slugify;
 
 /// Untracked paths the agent never commits: build outputs and caches that checks leave behind.
@@ -38,6 +40,9 @@ pub enum VcsError {
         found: String,
         ours: String,
     },
+    /// A CI safety rule stopped a push or a branch update.
+    #[error("refused: {0}")]
+    Refused(String),
     #[error("git: {context}: {source}")]
     Git {
         context: String,
@@ -112,6 +117,39 @@ impl Workspace {
         let base = base.unwrap_or(head);
         let branch = unique_branch(&user_repo, &slugify(task_title));
         Self::scratch(user_repo, &branch["refs/heads/".len()..], base, base, None)
+    }
+
+    /// Work on `branch`, a task branch the agent made earlier (for the same issue): new steps go on
+    /// top of its tip, which is also the base the run's changes are measured from. A branch that does
+    /// not exist yet is created from HEAD under exactly this name.
+    pub fn continue_branch(repo_dir: &Path, branch: &str) -> Result<Self, VcsError> {
+        let user_repo = Repository::discover(repo_dir)
+            .map_err(|_| VcsError::NotARepo(repo_dir.to_path_buf()))?;
+        match user_repo.refname_to_id(&format!("refs/heads/{branch}")) {
+            Ok(tip) => {
+                let made_by_agent = user_repo
+                    .find_commit(tip)
+                    .ok()
+                    .and_then(|c| c.message().map(|m| m.contains("\nAgent-Run: ")))
+                    .unwrap_or(false);
+                if !made_by_agent {
+                    return Err(VcsError::Refused(format!(
+                        "{branch} exists and its last commit {tip} was not made by the agent; it will not add to \
+                         someone else's branch"
+                    )));
+                }
+                Self::scratch(user_repo, branch, tip, tip, Some(tip))
+            }
+            Err(_) => {
+                let head = user_repo
+                    .head()
+                    .ok()
+                    .and_then(|h| h.peel_to_commit().ok())
+                    .map(|c| c.id())
+                    .ok_or_else(|| VcsError::NoCommits(repo_dir.to_path_buf()))?;
+                Self::scratch(user_repo, branch, head, head, None)
+            }
+        }
     }
 
     /// Reopen the task branch `branch` of an interrupted run that started at `base`: the workspace
