@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work on a task in a repository; verified steps land as commits on a new branch `agent/<slug>`.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Apply a patch (unified diff, `*** Begin Patch` envelope, or SEARCH/REPLACE blocks) to a
     /// directory, all files or none, tolerating the drift models produce.
     Apply(ApplyArgs),

@@ -11,7 +11,7 @@ use agent::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => app::run(args),
+        Command::Run(args) => app::run(*args),
         Command::Resume(args) => app::resume(args),
         Command::Replay(args) => app::replay(args),
         Command::Log(args) => app::log(args),

@@ -163,13 +163,14 @@ fn recorded_args(record: &RunRecord) -> anyhow::Result<RunArgs> {
             record.run_id
         ))
     })?;
-    let Command::Run(mut args) = cli.command else {
+    let Command::Run(args) = cli.command else {
         return Err(UsageError(format!(
             "run {} was not started by `agent run`",
             record.run_id
         ))
         .into());
     };
+    let mut args = *args;
     args.task = Some(record.task.clone());
     args.task_file = None;
     args.repo = record.repo.clone();
@@ -351,16 +352,17 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
     let accepted = workspace.committed_changes()?;
     let mut exit_code = result.outcome.exit_code();
     if args.pr && !matches!(start, Start::Replay { .. }) {
+        let outcome_name = serde_json::to_value(result.outcome)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let draft = PrDraft {
             task_title: &task_title,
             task: &config.task,
             issue: ci_task(&args)?.and_then(|c| c.issue),
             steps: &result.steps,
             not_done: &result.not_done,
-            outcome: &serde_json::to_value(result.outcome)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            outcome: &outcome_name,
             summary: &result.summary,
             diffstat: &diff::stat(&accepted),
             model: &model.describe(),
