@@ -23,6 +23,7 @@ command -v python3 >/dev/null || missing+=(python3 python3-pip)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v bwrap >/dev/null || missing+=(bubblewrap)   # the sandbox for every command the model runs
+{ command -v pkg-config >/dev/null && pkg-config --exists openssl; } || missing+=(pkg-config libssl-dev)  # git over HTTPS (CI pushes)
 command -v rg >/dev/null || missing+=(ripgrep)          # only for scale in the search benchmark
 command -v npm >/dev/null || missing+=(npm)             # for node projects (and the sandbox's npm test)
 if ((${#missing[@]})); then

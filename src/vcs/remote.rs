@@ -167,3 +167,14 @@ pub fn push_branch(repo_dir: &Path, remote: &str, branch: &str) -> Result<(), Vc
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn https_and_ssh_remotes_are_supported() {
+        // CI checkouts push over HTTPS with a token; developers often over SSH.
+        let version = git2::Version::get();
+        assert!(version.https(), "libgit2 was built without HTTPS");
+        assert!(version.ssh(), "libgit2 was built without SSH");
+    }
+}
