@@ -302,6 +302,20 @@ fn foreign_branches_and_empty_runs_open_nothing() {
     git(repo.path(), &["push", "-q", "origin", "agent/issue-12"]);
     git(repo.path(), &["checkout", "-q", "main"]);
     git(repo.path(), &["branch", "-q", "-D", "agent/issue-12"]);
+    // A remote whose default branch is the task branch (it exists now): refused before any work.
+    git(
+        origin.path(),
+        &["symbolic-ref", "HEAD", "refs/heads/agent/issue-12"],
+    );
+    let default = run(write_and_finish("NOTES.md", "hello\n"), "true");
+    assert_ne!(default.status.code(), Some(0), "{}", describe(&default));
+    assert!(
+        String::from_utf8_lossy(&default.stderr).contains("is the default branch"),
+        "{}",
+        describe(&default)
+    );
+    git(origin.path(), &["symbolic-ref", "HEAD", "refs/heads/main"]);
+
     let foreign = run(write_and_finish("NOTES.md", "hello\n"), "true");
     assert_ne!(foreign.status.code(), Some(0), "{}", describe(&foreign));
     assert!(
