@@ -83,7 +83,18 @@ fn fifty_turns_of_smollm2_are_all_valid_calls() {
         ];
         for _ in 0..TURNS_PER_TASK {
             total += 1;
-            let reply = model.complete(&messages, &specs).unwrap();
+            // As the agent loop does: keep the conversation inside the window, shrinking once more by
+            // the measured ratio when the backend's exact count says it is still too long.
+            let window = model.context_window();
+            agent::agent::context::fit(&mut messages, window).unwrap();
+            let reply = match model.complete(&messages, &specs) {
+                Err(agent::model::ModelError::ContextOverflow { needed, window }) => {
+                    agent::agent::context::fit(&mut messages, window * window / needed).unwrap();
+                    model.complete(&messages, &specs)
+                }
+                other => other,
+            }
+            .unwrap();
             retried += reply.usage.cut_off_retries;
             let verdict = match reply.tool_calls.as_slice() {
                 [call] => match validators.iter().find(|(n, _)| *n == call.name) {

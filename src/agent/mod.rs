@@ -10,7 +10,7 @@
 //!
 //! The loop emits events and never prints; the task branch only ever receives verified commits.
 
-mod context;
+pub mod context;
 pub mod guard;
 pub mod plan;
 pub mod prompt;
