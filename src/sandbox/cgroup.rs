@@ -49,7 +49,37 @@ fn own_path(controller: &str) -> Option<String> {
     })
 }
 
+/// Remove the cgroups (`agent-<pid>-<n>`) of agent processes that no longer exist: a process killed
+/// with SIGKILL cannot remove its own. Empty cgroups only (rmdir refuses others); once per directory
+/// per process.
+fn reap_stale(parent: &Path) {
+    static REAPED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut reaped) = REAPED.lock() else {
+        return;
+    };
+    if reaped.iter().any(|p| p == parent) {
+        return;
+    }
+    reaped.push(parent.to_path_buf());
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("agent-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
 fn make(dir: &Path, settings: &[(&str, String)]) -> Option<PathBuf> {
+    if let Some(parent) = dir.parent() {
+        reap_stale(parent);
+    }
     std::fs::create_dir(dir).ok()?;
     for (file, value) in settings {
         if std::fs::write(dir.join(file), value).is_err() {
