@@ -108,12 +108,7 @@ impl Workspace {
     pub fn open_at(repo_dir: &Path, task_title: &str, base: Option<Oid>) -> Result<Self, VcsError> {
         let user_repo = Repository::discover(repo_dir)
             .map_err(|_| VcsError::NotARepo(repo_dir.to_path_buf()))?;
-        let head = user_repo
-            .head()
-            .ok()
-            .and_then(|h| h.peel_to_commit().ok())
-            .map(|c| c.id())
-            .ok_or_else(|| VcsError::NoCommits(repo_dir.to_path_buf()))?;
+        let head = head_commit_of(&user_repo, repo_dir)?;
         let base = base.unwrap_or(head);
         let branch = unique_branch(&user_repo, &slugify(task_title));
         Self::scratch(user_repo, &branch["refs/heads/".len()..], base, base, None)
@@ -141,12 +136,7 @@ impl Workspace {
                 Self::scratch(user_repo, branch, tip, tip, Some(tip))
             }
             Err(_) => {
-                let head = user_repo
-                    .head()
-                    .ok()
-                    .and_then(|h| h.peel_to_commit().ok())
-                    .map(|c| c.id())
-                    .ok_or_else(|| VcsError::NoCommits(repo_dir.to_path_buf()))?;
+                let head = head_commit_of(&user_repo, repo_dir)?;
                 Self::scratch(user_repo, branch, head, head, None)
             }
         }
@@ -479,6 +469,15 @@ impl Workspace {
             })
             .collect())
     }
+}
+
+/// The user's HEAD commit, or why there is none.
+fn head_commit_of(repo: &Repository, repo_dir: &Path) -> Result<Oid, VcsError> {
+    repo.head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| c.id())
+        .ok_or_else(|| VcsError::NoCommits(repo_dir.to_path_buf()))
 }
 
 fn unique_branch(repo: &Repository, slug: &str) -> String {

@@ -42,6 +42,13 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
     callbacks
 }
 
+/// A configured remote by name, or an anonymous one for a URL.
+fn open_remote<'r>(repo: &'r Repository, remote: &str) -> Result<git2::Remote<'r>, VcsError> {
+    repo.find_remote(remote)
+        .or_else(|_| repo.remote_anonymous(remote))
+        .ctx(|| format!("opening the remote {remote}"))
+}
+
 fn check_name(branch: &str) -> Result<(), VcsError> {
     if !branch.starts_with("agent/") {
         return Err(refused(format!(
@@ -61,10 +68,7 @@ pub fn prepare_branch(
 ) -> Result<RemoteBranch, VcsError> {
     check_name(branch)?;
     let repo = Repository::discover(repo_dir).map_err(|_| VcsError::NotARepo(repo_dir.into()))?;
-    let mut remote_handle = repo
-        .find_remote(remote)
-        .or_else(|_| repo.remote_anonymous(remote))
-        .ctx(|| format!("opening the remote {remote}"))?;
+    let mut remote_handle = open_remote(&repo, remote)?;
     let refname = format!("refs/heads/{branch}");
     let (default_branch, tip) = {
         let connection = remote_handle
@@ -140,10 +144,7 @@ pub fn prepare_branch(
 pub fn push_branch(repo_dir: &Path, remote: &str, branch: &str) -> Result<(), VcsError> {
     check_name(branch)?;
     let repo = Repository::discover(repo_dir).map_err(|_| VcsError::NotARepo(repo_dir.into()))?;
-    let mut remote_handle = repo
-        .find_remote(remote)
-        .or_else(|_| repo.remote_anonymous(remote))
-        .ctx(|| format!("opening the remote {remote}"))?;
+    let mut remote_handle = open_remote(&repo, remote)?;
     let rejected = RefCell::new(None);
     let mut callbacks = callbacks();
     callbacks.push_update_reference(|name, status| {
