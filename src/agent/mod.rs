@@ -54,6 +54,8 @@ pub struct RunConfig {
     pub save_dir: Option<PathBuf>,
     /// Continue an interrupted run instead of starting with a plan.
     pub resume: Option<ResumePoint>,
+    /// The tools offered to the model: the built-ins and the run's plugins.
+    pub tools: crate::tools::Toolbox,
 }
 
 /// Where an interrupted run continues: the steps it accepted and the plan still to do.

@@ -9,7 +9,7 @@ use super::prompt::{self, StepBrief};
 use super::{guard::Escalation, repo_map, Check, Halt, PlanStep, Runner, StepEnd, StepRecord};
 use crate::model::Message;
 use crate::report::{first_line, Event, Outcome};
-use crate::tools::{self, ToolContext, ToolOutput};
+use crate::tools::{ToolContext, ToolOutput};
 
 /// Model turns per attempt at a step before its work is checked anyway.
 const TURNS_PER_ATTEMPT: usize = 12;
@@ -42,7 +42,7 @@ impl Runner<'_> {
             title: step.title.clone(),
             check: check.as_ref().map(|c| c.command.clone()),
         });
-        let specs = tools::specs();
+        let specs = self.config.tools.specs();
         let agents_md = repo_map::agents_md(&self.root, &step.files);
         let brief = prompt::step_brief(&StepBrief {
             task: &self.config.task,
@@ -212,10 +212,12 @@ impl Runner<'_> {
                     command_env: &config.command_env,
                 };
                 let started = std::time::Instant::now();
-                let before = tools::may_edit(&call.name)
+                let before = config
+                    .tools
+                    .may_edit(&call.name)
                     .then(|| self.workspace.snapshot())
                     .transpose()?;
-                let (ok, output) = match tools::call(&ctx, &call.name, &call.arguments) {
+                let (ok, output) = match config.tools.call(&ctx, &call.name, &call.arguments) {
                     Ok(ToolOutput::Text(text)) => (true, text),
                     Ok(ToolOutput::Finish(summary)) => {
                         let text = format!("finish requested: {summary}");

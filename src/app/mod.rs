@@ -5,10 +5,12 @@
 mod eval;
 mod log;
 mod run;
+mod tools;
 
 pub use eval::eval;
 pub use log::log;
 pub use run::{replay, resume, run};
+pub use tools::tools;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -23,6 +23,7 @@ use crate::report::{
 };
 use crate::runs::{self, RunRecord};
 use crate::sandbox::{self, CommandSpec};
+use crate::tools::Toolbox;
 use crate::vcs::Workspace;
 
 /// How a run starts.
@@ -294,6 +295,28 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
         log,
     });
+    let found = super::tools::discover_for_run(workspace.user_repo_path(), args.no_plugins);
+    for problem in &found.problems {
+        reporter.event(&Event::Note {
+            message: format!("warning: {problem}"),
+        });
+    }
+    let plugins = found.plugins;
+    if !plugins.is_empty() {
+        let offered: Vec<String> = plugins
+            .iter()
+            .map(|p| {
+                let access = match p.access {
+                    crate::tools::plugin::Access::Read => "read-only",
+                    crate::tools::plugin::Access::Write => "read-write",
+                };
+                format!("{} ({access})", p.name)
+            })
+            .collect();
+        reporter.event(&Event::Note {
+            message: format!("plugin tools offered: {}", offered.join(", ")),
+        });
+    }
     if let Some(point) = &resume_point {
         reporter.event(&Event::RunResumed {
             run_id: run_id.clone(),
@@ -324,6 +347,7 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         run_id,
         save_dir: Some(run_dir.clone()),
         resume: resume_point,
+        tools: Toolbox::with_plugins(plugins),
     };
     let result = agent::run(
         &config,

@@ -10,11 +10,20 @@ pub mod linux;
 pub mod none;
 mod process;
 pub mod profile;
+#[cfg(feature = "plugins")]
+pub mod wasm;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
+
+/// What a plugin tool may do to the worktree (commands always get the worktree read-write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceAccess {
+    Read,
+    Write,
+}
 
 /// What to run, where, and under which limits.
 #[derive(Debug, Clone)]

@@ -46,7 +46,7 @@ impl Profile {
                 .map_err(|e| format!("cannot read sandbox profile {name}: {e}"))?;
             (name.to_string(), text)
         } else if let Some(text) = config_dir()
-            .map(|d| d.join(format!("{name}.toml")))
+            .map(|d| d.join("sandboxes").join(format!("{name}.toml")))
             .and_then(|p| std::fs::read_to_string(p).ok())
         {
             (name.to_string(), text)
@@ -78,12 +78,13 @@ impl Profile {
     }
 }
 
-fn config_dir() -> Option<PathBuf> {
+/// The user's agent config folder: `$XDG_CONFIG_HOME/agent`, else `~/.config/agent`.
+pub fn config_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CONFIG_HOME")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .map(|d| d.join("agent/sandboxes"))
+        .map(|d| d.join("agent"))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod apply_patch;
 mod finish;
 mod list_files;
+pub mod plugin;
 mod read_file;
 mod run;
 mod search;
@@ -127,6 +128,64 @@ pub fn call(ctx: &ToolContext<'_>, name: &str, arguments: &Value) -> Result<Tool
         other => {
             let names: Vec<String> = specs().into_iter().map(|s| s.name).collect();
             Err(ToolError::Unknown(other.into(), names.join(", ")))
+        }
+    }
+}
+
+/// The tools of one run: the built-ins plus the plugins found for it.
+#[derive(Debug, Clone, Default)]
+pub struct Toolbox {
+    plugins: Vec<plugin::Plugin>,
+}
+
+impl Toolbox {
+    /// Only the built-in tools.
+    pub fn builtin() -> Self {
+        Self::default()
+    }
+
+    /// The built-ins plus `plugins` (whose names were checked against the built-ins by discovery).
+    pub fn with_plugins(plugins: Vec<plugin::Plugin>) -> Self {
+        Self { plugins }
+    }
+
+    pub fn plugins(&self) -> &[plugin::Plugin] {
+        &self.plugins
+    }
+
+    /// Every tool's spec: the built-ins, then the plugins, with `finish` last.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        let mut specs = specs();
+        let finish = specs.pop();
+        specs.extend(self.plugins.iter().map(plugin::Plugin::spec));
+        specs.extend(finish);
+        specs
+    }
+
+    /// Run the tool `name`, built-in or plugin.
+    pub fn call(
+        &self,
+        ctx: &ToolContext<'_>,
+        name: &str,
+        arguments: &Value,
+    ) -> Result<ToolOutput, ToolError> {
+        match self.plugins.iter().find(|p| p.name == name) {
+            Some(plugin) => plugin.call(ctx, arguments),
+            None => call(ctx, name, arguments).map_err(|e| match e {
+                ToolError::Unknown(name, _) => {
+                    let names: Vec<String> = self.specs().into_iter().map(|s| s.name).collect();
+                    ToolError::Unknown(name, names.join(", "))
+                }
+                other => other,
+            }),
+        }
+    }
+
+    /// Whether the tool may change files (built-ins that edit or run commands; plugins with write access).
+    pub fn may_edit(&self, name: &str) -> bool {
+        match self.plugins.iter().find(|p| p.name == name) {
+            Some(plugin) => plugin.access == plugin::Access::Write,
+            None => may_edit(name),
         }
     }
 }
