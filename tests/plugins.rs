@@ -308,6 +308,17 @@ fn todo_scan_finds_markers_and_skips_build_output() {
     );
 }
 
+/// `agent tools install tools/<name>` into `home`'s config dir; returns what it printed.
+fn install_shipped(home: &Path, name: &str) -> String {
+    let installed = agent(home)
+        .args(["tools", "install"])
+        .arg(manifest_dir().join("tools").join(name))
+        .output()
+        .unwrap();
+    assert!(installed.status.success(), "{}", describe(&installed));
+    String::from_utf8_lossy(&installed.stdout).into_owned()
+}
+
 #[test]
 fn agent_tools_lists_and_installs_and_compiles_once() {
     setup();
@@ -325,13 +336,7 @@ fn agent_tools_lists_and_installs_and_compiles_once() {
         describe(&listed)
     );
     for name in ["outline", "todo-scan"] {
-        let installed = agent(home.path())
-            .args(["tools", "install"])
-            .arg(manifest_dir().join("tools").join(name))
-            .output()
-            .unwrap();
-        assert!(installed.status.success(), "{}", describe(&installed));
-        let said = String::from_utf8_lossy(&installed.stdout);
+        let said = install_shipped(home.path(), name);
         assert!(said.contains("compiled in"), "{said}");
     }
     let cached: Vec<_> = std::fs::read_dir(home.path().join("cache/agent/plugins"))
@@ -380,12 +385,7 @@ fn a_replayed_run_uses_the_shipped_plugins() {
     setup();
     let home = tempfile::tempdir().unwrap();
     for name in ["outline", "todo-scan"] {
-        let installed = agent(home.path())
-            .args(["tools", "install"])
-            .arg(manifest_dir().join("tools").join(name))
-            .output()
-            .unwrap();
-        assert!(installed.status.success(), "{}", describe(&installed));
+        install_shipped(home.path(), name);
     }
     let repo = repo_with(&[(
         "src/lib.rs",
