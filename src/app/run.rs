@@ -305,13 +305,7 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
     if !plugins.is_empty() {
         let offered: Vec<String> = plugins
             .iter()
-            .map(|p| {
-                let access = match p.access {
-                    crate::tools::plugin::Access::Read => "read-only",
-                    crate::tools::plugin::Access::Write => "read-write",
-                };
-                format!("{} ({access})", p.name)
-            })
+            .map(|p| format!("{} ({})", p.name, p.access.label()))
             .collect();
         reporter.event(&Event::Note {
             message: format!("plugin tools offered: {}", offered.join(", ")),

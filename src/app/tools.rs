@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::UsageError;
 use crate::cli::{ToolsArgs, ToolsCommand};
-use crate::tools::plugin::{self, Access, Discovery, Origin, Plugin};
+use crate::tools::plugin::{self, Discovery, Origin, Plugin};
 
 /// The repository root of `dir` (its work tree), or `dir` itself outside a repository.
 pub(crate) fn repository_root(dir: &Path) -> PathBuf {
@@ -60,13 +60,6 @@ pub fn tools(args: ToolsArgs) -> anyhow::Result<u8> {
     }
 }
 
-fn access_label(access: Access) -> &'static str {
-    match access {
-        Access::Read => "read-only",
-        Access::Write => "read-write",
-    }
-}
-
 fn list(repo: &Path, json: bool) -> anyhow::Result<u8> {
     if !repo.is_dir() {
         return Err(UsageError(format!("--repo {}: not a directory", repo.display())).into());
@@ -114,7 +107,7 @@ fn list(repo: &Path, json: bool) -> anyhow::Result<u8> {
             "\n{}  ({origin}: {})\n  workspace {}, no network, time limit {} ms, memory limit {} MiB\n  module: {}{}\n  {}",
             p.name,
             p.dir.display(),
-            access_label(p.access),
+            p.access.label(),
             p.time_limit_ms,
             p.memory_limit_mb,
             p.module.display(),
@@ -217,7 +210,7 @@ fn install(dir: &Path, force: bool) -> anyhow::Result<u8> {
         "installed {} into {} ({}, {})",
         plugin.name,
         target.display(),
-        access_label(plugin.access),
+        plugin.access.label(),
         compiled
     );
     Ok(0)

@@ -18,11 +18,24 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// What a plugin tool may do to the worktree (commands always get the worktree read-write).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a plugin tool may do to the worktree (commands always get the worktree read-write). Written
+/// `"read"` / `"write"` in a plugin's manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WorkspaceAccess {
+    #[default]
     Read,
     Write,
+}
+
+impl WorkspaceAccess {
+    /// "read-only" / "read-write", as listings and notes show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            WorkspaceAccess::Read => "read-only",
+            WorkspaceAccess::Write => "read-write",
+        }
+    }
 }
 
 /// What to run, where, and under which limits.

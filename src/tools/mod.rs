@@ -139,18 +139,9 @@ pub struct Toolbox {
 }
 
 impl Toolbox {
-    /// Only the built-in tools.
-    pub fn builtin() -> Self {
-        Self::default()
-    }
-
     /// The built-ins plus `plugins` (whose names were checked against the built-ins by discovery).
     pub fn with_plugins(plugins: Vec<plugin::Plugin>) -> Self {
         Self { plugins }
-    }
-
-    pub fn plugins(&self) -> &[plugin::Plugin] {
-        &self.plugins
     }
 
     /// Every tool's spec: the built-ins, then the plugins, with `finish` last.
@@ -184,7 +175,7 @@ impl Toolbox {
     /// Whether the tool may change files (built-ins that edit or run commands; plugins with write access).
     pub fn may_edit(&self, name: &str) -> bool {
         match self.plugins.iter().find(|p| p.name == name) {
-            Some(plugin) => plugin.access == plugin::Access::Write,
+            Some(plugin) => plugin.access == crate::sandbox::WorkspaceAccess::Write,
             None => may_edit(name),
         }
     }

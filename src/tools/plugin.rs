@@ -11,7 +11,6 @@
 //! never widens what a manifest grants.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -60,15 +59,7 @@ pub enum SchemaSource {
 pub struct Permissions {
     /// "read" (default) or "write".
     #[serde(default)]
-    pub workspace: Access,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Access {
-    #[default]
-    Read,
-    Write,
+    pub workspace: WorkspaceAccess,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -94,7 +85,10 @@ pub struct Plugin {
     pub dir: PathBuf,
     pub module: PathBuf,
     pub schema: Value,
-    pub access: Access,
+    /// `schema`, compiled once: every call is checked against it.
+    #[serde(skip)]
+    validator: jsonschema::Validator,
+    pub access: WorkspaceAccess,
     pub time_limit_ms: u64,
     pub memory_limit_mb: u64,
     pub origin: Origin,
@@ -209,9 +203,9 @@ pub fn load(dir: &Path, origin: Origin) -> Result<Plugin, String> {
             "{at}: the schema must describe an object (type = \"object\"): the arguments are one JSON object"
         ));
     }
-    jsonschema::validator_for(&schema)
-        .map_err(|e| format!("{at}: the schema is not a valid JSON schema: {e}"))?;
     let schema = bound_strings(schema);
+    let validator = jsonschema::validator_for(&schema)
+        .map_err(|e| format!("{at}: the schema is not a valid JSON schema: {e}"))?;
     let time_limit_ms = manifest.limits.time_ms.unwrap_or(DEFAULT_TIME_MS);
     let memory_limit_mb = manifest.limits.memory_mb.unwrap_or(DEFAULT_MEMORY_MB);
     if !(1..=MAX_TIME_MS).contains(&time_limit_ms) {
@@ -230,6 +224,7 @@ pub fn load(dir: &Path, origin: Origin) -> Result<Plugin, String> {
         dir: dir.to_path_buf(),
         module: dir.join(&manifest.module),
         schema,
+        validator,
         access: manifest.permissions.workspace,
         time_limit_ms,
         memory_limit_mb,
@@ -299,8 +294,7 @@ impl Plugin {
             reason,
             schema: self.schema.to_string(),
         };
-        let validator = jsonschema::validator_for(&self.schema).map_err(|e| bad(e.to_string()))?;
-        if let Some(first) = validator.iter_errors(&arguments).next() {
+        if let Some(first) = self.validator.iter_errors(&arguments).next() {
             let at = first.instance_path().to_string();
             return Err(bad(if at.is_empty() {
                 first.to_string()
@@ -349,14 +343,12 @@ pub struct RunOutcome {
 #[cfg(feature = "plugins")]
 fn run_module(plugin: &Plugin, root: &Path, stdin: Vec<u8>) -> Result<RunOutcome, ToolError> {
     use crate::sandbox::wasm;
+    use std::time::Duration;
     let outcome = wasm::run(&wasm::WasmRun {
         name: &plugin.name,
         module: &plugin.module,
         workspace: root,
-        access: match plugin.access {
-            Access::Read => WorkspaceAccess::Read,
-            Access::Write => WorkspaceAccess::Write,
-        },
+        access: plugin.access,
         stdin,
         time_limit: Duration::from_millis(plugin.time_limit_ms),
         memory_limit: plugin.memory_limit_mb << 20,
@@ -371,7 +363,6 @@ fn run_module(plugin: &Plugin, root: &Path, stdin: Vec<u8>) -> Result<RunOutcome
 
 #[cfg(not(feature = "plugins"))]
 fn run_module(plugin: &Plugin, _root: &Path, _stdin: Vec<u8>) -> Result<RunOutcome, ToolError> {
-    let _ = (WorkspaceAccess::Read, Duration::ZERO);
     Err(ToolError::Failed(format!(
         "plugin {} cannot run: this agent was built without the `plugins` feature",
         plugin.name
@@ -404,7 +395,7 @@ type = "string"
 "#,
         );
         let plugin = load(dir.path(), Origin::User).unwrap();
-        assert_eq!(plugin.access, Access::Read);
+        assert_eq!(plugin.access, WorkspaceAccess::Read);
         assert_eq!(plugin.time_limit_ms, DEFAULT_TIME_MS);
         assert_eq!(plugin.memory_limit_mb, DEFAULT_MEMORY_MB);
         assert_eq!(plugin.module, dir.path().join("outline.wasm"));
