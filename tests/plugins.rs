@@ -155,10 +155,19 @@ fn sockets_cannot_be_opened() {
     );
 }
 
-/// The error a hostile attack that cannot complete ends with.
+/// The error a hostile attack that cannot complete ends with. A call the sandbox fails to stop fails
+/// the test after a minute instead of hanging the suite.
 fn stopped_by(attack: &str) -> String {
-    let layout = layout();
-    error(call(&hostile(), &layout.work, json!({"attack": attack})))
+    let plugin = hostile();
+    let arguments = json!({"attack": attack});
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let layout = layout();
+        let _ = sender.send(error(call(&plugin, &layout.work, arguments)));
+    });
+    receiver
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("the {attack} attack was not stopped within a minute"))
 }
 
 #[test]
