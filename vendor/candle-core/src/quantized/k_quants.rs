@@ -2309,7 +2309,7 @@ pub fn matmul<T: GgmlType>(
     // parallel loop over the rows instead of one fork-join per row. The per-row loop below cost
     // a rayon fork-join for each token of each matmul (~300k per SmolLM2 prompt of 1,400 tokens),
     // and its idle workers spun in sched_yield. Decode (one row) keeps the per-column split.
-    if m >= rayon::current_num_threads() {
+    if n > 0 && m >= rayon::current_num_threads() {
         dst.par_chunks_mut(n)
             .zip(lhs_b.par_chunks(k_in_blocks))
             .for_each(|(dst_row, lhs_row)| {
