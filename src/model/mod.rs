@@ -226,6 +226,12 @@ pub fn default_model_path() -> PathBuf {
         .join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+/// The default model as a Hugging Face folder (safetensors), made from the GGUF by scripts/setup.sh
+/// (scripts/gguf-to-hf-folder.py); the tests of `--model DIR` use it.
+pub fn default_model_folder() -> PathBuf {
+    cache_dir().join("models").join("SmolLM2-135M-Instruct-hf")
+}
+
 /// `$XDG_CACHE_HOME/agent`, else `$HOME/.cache/agent`.
 pub fn cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")

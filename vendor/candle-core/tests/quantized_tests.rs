@@ -1400,3 +1400,68 @@ fn quantized_matmul_q8k() -> Result<()> {
     ggml_matmul_error_test::<BlockQ8K>()?;
     Ok(())
 }
+
+/// Patched in by agent (vendor/README.md): the four-row kernel and the tiled prompt path of
+/// `k_quants::matmul` (m >= 4) must give exactly what one `vec_dot` per output element gives, for
+/// row counts that are and are not multiples of four and column counts that do not fill a tile.
+fn matmul_tiled_matches_vec_dot<T: GgmlType>() -> Result<()> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let k = 4 * 256;
+    for (m, n) in [(4, 8), (5, 70), (7, 3), (13, 129), (64, 576)] {
+        let lhs: Vec<f32> = (0..m * k)
+            .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+            .collect();
+        let rhs: Vec<f32> = (0..n * k)
+            .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+            .collect();
+        let kb = k / T::BLCK_SIZE;
+        let mut rhs_t = vec![T::zeros(); n * kb];
+        for (row, q) in rhs.chunks(k).zip(rhs_t.chunks_mut(kb)) {
+            T::from_float(row, q);
+        }
+        let mut lhs_b = vec![T::VecDotType::zeros(); m * kb];
+        for (row, q) in lhs.chunks(k).zip(lhs_b.chunks_mut(kb)) {
+            T::VecDotType::from_float(row, q);
+        }
+        let mut dst = vec![0f32; m * n];
+        k_quants::matmul((m, k, n), &lhs, &rhs_t, &mut dst)?;
+        for r in 0..m {
+            for c in 0..n {
+                let expected = T::vec_dot(
+                    k,
+                    &rhs_t[c * kb..(c + 1) * kb],
+                    &lhs_b[r * kb..(r + 1) * kb],
+                );
+                if dst[r * n + c] != expected {
+                    bail!(
+                        "{:?} ({m}, {k}, {n}) at ({r}, {c}): matmul {} vs vec_dot {expected}",
+                        T::DTYPE,
+                        dst[r * n + c]
+                    );
+                }
+            }
+        }
+        if m >= 4 {
+            let rows: [&[T::VecDotType]; 4] = std::array::from_fn(|r| &lhs_b[r * kb..(r + 1) * kb]);
+            let x4 = T::vec_dot_x4(k, &rhs_t[..kb], rows);
+            let single: Vec<f32> = rows
+                .iter()
+                .map(|y| T::vec_dot(k, &rhs_t[..kb], y))
+                .collect();
+            if x4.as_slice() != single.as_slice() {
+                bail!("{:?}: vec_dot_x4 {x4:?} vs vec_dot {single:?}", T::DTYPE);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn matmul_tiled_prompt_path() -> Result<()> {
+    matmul_tiled_matches_vec_dot::<k_quants::BlockQ4_1>()?;
+    matmul_tiled_matches_vec_dot::<k_quants::BlockQ4_0>()?;
+    matmul_tiled_matches_vec_dot::<k_quants::BlockQ8_0>()?;
+    matmul_tiled_matches_vec_dot::<k_quants::BlockQ4K>()?;
+    matmul_tiled_matches_vec_dot::<f32>()?;
+    Ok(())
+}

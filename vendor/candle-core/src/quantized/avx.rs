@@ -19,8 +19,21 @@ pub(crate) unsafe fn sum_i16_pairs_float(x: __m256i) -> __m256 {
 
 #[inline(always)]
 pub(crate) unsafe fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256 {
-    let dot = _mm256_maddubs_epi16(ax, sy);
-    sum_i16_pairs_float(dot)
+    // Patched in by agent (vendor/README.md): where the CPU has VNNI, one `vpdpbusd` does the
+    // u8 x i8 multiply and the sums of four in one instruction (as ggml does); it also cannot
+    // saturate, unlike the 16-bit intermediate of `maddubs`.
+    #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy));
+    #[cfg(all(
+        target_feature = "avxvnni",
+        not(all(target_feature = "avx512vnni", target_feature = "avx512vl"))
+    ))]
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ax, sy));
+    #[allow(unreachable_code)]
+    {
+        let dot = _mm256_maddubs_epi16(ax, sy);
+        sum_i16_pairs_float(dot)
+    }
 }
 
 #[inline(always)]
@@ -82,14 +95,60 @@ pub(crate) fn vec_dot_q4_1_q8_1(n: usize, xs: &[BlockQ4_1], ys: &[BlockQ8_1]) ->
         let mut acc = _mm256_setzero_ps();
         let mut summs = 0f32;
         for (x, y) in xs.iter().zip(ys.iter()) {
-            summs += f16::to_f32(x.m) * f16::to_f32(y.s);
-            let d = _mm256_set1_ps(f16::to_f32(x.d) * f16::to_f32(y.d));
             let bx = bytes_from_nibbles_32(x.qs.as_ptr());
-            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            let q = mul_sum_us8_pairs_float(bx, by);
-            acc = _mm256_fmadd_ps(d, q, acc);
+            q4_1_q8_1_block(x.d.to_f32(), x.m.to_f32(), bx, y, &mut acc, &mut summs);
         }
         hsum_float_8(acc) + summs
+    }
+}
+
+/// One Q4_1 block (scale `xd`, minimum `xm`, nibbles unpacked to bytes in `bx`) against one Q8_1
+/// block, accumulated into `acc` (the scaled products) and `summs` (the minimum term). Shared by
+/// the one-row and four-row kernels so both give bit-identical results.
+#[inline(always)]
+unsafe fn q4_1_q8_1_block(
+    xd: f32,
+    xm: f32,
+    bx: __m256i,
+    y: &BlockQ8_1,
+    acc: &mut __m256,
+    summs: &mut f32,
+) {
+    *summs += xm * y.s.to_f32();
+    let d = _mm256_set1_ps(xd * y.d.to_f32());
+    let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+    let q = mul_sum_us8_pairs_float(bx, by);
+    *acc = _mm256_fmadd_ps(d, q, *acc);
+}
+
+/// Patched in by agent (vendor/README.md): one Q4_1 weight row against four Q8_1 activation rows
+/// (prompt processing), unpacking each weight block once instead of four times. Each of the four
+/// results equals `vec_dot_q4_1_q8_1` of that row bit for bit.
+#[inline(always)]
+pub(crate) fn vec_dot_q4_1_q8_1_x4(n: usize, xs: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK8_1),
+        "vec_dot_q4_1_q8_1_x4: {n} is not divisible by {QK8_1}"
+    );
+    let blocks = ys.iter().fold(xs.len(), |b, y| b.min(y.len()));
+    let [y0, y1, y2, y3] = ys;
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut summs = [0f32; 4];
+        for (i, x) in xs[..blocks].iter().enumerate() {
+            let (xd, xm) = (x.d.to_f32(), x.m.to_f32());
+            let bx = bytes_from_nibbles_32(x.qs.as_ptr());
+            q4_1_q8_1_block(xd, xm, bx, y0.get_unchecked(i), &mut acc[0], &mut summs[0]);
+            q4_1_q8_1_block(xd, xm, bx, y1.get_unchecked(i), &mut acc[1], &mut summs[1]);
+            q4_1_q8_1_block(xd, xm, bx, y2.get_unchecked(i), &mut acc[2], &mut summs[2]);
+            q4_1_q8_1_block(xd, xm, bx, y3.get_unchecked(i), &mut acc[3], &mut summs[3]);
+        }
+        [
+            hsum_float_8(acc[0]) + summs[0],
+            hsum_float_8(acc[1]) + summs[1],
+            hsum_float_8(acc[2]) + summs[2],
+            hsum_float_8(acc[3]) + summs[3],
+        ]
     }
 }
 

@@ -52,6 +52,13 @@ pub trait GgmlType: Sized + Clone + Send + Sync {
 
     /// Generic implementation of the dot product without simd optimizations.
     fn vec_dot_unopt(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32;
+
+    /// Patched in by agent (vendor/README.md): the dot products of one row `xs` with four rows
+    /// `ys`, each equal to `vec_dot(n, xs, ys[i])`. Types with a kernel that loads and unpacks each
+    /// block of `xs` once for the four rows override it; `matmul` uses it for prompt processing.
+    fn vec_dot_x4(n: usize, xs: &[Self], ys: [&[Self::VecDotType]; 4]) -> [f32; 4] {
+        ys.map(|y| Self::vec_dot(n, xs, y))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -281,6 +288,14 @@ impl GgmlType for BlockQ4_1 {
         return super::avx::vec_dot_q4_1_q8_1(n, xs, ys);
 
         Self::vec_dot_unopt(n, xs, ys)
+    }
+
+    #[allow(unreachable_code)]
+    fn vec_dot_x4(n: usize, xs: &[Self], ys: [&[Self::VecDotType]; 4]) -> [f32; 4] {
+        #[cfg(target_feature = "avx2")]
+        return super::avx::vec_dot_q4_1_q8_1_x4(n, xs, ys);
+
+        ys.map(|y| Self::vec_dot(n, xs, y))
     }
 
     fn vec_dot_unopt(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
@@ -2305,6 +2320,14 @@ pub fn matmul<T: GgmlType>(
             .for_each(|(lhs_b_mut, lhs)| T::VecDotType::from_float(lhs, lhs_b_mut));
     }
 
+    // Patched in by agent (vendor/README.md): with four rows or more (prompt processing), tiles
+    // of output columns in parallel; in a tile the rows go four at a time through `vec_dot_x4`,
+    // so each weight block is unpacked once per four rows and the tile's weights stay in L1/L2.
+    if n > 0 && m >= 4 {
+        matmul_tiled::<T>((m, k, n), k_in_blocks, &lhs_b, rhs_t, dst);
+        return Ok(());
+    }
+
     // Patched in by agent (vendor/README.md): with several rows (prompt processing), one
     // parallel loop over the rows instead of one fork-join per row. The per-row loop below cost
     // a rayon fork-join for each token of each matmul (~300k per SmolLM2 prompt of 1,400 tokens),
@@ -2336,6 +2359,58 @@ pub fn matmul<T: GgmlType>(
             });
     }
     Ok(())
+}
+
+/// Patched in by agent (vendor/README.md): `dst (m x n) = lhs_b (m x k, as T::VecDotType blocks)
+/// x rhs_t (n x k)^T` for m >= 4, parallel over tiles of output columns.
+fn matmul_tiled<T: GgmlType>(
+    (m, k, n): (usize, usize, usize),
+    k_in_blocks: usize,
+    lhs_b: &[T::VecDotType],
+    rhs_t: &[T],
+    dst: &mut [f32],
+) {
+    // Enough tiles for the threads to balance (about eight each), at most 64 columns a tile
+    // (64 weight rows of a 4096-wide Q4 matrix: ~150 KiB).
+    let tile = n
+        .div_ceil(rayon::current_num_threads() * 8)
+        .clamp(8, 64)
+        .min(n);
+    let lhs_row = |r: usize| &lhs_b[r * k_in_blocks..(r + 1) * k_in_blocks];
+    let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(tile))
+        .into_par_iter()
+        .map(|t| {
+            let cols = t * tile..((t + 1) * tile).min(n);
+            let width = cols.len();
+            // Column-major within the tile: out[c * m + r].
+            let mut out = vec![0f32; width * m];
+            let mut r = 0;
+            while r + 4 <= m {
+                let rows = [lhs_row(r), lhs_row(r + 1), lhs_row(r + 2), lhs_row(r + 3)];
+                for (c, col) in cols.clone().enumerate() {
+                    let rhs_col = &rhs_t[col * k_in_blocks..(col + 1) * k_in_blocks];
+                    let v = T::vec_dot_x4(k, rhs_col, rows);
+                    out[c * m + r..c * m + r + 4].copy_from_slice(&v);
+                }
+                r += 4;
+            }
+            for r in r..m {
+                for (c, col) in cols.clone().enumerate() {
+                    let rhs_col = &rhs_t[col * k_in_blocks..(col + 1) * k_in_blocks];
+                    out[c * m + r] = T::vec_dot(k, rhs_col, lhs_row(r));
+                }
+            }
+            (cols.start, out)
+        })
+        .collect();
+    for (start, out) in tiles {
+        let width = out.len() / m;
+        for c in 0..width {
+            for r in 0..m {
+                dst[r * n + start + c] = out[c * m + r];
+            }
+        }
+    }
 }
 
 pub fn matmul_f16<T: GgmlType>(

@@ -5,8 +5,10 @@ use candle_core::{Context, Device, Result, Storage, Tensor, WithDType};
 use half::bf16;
 use half::f16;
 use rayon::prelude::*;
+#[cfg(target_os = "macos")]
 use rayon::ThreadPool;
 
+#[cfg(target_os = "macos")]
 use std::sync::LazyLock;
 use std::{f32, iter::Sum};
 
@@ -50,12 +52,14 @@ unsafe fn set_thread_affinity() {
 
 #[cfg(not(target_os = "macos"))]
 #[inline(always)]
+#[allow(dead_code)] // agent's patch: only the macOS pool calls it (see `in_attn_pool`)
 unsafe fn set_thread_affinity() {
     // On non‑macOS platforms we currently leave affinity untouched.
 }
 
 /// Rayon pool used by the flash‑attention CPU kernels, with a per‑thread
 /// start handler that applies our affinity hint exactly once.
+#[cfg(target_os = "macos")]
 static FLASH_ATTN_POOL: LazyLock<ThreadPool> = LazyLock::new(|| {
     rayon::ThreadPoolBuilder::new()
         .start_handler(|_| unsafe {
@@ -64,6 +68,18 @@ static FLASH_ATTN_POOL: LazyLock<ThreadPool> = LazyLock::new(|| {
         .build()
         .expect("Failed to build custom Rayon thread‑pool for flash‑attention")
 });
+
+/// Runs the attention kernel's parallel loop. Patched in by agent (vendor/README.md): off macOS the
+/// start handler does nothing, and a separate pool only cost a cross-pool hand-off (two thread
+/// wake-ups) per attention call, i.e. per layer per decoded token; the kernel now runs in the
+/// caller's pool (the engine's own, see `lib.rs`).
+#[inline]
+fn in_attn_pool<R: Send>(op: impl FnOnce() -> R + Send) -> R {
+    #[cfg(target_os = "macos")]
+    return FLASH_ATTN_POOL.install(op);
+    #[cfg(not(target_os = "macos"))]
+    op()
+}
 
 /// Independent accumulators in `vec_dot_f32`: enough lanes for LLVM to emit one SIMD FMA per step.
 const DOT_LANES: usize = 16;
@@ -435,7 +451,7 @@ where
         _ => None,
     };
 
-    FLASH_ATTN_POOL.install(|| {
+    in_attn_pool(|| {
         (0..kv_tiles).into_par_iter().for_each(|tile_idx| {
             let start = tile_idx * TILE_KV;
             let end = (start + TILE_KV).min(kv_len);
@@ -619,7 +635,7 @@ where
         _ => None,
     };
 
-    FLASH_ATTN_POOL.install(|| {
+    in_attn_pool(|| {
         out.par_chunks_mut(dv)
             .with_min_len(64)
             .enumerate()
