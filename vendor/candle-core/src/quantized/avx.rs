@@ -152,6 +152,77 @@ pub(crate) fn vec_dot_q4_1_q8_1_x4(n: usize, xs: &[BlockQ4_1], ys: [&[BlockQ8_1]
     }
 }
 
+/// Patched in by agent (vendor/README.md): eight Q8_1 activation blocks (same block index of eight
+/// rows) with their scales already in f32, laid out for `matmul_tile_q4_1_x8`.
+#[repr(C, align(32))]
+struct Q8_1x8 {
+    d: [f32; 8],
+    s: [f32; 8],
+    qs: [[i8; QK8_1]; 8],
+}
+
+/// Patched in by agent (vendor/README.md): the prompt-matmul tile for Q4_1 weights, eight activation
+/// rows at a time. The eight rows are repacked once per tile (scales converted from f16 once, not
+/// once per weight row), and each weight block is unpacked once for the eight. Per lane the
+/// arithmetic is that of `vec_dot_q4_1_q8_1` in the same order, so results are bit-identical.
+/// Returns how many rows it did (a multiple of eight); the caller does the rest.
+pub(crate) fn matmul_tile_q4_1_x8(
+    n: usize,
+    kb: usize,
+    xs: &[BlockQ4_1],
+    ys: &[BlockQ8_1],
+    m: usize,
+    out: &mut [f32],
+) -> usize {
+    debug_assert!(n.is_multiple_of(QK8_1));
+    let cols = xs.len() / kb;
+    assert!(ys.len() >= m * kb && out.len() >= cols * m && xs.len() == cols * kb);
+    let mut packed: Vec<Q8_1x8> = Vec::with_capacity(kb);
+    let mut r0 = 0;
+    while r0 + 8 <= m {
+        packed.clear();
+        packed.extend((0..kb).map(|b| {
+            let y = |r: usize| &ys[(r0 + r) * kb + b];
+            Q8_1x8 {
+                d: std::array::from_fn(|r| y(r).d.to_f32()),
+                s: std::array::from_fn(|r| y(r).s.to_f32()),
+                qs: std::array::from_fn(|r| y(r).qs),
+            }
+        }));
+        for (c, col) in xs.chunks_exact(kb).enumerate() {
+            let v = unsafe { dot_q4_1_x8(col, &packed) };
+            out[c * m + r0..c * m + r0 + 8].copy_from_slice(&v);
+        }
+        r0 += 8;
+    }
+    r0
+}
+
+#[inline(always)]
+unsafe fn dot_q4_1_x8(xs: &[BlockQ4_1], ys: &[Q8_1x8]) -> [f32; 8] {
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut summs = _mm256_setzero_ps();
+    let mut d = [0f32; 8];
+    for (x, y) in xs.iter().zip(ys.iter()) {
+        let xd = _mm256_set1_ps(x.d.to_f32());
+        let xm = _mm256_set1_ps(x.m.to_f32());
+        _mm256_storeu_ps(
+            d.as_mut_ptr(),
+            _mm256_mul_ps(xd, _mm256_load_ps(y.d.as_ptr())),
+        );
+        summs = _mm256_add_ps(summs, _mm256_mul_ps(xm, _mm256_load_ps(y.s.as_ptr())));
+        let bx = bytes_from_nibbles_32(x.qs.as_ptr());
+        for r in 0..8 {
+            let by = _mm256_load_si256(y.qs[r].as_ptr() as *const __m256i);
+            let q = mul_sum_us8_pairs_float(bx, by);
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[r]), q, acc[r]);
+        }
+    }
+    let mut s = [0f32; 8];
+    _mm256_storeu_ps(s.as_mut_ptr(), summs);
+    std::array::from_fn(|r| hsum_float_8(acc[r]) + s[r])
+}
+
 #[inline(always)]
 pub(crate) fn vec_dot_q8_0_q8_0(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0]) -> f32 {
     debug_assert!(

@@ -59,6 +59,48 @@ pub trait GgmlType: Sized + Clone + Send + Sync {
     fn vec_dot_x4(n: usize, xs: &[Self], ys: [&[Self::VecDotType]; 4]) -> [f32; 4] {
         ys.map(|y| Self::vec_dot(n, xs, y))
     }
+
+    /// Patched in by agent (vendor/README.md): one tile of the prompt matmul. `xs` holds the tile's
+    /// weight rows (`xs.len() / kb` of them, `kb` blocks each), `ys` all `m` activation rows;
+    /// `out[c * m + r]` becomes `vec_dot(n, xs row c, ys row r)`. The default goes four rows at a
+    /// time through `vec_dot_x4`; a type may override it with a faster exact kernel.
+    fn matmul_tile(
+        n: usize,
+        kb: usize,
+        xs: &[Self],
+        ys: &[Self::VecDotType],
+        m: usize,
+        out: &mut [f32],
+    ) {
+        matmul_tile_rows(n, kb, xs, ys, m, 0, out)
+    }
+}
+
+/// Patched in by agent (vendor/README.md): rows `first..m` of a `matmul_tile`, four at a time.
+fn matmul_tile_rows<T: GgmlType>(
+    n: usize,
+    kb: usize,
+    xs: &[T],
+    ys: &[T::VecDotType],
+    m: usize,
+    first: usize,
+    out: &mut [f32],
+) {
+    let row = |r: usize| &ys[r * kb..(r + 1) * kb];
+    let mut r = first;
+    while r + 4 <= m {
+        let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+        for (c, col) in xs.chunks_exact(kb).enumerate() {
+            let v = T::vec_dot_x4(n, col, rows);
+            out[c * m + r..c * m + r + 4].copy_from_slice(&v);
+        }
+        r += 4;
+    }
+    for r in r..m {
+        for (c, col) in xs.chunks_exact(kb).enumerate() {
+            out[c * m + r] = T::vec_dot(n, col, row(r));
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -296,6 +338,23 @@ impl GgmlType for BlockQ4_1 {
         return super::avx::vec_dot_q4_1_q8_1_x4(n, xs, ys);
 
         ys.map(|y| Self::vec_dot(n, xs, y))
+    }
+
+    #[allow(unreachable_code)]
+    fn matmul_tile(
+        n: usize,
+        kb: usize,
+        xs: &[Self],
+        ys: &[Self::VecDotType],
+        m: usize,
+        out: &mut [f32],
+    ) {
+        #[cfg(target_feature = "avx2")]
+        {
+            let done = super::avx::matmul_tile_q4_1_x8(n, kb, xs, ys, m, out);
+            return matmul_tile_rows(n, kb, xs, ys, m, done, out);
+        }
+        matmul_tile_rows(n, kb, xs, ys, m, 0, out)
     }
 
     fn vec_dot_unopt(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
@@ -2376,30 +2435,14 @@ fn matmul_tiled<T: GgmlType>(
         .div_ceil(rayon::current_num_threads() * 8)
         .clamp(8, 64)
         .min(n);
-    let lhs_row = |r: usize| &lhs_b[r * k_in_blocks..(r + 1) * k_in_blocks];
     let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(tile))
         .into_par_iter()
         .map(|t| {
             let cols = t * tile..((t + 1) * tile).min(n);
-            let width = cols.len();
             // Column-major within the tile: out[c * m + r].
-            let mut out = vec![0f32; width * m];
-            let mut r = 0;
-            while r + 4 <= m {
-                let rows = [lhs_row(r), lhs_row(r + 1), lhs_row(r + 2), lhs_row(r + 3)];
-                for (c, col) in cols.clone().enumerate() {
-                    let rhs_col = &rhs_t[col * k_in_blocks..(col + 1) * k_in_blocks];
-                    let v = T::vec_dot_x4(k, rhs_col, rows);
-                    out[c * m + r..c * m + r + 4].copy_from_slice(&v);
-                }
-                r += 4;
-            }
-            for r in r..m {
-                for (c, col) in cols.clone().enumerate() {
-                    let rhs_col = &rhs_t[col * k_in_blocks..(col + 1) * k_in_blocks];
-                    out[c * m + r] = T::vec_dot(k, rhs_col, lhs_row(r));
-                }
-            }
+            let mut out = vec![0f32; cols.len() * m];
+            let xs = &rhs_t[cols.start * k_in_blocks..cols.end * k_in_blocks];
+            T::matmul_tile(k, k_in_blocks, xs, lhs_b, m, &mut out);
             (cols.start, out)
         })
         .collect();
