@@ -2,7 +2,7 @@
 //!
 //! 1. prompt and decode tokens/s of the same GGUF and thread count through the embedded mistral.rs
 //!    backend and through llama.cpp (llama-cpp-python, installed by scripts/setup.sh), same chat
-//!    messages, greedy, 128 new tokens;
+//!    messages, greedy, 128 new tokens, median of five runs after a warm-up;
 //! 2. time to first token of turns 1 and 10 of an agent-style conversation (constrained tool calls,
 //!    as `agent run` does) with the prefix cache on and off.
 //!
@@ -20,6 +20,8 @@ use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
 use serde_json::json;
 
 const NEW_TOKENS: usize = 128;
+/// Measured runs per engine (after one warm-up); the median is reported.
+const RUNS: usize = 5;
 const SYSTEM: &str = "You are a helpful assistant.";
 const USER: &str = "Write a detailed, step-by-step explanation of how a hash map works internally, \
                     covering hashing, buckets, collisions, resizing and iteration order. Be thorough.";
@@ -107,22 +109,32 @@ fn mistralrs_speed(model: &Path) -> (f64, f64) {
             .set_deterministic_sampler()
             .set_sampler_max_len(NEW_TOKENS)
     };
-    // One warm-up, then the measured run.
+    // One warm-up, then the median of RUNS measured runs (prompt and decode separately).
     runtime
         .block_on(engine.send_chat_request(request()))
         .unwrap();
-    let response = runtime
-        .block_on(engine.send_chat_request(request()))
-        .unwrap();
-    let usage = response.usage;
-    println!(
-        "mistral.rs  {} prompt tokens, {} generated",
-        usage.prompt_tokens, usage.completion_tokens
-    );
-    (
-        f64::from(usage.avg_prompt_tok_per_sec),
-        f64::from(usage.avg_compl_tok_per_sec),
-    )
+    let (mut prompt, mut decode) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let usage = runtime
+            .block_on(engine.send_chat_request(request()))
+            .unwrap()
+            .usage;
+        println!(
+            "mistral.rs  {} prompt tokens, {} generated: prompt {:.1} tok/s, decode {:.1} tok/s",
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.avg_prompt_tok_per_sec,
+            usage.avg_compl_tok_per_sec
+        );
+        prompt.push(f64::from(usage.avg_prompt_tok_per_sec));
+        decode.push(f64::from(usage.avg_compl_tok_per_sec));
+    }
+    (median(prompt), median(decode))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 /// The same messages through llama-cpp-python; prompt time from a 1-token completion.
@@ -137,7 +149,7 @@ fn llama_cpp_speed(model: &Path, threads: usize) -> Result<(f64, f64), String> {
     let script = r#"
 import json, sys, time
 from llama_cpp import Llama
-model, threads, n, system, user = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+model, threads, n, runs, system, user = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=4096, verbose=False)
 messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
 def run(max_tokens):
@@ -146,11 +158,17 @@ def run(max_tokens):
     out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
     return time.perf_counter() - t, out["usage"]
 run(n)  # warm-up
-prompt_s, usage = run(1)
-total_s, usage = run(n)
-decode = (usage["completion_tokens"] - 1) / max(total_s - prompt_s, 1e-9)
+prompts, decodes = [], []
+for _ in range(runs):
+    prompt_s, usage = run(1)
+    total_s, usage = run(n)
+    prompts.append(usage["prompt_tokens"] / prompt_s)
+    decodes.append((usage["completion_tokens"] - 1) / max(total_s - prompt_s, 1e-9))
+    print(f"llama.cpp   {usage['prompt_tokens']} prompt tokens, {usage['completion_tokens']} generated: "
+          f"prompt {prompts[-1]:.1f} tok/s, decode {decodes[-1]:.1f} tok/s", file=sys.stderr)
+median = lambda xs: sorted(xs)[len(xs) // 2]
 print(json.dumps({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
-                  "prompt_tok_s": usage["prompt_tokens"] / prompt_s, "decode_tok_s": decode}))
+                  "prompt_tok_s": median(prompts), "decode_tok_s": median(decodes)}))
 "#;
     let out = Command::new(python)
         .arg("-c")
@@ -158,6 +176,7 @@ print(json.dumps({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 
         .arg(model)
         .arg(threads.to_string())
         .arg(NEW_TOKENS.to_string())
+        .arg(RUNS.to_string())
         .args([SYSTEM, USER])
         .output()
         .map_err(|e| e.to_string())?;
@@ -166,10 +185,11 @@ print(json.dumps({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 
     }
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
-    println!(
-        "llama.cpp   {} prompt tokens, {} generated",
-        v["prompt_tokens"], v["completion_tokens"]
-    );
+    // The per-run lines (the script's stderr also carries llama.cpp's own log lines).
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("llama.cpp "))
+        .for_each(|l| println!("{l}"));
     Ok((
         v["prompt_tok_s"].as_f64().unwrap_or(0.0),
         v["decode_tok_s"].as_f64().unwrap_or(0.0),

@@ -1401,13 +1401,24 @@ fn quantized_matmul_q8k() -> Result<()> {
     Ok(())
 }
 
-/// Patched in by agent (vendor/README.md): the four-row kernel and the tiled prompt path of
-/// `k_quants::matmul` (m >= 4) must give exactly what one `vec_dot` per output element gives, for
-/// row counts that are and are not multiples of four and column counts that do not fill a tile.
+/// Patched in by agent (vendor/README.md): the four- and eight-row kernels and the tiled prompt
+/// path of `k_quants::matmul` (m >= 4) must give exactly what one `vec_dot` per output element
+/// gives (the decode path, m < 4, too), for row counts around multiples of four and eight and
+/// column counts that do not fill a tile.
 fn matmul_tiled_matches_vec_dot<T: GgmlType>() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(7);
     let k = 4 * 256;
-    for (m, n) in [(4, 8), (5, 70), (7, 3), (13, 129), (64, 576)] {
+    for (m, n) in [
+        (1, 5),
+        (1, 70),
+        (2, 9),
+        (3, 133),
+        (4, 8),
+        (5, 70),
+        (7, 3),
+        (13, 129),
+        (64, 576),
+    ] {
         let lhs: Vec<f32> = (0..m * k)
             .map(|_| rng.random::<f32>() * 2.0 - 1.0)
             .collect();
