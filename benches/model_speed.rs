@@ -9,7 +9,8 @@
 //! Run: `cargo bench --profile dev --bench model_speed` (dependencies are optimised in the dev profile;
 //! a release build would recompile mistral.rs). `AGENT_BENCH_THREADS` (default 2) and `AGENT_MODEL`
 //! choose the threads and the GGUF; `AGENT_BENCH_PARTS` (default `speed,conversation`) picks the
-//! parts, e.g. `speed` alone takes about a minute, the conversation part most of the twenty.
+//! parts: `speed` takes about two minutes, `conversation` about fifteen (most of it with the prefix
+//! cache off), `conversation-cached` only the prefix-cache-on half.
 
 use std::path::Path;
 use std::process::Command;
@@ -42,17 +43,17 @@ fn main() {
     println!("model: {} · threads: {threads}", model.display());
     let parts = std::env::var("AGENT_BENCH_PARTS").unwrap_or_else(|_| "speed,conversation".into());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
-    if let Some(unknown) = parts
-        .iter()
-        .find(|p| !["speed", "conversation"].contains(p))
-    {
-        panic!("AGENT_BENCH_PARTS: unknown part {unknown:?} (known: speed, conversation)");
+    const KNOWN: [&str; 3] = ["speed", "conversation", "conversation-cached"];
+    if let Some(unknown) = parts.iter().find(|p| !KNOWN.contains(p)) {
+        panic!("AGENT_BENCH_PARTS: unknown part {unknown:?} (known: {KNOWN:?})");
     }
     if parts.contains(&"speed") {
         engine_speeds(&model, threads);
     }
     if parts.contains(&"conversation") {
-        conversations(&model, threads);
+        conversations(&model, threads, &[true, false]);
+    } else if parts.contains(&"conversation-cached") {
+        conversations(&model, threads, &[true]);
     }
 }
 
@@ -74,8 +75,8 @@ fn engine_speeds(model: &Path, threads: usize) {
 }
 
 /// Part 2: time to first token in an agent conversation, prefix cache on and off.
-fn conversations(model: &Path, threads: usize) {
-    for prefix_cache in [true, false] {
+fn conversations(model: &Path, threads: usize, prefix_cache: &[bool]) {
+    for &prefix_cache in prefix_cache {
         let ttft = conversation_ttft(model, threads, prefix_cache);
         println!(
             "agent conversation, prefix cache {}: turn 1 first token {} ms ({} prompt tokens), turn 10 first token {} ms ({} prompt tokens)",

@@ -2,6 +2,7 @@
 
 pub mod erf;
 pub mod kernels;
+pub mod softmax;
 
 #[allow(unused)]
 trait Cpu<const ARR: usize> {
