@@ -2379,27 +2379,13 @@ pub fn matmul<T: GgmlType>(
             .for_each(|(lhs_b_mut, lhs)| T::VecDotType::from_float(lhs, lhs_b_mut));
     }
 
-    // Patched in by agent (vendor/README.md): with four rows or more (prompt processing), tiles
-    // of output columns in parallel; in a tile the rows go four at a time through `vec_dot_x4`,
-    // so each weight block is unpacked once per four rows and the tile's weights stay in L1/L2.
-    if n > 0 && m >= 4 {
+    // Patched in by agent (vendor/README.md): with two rows or more (prompt processing), tiles
+    // of output columns in parallel; in a tile the rows go four (Q4_1: eight) at a time, so each
+    // weight block is unpacked once per group of rows and the tile's weights stay in L1/L2. The
+    // per-row loop below cost one rayon fork-join per token of each matmul. Decode (one row)
+    // keeps the per-column split.
+    if n > 0 && m >= 2 {
         matmul_tiled::<T>((m, k, n), k_in_blocks, &lhs_b, rhs_t, dst);
-        return Ok(());
-    }
-
-    // Patched in by agent (vendor/README.md): with several rows (prompt processing), one
-    // parallel loop over the rows instead of one fork-join per row. The per-row loop below cost
-    // a rayon fork-join for each token of each matmul (~300k per SmolLM2 prompt of 1,400 tokens),
-    // and its idle workers spun in sched_yield. Decode (one row) keeps the per-column split.
-    if n > 0 && m >= rayon::current_num_threads() {
-        dst.par_chunks_mut(n)
-            .zip(lhs_b.par_chunks(k_in_blocks))
-            .for_each(|(dst_row, lhs_row)| {
-                for (col_idx, dst) in dst_row.iter_mut().enumerate() {
-                    let rhs_col = &rhs_t[col_idx * k_in_blocks..(col_idx + 1) * k_in_blocks];
-                    *dst = T::vec_dot(k, rhs_col, lhs_row);
-                }
-            });
         return Ok(());
     }
 
@@ -2421,7 +2407,7 @@ pub fn matmul<T: GgmlType>(
 }
 
 /// Patched in by agent (vendor/README.md): `dst (m x n) = lhs_b (m x k, as T::VecDotType blocks)
-/// x rhs_t (n x k)^T` for m >= 4, parallel over tiles of output columns.
+/// x rhs_t (n x k)^T` for m >= 2, parallel over tiles of output columns.
 fn matmul_tiled<T: GgmlType>(
     (m, k, n): (usize, usize, usize),
     k_in_blocks: usize,
