@@ -1402,8 +1402,8 @@ fn quantized_matmul_q8k() -> Result<()> {
 }
 
 /// Patched in by agent (vendor/README.md): the four- and eight-row kernels and the tiled prompt
-/// path of `k_quants::matmul` (m >= 4) must give exactly what one `vec_dot` per output element
-/// gives (the decode path, m < 4, too), for row counts around multiples of four and eight and
+/// path of `k_quants::matmul` (m >= 2) must give exactly what one `vec_dot` per output element
+/// gives (the decode path, m = 1, too), for row counts around multiples of four and eight and
 /// column counts that do not fill a tile.
 fn matmul_tiled_matches_vec_dot<T: GgmlType>() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(7);
