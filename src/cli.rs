@@ -107,7 +107,8 @@ pub struct RunArgs {
     ///   PATH.gguf                       a local GGUF file, run in-process by mistral.rs;
     ///   DIR                             a local Hugging Face folder (config.json + safetensors);
     ///   hf:ORG/NAME[:FILE.gguf]         a Hugging Face repo, downloaded into the HF cache
-    ///                                   (HF_HOME, HF_TOKEN and HF_HUB_OFFLINE are honoured);
+    ///                                   (HF_HOME, HF_HUB_CACHE, HF_TOKEN, HF_ENDPOINT and
+    ///                                   HF_HUB_OFFLINE are honoured);
     ///   openai:http://HOST:PORT/v1#NAME an OpenAI-compatible server (Ollama, llama.cpp, vLLM,
     ///                                   mistralrs serve); key from AGENT_API_KEY or OPENAI_API_KEY;
     ///   replay:FILE                     scripted turns, for tests.

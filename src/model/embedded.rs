@@ -61,10 +61,22 @@ impl EmbeddedModel {
     /// Load what `spec` names. Errors say which file or repo, what went wrong and what to do.
     pub fn load(spec: &ModelSpec, options: &ModelOptions) -> Result<Self, ModelError> {
         let load_err = |what: String| {
+            // mistral.rs's hub errors advise its own CLI's login command; ours reads the environment.
+            let what = without_backtrace(&what)
+                .replace("You may need to run `mistralrs login` or set HF_TOKEN.", "")
+                .replace("Check the model ID and your access token.", "");
+            let help = if what.contains("Hugging Face") {
+                "Check the repo id and file name (hf:org/name:file.gguf); a gated or private repo needs \
+                 HF_TOKEN (or a token in HF_HOME/token); HF_ENDPOINT selects a mirror; with HF_HUB_OFFLINE=1 \
+                 only the local cache is used. See docs/models.md"
+            } else {
+                "mistral.rs 0.8.1 runs GGUF models of the llama, mistral, phi2, phi3, starcoder2, qwen2, qwen3 and \
+                 qwen3moe architectures (K-quants, Q4_0..Q8_0; no I-quants), and safetensors folders of the \
+                 architectures it lists; see docs/models.md. For the default model, re-run scripts/setup.sh"
+            };
             ModelError::Load(format!(
-                "{spec}: {what}. mistral.rs 0.8.1 runs GGUF models of the llama, mistral, phi2, phi3, starcoder2, \
-                 qwen2, qwen3 and qwen3moe architectures (K-quants, Q4_0..Q8_0; no I-quants), and safetensors \
-                 folders of the architectures it lists; see docs/models.md. For the default model, re-run scripts/setup.sh"
+                "{spec}: {}. {help}",
+                what.trim_end().trim_end_matches('.')
             ))
         };
         if let Some(n) = options.threads {
@@ -265,6 +277,21 @@ fn text_build(
 fn is_jinja(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("jinja") || e.eq_ignore_ascii_case("j2"))
+}
+
+/// candle's errors carry a backtrace in their text when `RUST_BACKTRACE` is set; a load error is for
+/// the user, so keep only the message (the lines before the first backtrace frame, `   0: ...`).
+fn without_backtrace(message: &str) -> String {
+    let frame = |line: &str| {
+        line.trim_start()
+            .split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    message
+        .lines()
+        .take_while(|line| !frame(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn split_file(path: &Path) -> Result<(String, String), String> {

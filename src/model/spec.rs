@@ -147,7 +147,7 @@ impl ModelSpec {
         let Self::Hub { repo, file } = &self else {
             return Ok(self);
         };
-        let cache = hf_hub::Cache::from_env();
+        let cache = hub_cache();
         let cached = cache.model(repo.clone());
         let not_cached = |what: String| SpecError::NotCached {
             spec: spec.into(),
@@ -165,6 +165,15 @@ impl ModelSpec {
                 .map(Self::HfFolder)
                 .ok_or_else(|| not_cached(format!("{repo} (its config.json)"))),
         }
+    }
+}
+
+/// The hub cache mistral.rs downloads into: `HF_HUB_CACHE`, else `HF_HOME/hub`, else
+/// `~/.cache/huggingface/hub` (hf-hub's own `Cache::from_env` skips `HF_HUB_CACHE`).
+fn hub_cache() -> hf_hub::Cache {
+    match std::env::var_os("HF_HUB_CACHE").filter(|dir| !dir.is_empty()) {
+        Some(dir) => hf_hub::Cache::new(dir.into()),
+        None => hf_hub::Cache::from_env(),
     }
 }
 

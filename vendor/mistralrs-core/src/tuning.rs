@@ -239,6 +239,7 @@ fn load_config_artifacts(
     GLOBAL_HF_CACHE.get_or_init(|| cache.clone());
 
     let mut api = ApiBuilder::from_cache(cache)
+        .with_endpoint(crate::hf_endpoint())
         .with_progress(false)
         .with_token(get_token(token_source)?);
     if let Some(cache_dir) = crate::hf_hub_cache_dir() {

@@ -273,6 +273,7 @@ impl AutoLoader {
             .map(Cache::new)
             .unwrap_or_default();
         let mut api = ApiBuilder::from_cache(cache)
+            .with_endpoint(crate::hf_endpoint())
             .with_progress(!silent)
             .with_token(get_token(token_source)?);
         if let Some(cache_dir) = crate::hf_hub_cache_dir() {

@@ -91,6 +91,7 @@ impl Loader for DiffusionLoader {
         let _progress_guard = ProgressScopeGuard::new(silent);
         let paths: anyhow::Result<Box<dyn ModelPaths>> = {
             let api = ApiBuilder::new()
+                .with_endpoint(crate::hf_endpoint())
                 .with_progress(!silent)
                 .with_token(get_token(&token_source)?)
                 .build()?;

@@ -63,6 +63,17 @@ pub fn hf_hub_cache_dir() -> Option<PathBuf> {
     dir
 }
 
+/// Resolve the Hugging Face endpoint: `HF_ENDPOINT` (a mirror or a self-hosted hub) if set, else
+/// `https://huggingface.co`. hf-hub's `ApiBuilder::from_cache` and `ApiBuilder::new` ignore the
+/// variable, so every builder in this crate sets the endpoint from here.
+pub fn hf_endpoint() -> String {
+    env::var("HF_ENDPOINT")
+        .ok()
+        .map(|endpoint| endpoint.trim().trim_end_matches('/').to_string())
+        .filter(|endpoint| !endpoint.is_empty())
+        .unwrap_or_else(|| "https://huggingface.co".to_string())
+}
+
 /// Resolve the Hugging Face token file path.
 pub fn hf_token_path() -> Option<PathBuf> {
     hf_home_dir().map(|home| home.join("token"))

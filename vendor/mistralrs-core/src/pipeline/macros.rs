@@ -35,6 +35,7 @@ macro_rules! get_paths {
             use $crate::GLOBAL_HF_CACHE;
             let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
             let mut api = ApiBuilder::from_cache(cache)
+                .with_endpoint($crate::hf_endpoint())
                 .with_progress(!$silent)
                 .with_token(get_token($token_source)?);
             if let Some(cache_dir) = $crate::hf_hub_cache_dir() {
@@ -181,6 +182,7 @@ macro_rules! get_embedding_paths {
             use $crate::GLOBAL_HF_CACHE;
             let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
             let mut api = ApiBuilder::from_cache(cache)
+                .with_endpoint($crate::hf_endpoint())
                 .with_progress(!$silent)
                 .with_token(get_token($token_source)?);
             if let Some(cache_dir) = $crate::hf_hub_cache_dir() {
@@ -310,6 +312,7 @@ macro_rules! get_uqff_paths {
             use $crate::GLOBAL_HF_CACHE;
             let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
             let mut api = ApiBuilder::from_cache(cache)
+                .with_endpoint($crate::hf_endpoint())
                 .with_progress(!$silent)
                 .with_token(get_token(
                     &$this
@@ -413,6 +416,7 @@ macro_rules! get_paths_gguf {
             use $crate::GLOBAL_HF_CACHE;
             let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
             let mut api = ApiBuilder::from_cache(cache)
+                .with_endpoint($crate::hf_endpoint())
                 .with_progress(!$silent)
                 .with_token(get_token($token_source)?);
             if let Some(cache_dir) = $crate::hf_hub_cache_dir() {

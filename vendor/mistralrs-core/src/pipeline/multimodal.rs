@@ -1173,6 +1173,7 @@ impl AnyMoePipelineMixin for MultimodalPipeline {
             let api = {
                 let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
                 let mut api = ApiBuilder::from_cache(cache)
+                    .with_endpoint(crate::hf_endpoint())
                     .with_progress(!silent)
                     .with_token(get_token(token).map_err(candle_core::Error::msg)?);
                 if let Some(cache_dir) = crate::hf_hub_cache_dir() {
@@ -1231,6 +1232,7 @@ impl AnyMoePipelineMixin for MultimodalPipeline {
             let api = {
                 let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
                 let mut api = ApiBuilder::from_cache(cache)
+                    .with_endpoint(crate::hf_endpoint())
                     .with_progress(!silent)
                     .with_token(get_token(token).map_err(candle_core::Error::msg)?);
                 if let Some(cache_dir) = crate::hf_hub_cache_dir() {

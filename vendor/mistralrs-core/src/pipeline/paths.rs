@@ -66,6 +66,7 @@ pub fn get_xlora_paths(
             let api = {
                 let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
                 let mut api = ApiBuilder::from_cache(cache)
+                    .with_endpoint(crate::hf_endpoint())
                     .with_progress(true)
                     .with_token(get_token(token_source)?);
                 if let Some(cache_dir) = crate::hf_hub_cache_dir() {
@@ -279,6 +280,7 @@ pub fn get_xlora_paths(
                 let api = {
                     let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
                     let mut api = ApiBuilder::from_cache(cache)
+                        .with_endpoint(crate::hf_endpoint())
                         .with_progress(true)
                         .with_token(get_token(token_source)?);
                     if let Some(cache_dir) = crate::hf_hub_cache_dir() {
@@ -330,6 +332,7 @@ pub fn get_model_paths(
                 let qapi = {
                     let cache = GLOBAL_HF_CACHE.get().cloned().unwrap_or_default();
                     let mut api = ApiBuilder::from_cache(cache)
+                        .with_endpoint(crate::hf_endpoint())
                         .with_progress(true)
                         .with_token(get_token(token_source)?);
                     if let Some(cache_dir) = crate::hf_hub_cache_dir() {

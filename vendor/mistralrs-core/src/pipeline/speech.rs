@@ -177,6 +177,7 @@ impl Loader for SpeechLoader {
             // Main model
             let config = {
                 let api = ApiBuilder::new()
+                    .with_endpoint(crate::hf_endpoint())
                     .with_progress(!silent)
                     .with_token(get_token(&token_source)?)
                     .build()?;
@@ -197,6 +198,7 @@ impl Loader for SpeechLoader {
             // DAC model
             {
                 let api = ApiBuilder::new()
+                    .with_endpoint(crate::hf_endpoint())
                     .with_progress(!silent)
                     .with_token(get_token(&token_source)?)
                     .build()?;

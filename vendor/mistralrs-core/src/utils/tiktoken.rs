@@ -212,7 +212,11 @@ mod tests {
 
     #[test]
     fn test_tiktoken_conversion() -> anyhow::Result<()> {
-        let api = ApiBuilder::new().with_progress(true).build().unwrap();
+        let api = ApiBuilder::new()
+            .with_endpoint(crate::hf_endpoint())
+            .with_progress(true)
+            .build()
+            .unwrap();
         let api = api.repo(Repo::with_revision(
             "EricB/mistralrs_tests".to_string(),
             RepoType::Model,
