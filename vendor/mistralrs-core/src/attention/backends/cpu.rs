@@ -481,61 +481,38 @@ where
                             dv,
                         )
                     };
-                    let mut s = 0f32;
-                    let mut m = f32::NEG_INFINITY;
-
-                    for kv_pos in start..end {
-                        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-                        {
-                            // One‑step look‑ahead prefetch of the next K and V rows.
-                            let next_pos = kv_pos + 1;
-                            if next_pos < end {
-                                let next_k_base =
-                                    b_i * kstride[0] + next_pos * kstride[1] + k_head * kstride[2];
-                                let next_v_base =
-                                    b_i * vstride[0] + next_pos * vstride[1] + v_head * vstride[2];
-                                unsafe {
-                                    prefetch(k_data.as_ptr().add(next_k_base) as *const u8);
-                                    prefetch(v_data.as_ptr().add(next_v_base) as *const u8);
-                                }
-                            }
-                        }
-                        // ---------- dot(Q,K) ----------
+                    // Patched in by agent (vendor/README.md): two passes over the tile instead of
+                    // an online softmax per key. The online form rescaled the whole accumulator
+                    // whenever the running maximum rose and took one scalar `exp` per key in a
+                    // dependency chain; here the tile's scores come first, then one maximum, the
+                    // weights (a loop LLVM vectorises), and a weighted sum of V rows over slices.
+                    let mut weights = [0f32; TILE_KV];
+                    let weights = &mut weights[..end - start];
+                    for (w, kv_pos) in weights.iter_mut().zip(start..end) {
                         let k_base = b_i * kstride[0] + kv_pos * kstride[1] + k_head * kstride[2];
-                        let k_row = &k_data[k_base..k_base + d];
-
-                        let mut s_val = vec_dot_f32(q_row, k_row) * scale;
-
+                        let mut s_val = vec_dot_f32(q_row, &k_data[k_base..k_base + d]) * scale;
                         if logit_softcap != 0.0 {
                             s_val = logit_softcap * (s_val / logit_softcap).tanh();
                         }
-                        let mask_delta = mask_info
-                            .as_ref()
-                            .map(|mask| slope * mask.value(b_i, h_i, 0, kv_pos))
-                            .unwrap_or(0.0);
-                        s_val += mask_delta;
-
-                        // -------- tile-local softmax ----------
-                        let m_old = m;
-                        let mut ms = 1.0;
-                        let mut vs = 1.0;
-                        if s_val > m {
-                            m = s_val;
-                            ms = (m_old - m).exp();
-                            for v in vkq.iter_mut() {
-                                *v *= ms;
+                        if let Some(mask) = mask_info.as_ref() {
+                            s_val += slope * mask.value(b_i, h_i, 0, kv_pos);
+                        }
+                        *w = s_val;
+                    }
+                    let m = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut s = 0f32;
+                    if m > f32::NEG_INFINITY {
+                        for w in weights.iter_mut() {
+                            *w = candle_core::cpu::softmax::exp_nonpositive(*w - m);
+                        }
+                        s = weights.iter().sum();
+                        for (&w, kv_pos) in weights.iter().zip(start..end) {
+                            let v_base =
+                                b_i * vstride[0] + kv_pos * vstride[1] + v_head * vstride[2];
+                            for (acc, v) in vkq.iter_mut().zip(&v_data[v_base..v_base + dv]) {
+                                *acc += v.to_f32() * w;
                             }
-                        } else {
-                            vs = (s_val - m).exp();
                         }
-
-                        // -------- add V ----------
-                        let v_base = b_i * vstride[0] + kv_pos * vstride[1] + v_head * vstride[2];
-                        for d_i in 0..dv {
-                            vkq[d_i] += v_data[v_base + d_i].to_f32() * vs;
-                        }
-
-                        s = s * ms + vs;
                     }
 
                     unsafe {
@@ -565,6 +542,9 @@ where
                 let m_b = scratch_m[base_s];
                 let s_b = scratch_s[base_s];
                 let vkq_b = &scratch[base..base + dv];
+                if m_b == f32::NEG_INFINITY {
+                    continue; // every key of the tile masked: nothing to merge (agent patch)
+                }
 
                 if m >= m_b {
                     let factor = (m_b - m).exp();
