@@ -84,6 +84,14 @@ fn a_gguf_from_the_hub_is_downloaded_once_then_runs_offline_from_the_cache() {
         .output()
         .unwrap();
     check_run(&output);
+    // The same with the cache named by HF_HUB_CACHE, which takes precedence over HF_HOME.
+    let output = run(home.path(), repo.path(), &spec)
+        .env("HF_HOME", home.path().join("empty-hf-home"))
+        .env("HF_HUB_CACHE", home.path().join("hf/hub"))
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    check_run(&output);
 
     // Offline and not cached: a clear error before anything is loaded.
     let output = run(
