@@ -24,12 +24,7 @@ const TOKEN: &str = "hf_test_token_not_a_secret";
 
 #[test]
 fn a_gguf_from_the_hub_is_downloaded_once_then_runs_offline_from_the_cache() {
-    let gguf = agent::model::default_model_path();
-    assert!(
-        gguf.is_file(),
-        "the default model is not installed at {}; run scripts/setup.sh",
-        gguf.display()
-    );
+    let gguf = installed_model();
     let file = gguf.file_name().unwrap().to_str().unwrap().to_string();
     let repo_id = "test-org/SmolLM2-135M-Instruct-GGUF";
     let hub = Hub::start(BTreeMap::from([(
@@ -112,12 +107,7 @@ fn a_gguf_from_the_hub_is_downloaded_once_then_runs_offline_from_the_cache() {
 
 #[test]
 fn a_safetensors_repo_from_the_hub_is_downloaded_and_quantised_in_place() {
-    let folder = agent::model::default_model_folder();
-    assert!(
-        folder.join("model.safetensors").is_file(),
-        "no model folder at {}; run scripts/setup.sh",
-        folder.display()
-    );
+    let folder = installed_model_folder();
     let files = std::fs::read_dir(&folder)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -150,7 +140,7 @@ fn a_safetensors_repo_from_the_hub_is_downloaded_and_quantised_in_place() {
 
 #[test]
 fn hub_errors_say_what_is_wrong_and_what_to_do() {
-    let gguf = agent::model::default_model_path();
+    let gguf = installed_model();
     let hub = Hub::start(BTreeMap::from([(
         "gated-org/model-GGUF".to_string(),
         HubRepo {

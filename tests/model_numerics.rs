@@ -8,6 +8,9 @@
 //! quantisation, and must recall the word too.
 #![cfg(feature = "embedded")]
 
+mod common;
+
+use common::{installed_model, installed_model_folder};
 use mistralrs::{
     GgufModelBuilder, IsqType, Model, RequestBuilder, TextMessageRole, TextModelBuilder,
     TokenSource,
@@ -24,12 +27,7 @@ struct Engine {
 
 impl Engine {
     fn load(prefix_cache: bool) -> Self {
-        let path = agent::model::default_model_path();
-        assert!(
-            path.is_file(),
-            "the default model is not installed at {}; run scripts/setup.sh",
-            path.display()
-        );
+        let path = installed_model();
         std::env::set_var("RAYON_NUM_THREADS", "2");
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let dir = path.parent().unwrap().to_string_lossy().into_owned();
@@ -49,12 +47,7 @@ impl Engine {
     /// The safetensors folder made from the same GGUF by scripts/setup.sh, optionally quantised
     /// in place at load.
     fn load_folder(isq: Option<IsqType>) -> Self {
-        let dir = agent::model::default_model_folder();
-        assert!(
-            dir.join("model.safetensors").is_file(),
-            "no model folder at {}; run scripts/setup.sh (it makes it from the GGUF)",
-            dir.display()
-        );
+        let dir = installed_model_folder();
         std::env::set_var("RAYON_NUM_THREADS", "2");
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let mut builder = TextModelBuilder::new(dir.to_string_lossy())

@@ -52,8 +52,7 @@ fn unusable_models_are_refused_with_what_to_do() {
 #[cfg(feature = "embedded")]
 #[test]
 fn a_cached_hub_gguf_loads_offline() {
-    let model = agent::model::default_model_path();
-    assert!(model.is_file(), "run scripts/setup.sh");
+    let model = installed_model();
     let home = tempfile::tempdir().unwrap();
     let cached = home
         .path()

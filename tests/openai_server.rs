@@ -10,12 +10,7 @@ use common::*;
 
 #[test]
 fn real_server_turns_are_valid_calls_and_a_run_completes() {
-    let model = agent::model::default_model_path();
-    assert!(
-        model.is_file(),
-        "the default model is not installed at {}; run scripts/setup.sh",
-        model.display()
-    );
+    let model = installed_model();
     let logs = tempfile::tempdir().unwrap();
     let server = LlamaServer::start(&model, logs.path());
     let spec = ModelSpec::parse(Some(&format!("openai:{}#smollm2", server.url))).unwrap();

