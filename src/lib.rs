@@ -9,6 +9,7 @@ pub mod app;
 pub mod ci;
 pub mod cli;
 pub mod eval;
+pub mod hostfs;
 pub mod model;
 pub mod patch;
 pub mod report;

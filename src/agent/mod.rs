@@ -432,7 +432,9 @@ impl Runner<'_> {
             std::process::abort();
         }
         let started = Instant::now();
-        let Some(oid) = self.workspace.commit_all(&message)? else {
+        let committed = self.workspace.commit_all(&message);
+        self.workspace_notes();
+        let Some(oid) = committed? else {
             return Ok(None);
         };
         if self.config.publish {
@@ -484,5 +486,12 @@ impl Runner<'_> {
 
     fn note(&mut self, message: String) {
         self.reporter.event(&Event::Note { message });
+    }
+
+    /// Say what the workspace's snapshots removed from the worktree or left out of commits.
+    fn workspace_notes(&mut self) {
+        for message in self.workspace.take_notes() {
+            self.note(message);
+        }
     }
 }

@@ -3,11 +3,14 @@
 //! instructions for agents (AGENTS.md at the root and in the directories a step touches).
 //!
 //! A simple line scan per language, not a parser: cheap on big repositories, and good enough to point
-//! the model at the right file. It only reads the worktree.
+//! the model at the right file. It only reads the worktree, through [`crate::hostfs`]: no links out, no
+//! special files, bounded sizes.
 
 use std::path::Path;
 
 use regex::Regex;
+
+use crate::hostfs::Beneath;
 
 /// Files larger than this are listed without symbols.
 const MAX_SCANNED_BYTES: u64 = 512 * 1024;
@@ -15,23 +18,32 @@ const MAX_SCANNED_BYTES: u64 = 512 * 1024;
 const MAX_SYMBOLS_PER_FILE: usize = 12;
 /// Characters of AGENTS.md text shown at most (per file).
 const MAX_AGENTS_MD: usize = 4000;
+/// Bytes of one AGENTS.md read at most (a bigger one is not shown).
+const MAX_AGENTS_MD_BYTES: u64 = 256 * 1024;
+/// Files walked for the map at most (the map shows far fewer; this bounds time and memory).
+const MAX_WALKED_FILES: usize = 50_000;
 
 /// The repository map, at most `max_chars` long: one line per file, `path: symbol, symbol`. Files the
 /// task mentions come first, then source before tests, shallow before deep; a cut map says how many
 /// files it left out.
 pub fn repo_map(root: &Path, task: &str, max_chars: usize) -> String {
-    let mut files: Vec<String> = ignore::WalkBuilder::new(root)
+    let Ok(fs) = Beneath::open(root) else {
+        return String::new();
+    };
+    // Links are not followed and only regular files are listed (a FIFO would block a reader).
+    let mut files: Vec<String> = ignore::WalkBuilder::new(fs.root())
         .hidden(false)
-        .filter_entry(|e| e.file_name() != ".git")
+        .filter_entry(|e| !crate::hostfs::is_dot_git(e.file_name()))
         .build()
         .flatten()
         .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
         .filter_map(|e| {
             e.path()
-                .strip_prefix(root)
+                .strip_prefix(fs.root())
                 .ok()
                 .map(|p| p.to_string_lossy().replace('\\', "/"))
         })
+        .take(MAX_WALKED_FILES)
         .collect();
     files.sort_by_key(|path| {
         let name = path.rsplit('/').next().unwrap_or(path);
@@ -41,11 +53,13 @@ pub fn repo_map(root: &Path, task: &str, max_chars: usize) -> String {
     });
     let mut map = String::new();
     for (shown, path) in files.iter().enumerate() {
-        let symbols = symbols_of(&root.join(path), path);
+        let symbols = symbols_of(&fs, path);
+        // A file name is repository content too: newlines or escapes in it must not forge lines.
+        let quoted = crate::hostfs::quote_path(path);
         let line = if symbols.is_empty() {
-            format!("{path}\n")
+            format!("{quoted}\n")
         } else {
-            format!("{path}: {}\n", symbols.join(", "))
+            format!("{quoted}: {}\n", symbols.join(", "))
         };
         if map.len() + line.len() > max_chars {
             map.push_str(&format!(
@@ -60,14 +74,14 @@ pub fn repo_map(root: &Path, task: &str, max_chars: usize) -> String {
 }
 
 /// Top-level symbols of one file, by a per-language line scan.
-fn symbols_of(path: &Path, display: &str) -> Vec<String> {
-    let Some(pattern) = symbol_pattern(display) else {
+fn symbols_of(fs: &Beneath, path: &str) -> Vec<String> {
+    let Some(pattern) = symbol_pattern(path) else {
         return Vec::new();
     };
-    if std::fs::metadata(path).map_or(true, |m| m.len() > MAX_SCANNED_BYTES) {
+    let Ok(bytes) = fs.read(Path::new(path), MAX_SCANNED_BYTES) else {
         return Vec::new();
-    }
-    let Ok(text) = std::fs::read_to_string(path) else {
+    };
+    let Ok(text) = String::from_utf8(bytes) else {
         return Vec::new();
     };
     let mut symbols: Vec<String> = text
@@ -122,13 +136,21 @@ pub fn agents_md(root: &Path, files: &[String]) -> String {
         }
     }
     let mut text = String::new();
+    let Ok(fs) = Beneath::open(root) else {
+        return text;
+    };
     for dir in dirs {
         let path = format!("{dir}AGENTS.md");
-        let Ok(full) = crate::tools::confine(root, &path) else {
+        let Ok(rel) = crate::hostfs::relative(&path) else {
             continue;
         };
-        let Ok(content) = std::fs::read_to_string(&full) else {
-            continue;
+        let content = match fs.read(&rel, MAX_AGENTS_MD_BYTES) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(crate::hostfs::FsError::NotFound { .. }) => continue,
+            Err(e) => {
+                text.push_str(&format!("[{path} not shown: {e}]\n\n"));
+                continue;
+            }
         };
         let content = content.trim();
         if content.is_empty() {

@@ -231,6 +231,7 @@ impl Runner<'_> {
                         self.guard.progress();
                     }
                 }
+                self.workspace_notes();
                 self.reporter.event(&Event::ToolResult {
                     turn,
                     name: call.name.clone(),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::{ApplyArgs, SandboxExecArgs};
-use crate::patch::{self, PatchError};
+use crate::patch;
 use crate::sandbox::{self, CommandSpec, StopReason};
 
 /// A mistake in how the command was called; exits with status 2.
@@ -52,10 +52,13 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         Ok(parsed) => parsed,
         Err(e) => return refused(e.to_string()),
     };
-    let resolve = |path: &str| {
-        crate::tools::confine(&args.repo, path).map_err(|e| PatchError::Refused(e.to_string()))
+    // The checkout and the patch may both be hostile (a tracked link to `.git` or out of the tree):
+    // every read and write goes through the same confined layer as the agent's own tools.
+    let fs = match crate::hostfs::Beneath::open(&args.repo) {
+        Ok(fs) => fs,
+        Err(e) => return Err(UsageError(format!("--repo: {e}")).into()),
     };
-    let changes = match patch::plan(&files, &resolve) {
+    let changes = match patch::plan(&files, &fs) {
         Ok(changes) => changes,
         Err(e) => return refused(e.to_string()),
     };
@@ -76,7 +79,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         .iter()
         .map(|c| (c.path.clone(), c.content.clone()))
         .collect();
-    if let Err(e) = patch::write_all_or_nothing(&writes) {
+    if let Err(e) = patch::write_all_or_nothing(&fs, &writes) {
         return refused(format!(
             "writing failed ({e}); files already written were restored"
         ));

@@ -15,7 +15,6 @@ mod normalize;
 mod search_replace;
 mod unified;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use matcher::apply_hunks;
@@ -164,12 +163,39 @@ pub struct PlannedChange {
     pub action: &'static str,
 }
 
-/// Compute every file's new content without writing anything. `resolve` turns a patch path into a
-/// file path (and may refuse it).
-pub fn plan(
-    files: &[FilePatch],
-    resolve: &dyn Fn(&str) -> Result<PathBuf, PatchError>,
-) -> Result<Vec<PlannedChange>, PatchError> {
+/// Largest file a patch edits.
+pub const MAX_PATCHED_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Where a patch's files are: the caller decides how a patch path is confined and how files are read
+/// and written ([`crate::hostfs::Beneath`] for every real tree).
+pub trait Files {
+    /// Turn a path named in the patch into the key `read`/`write`/`remove` take (or refuse it).
+    fn resolve(&self, patch_path: &str) -> Result<PathBuf, PatchError>;
+    /// The file's bytes, `None` when it does not exist.
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, String>;
+    fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
+    fn remove(&self, path: &Path) -> std::io::Result<()>;
+}
+
+impl Files for crate::hostfs::Beneath {
+    fn resolve(&self, patch_path: &str) -> Result<PathBuf, PatchError> {
+        crate::hostfs::relative(patch_path).map_err(|e| PatchError::Refused(e.to_string()))
+    }
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, String> {
+        self.read_if_exists(path, MAX_PATCHED_FILE_BYTES)
+            .map_err(|e| e.to_string())
+    }
+    fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        crate::hostfs::Beneath::write(self, path, bytes).map_err(std::io::Error::other)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.remove_file(path).map_err(std::io::Error::other)
+    }
+}
+
+/// Compute every file's new content without writing anything.
+pub fn plan(files: &[FilePatch], fs: &dyn Files) -> Result<Vec<PlannedChange>, PatchError> {
+    let resolve = |p: &str| fs.resolve(p);
     let mut changes: Vec<PlannedChange> = Vec::new();
     // Later patches of the same file (a model may split one file's hunks) see earlier results.
     let current = |changes: &[PlannedChange], path: &Path| -> Option<Option<Vec<u8>>> {
@@ -193,13 +219,10 @@ pub fn plan(
         let read = |shown: &str, full: &Path| -> Result<Option<String>, PatchError> {
             let bytes = match current(&changes, full) {
                 Some(content) => content,
-                None if full.exists() => {
-                    Some(std::fs::read(full).map_err(|e| PatchError::File {
-                        path: shown.into(),
-                        reason: format!("cannot read it: {e}"),
-                    })?)
-                }
-                None => None,
+                None => fs.read(full).map_err(|e| PatchError::File {
+                    path: shown.into(),
+                    reason: format!("cannot read it: {e}"),
+                })?,
             };
             bytes
                 .map(|b| {
@@ -281,39 +304,25 @@ pub fn plan(
     Ok(changes)
 }
 
-/// Write `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
-/// Keeps an existing file's permissions; creates parent directories.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
-    let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    if let Some(permissions) = permissions {
-        tmp.as_file().set_permissions(permissions)?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 /// Apply every change (`None` deletes) or none: on a failed write, files already written are restored.
-pub fn write_all_or_nothing(changes: &[(PathBuf, Option<Vec<u8>>)]) -> std::io::Result<()> {
-    let originals: Vec<Option<Vec<u8>>> =
-        changes.iter().map(|(p, _)| std::fs::read(p).ok()).collect();
+pub fn write_all_or_nothing(
+    fs: &dyn Files,
+    changes: &[(PathBuf, Option<Vec<u8>>)],
+) -> std::io::Result<()> {
+    let originals: Vec<Option<Vec<u8>>> = changes
+        .iter()
+        .map(|(p, _)| fs.read(p).ok().flatten())
+        .collect();
     for (done, (path, content)) in changes.iter().enumerate() {
         let result = match content {
-            Some(bytes) => write_atomically(path, bytes),
-            None => std::fs::remove_file(path),
+            Some(bytes) => fs.write(path, bytes),
+            None => fs.remove(path),
         };
         if let Err(e) = result {
             for ((path, _), original) in changes[..done].iter().zip(&originals) {
                 let _ = match original {
-                    Some(bytes) => write_atomically(path, bytes),
-                    None => std::fs::remove_file(path),
+                    Some(bytes) => fs.write(path, bytes),
+                    None => fs.remove(path),
                 };
             }
             return Err(e);
@@ -332,25 +341,12 @@ mod tests {
         let a = dir.path().join("a.txt");
         std::fs::write(&a, "old").unwrap();
         // Deleting a file that does not exist fails after `a` was written.
+        let fs = crate::hostfs::Beneath::open(dir.path()).unwrap();
         let changes = vec![
-            (a.clone(), Some(b"new".to_vec())),
-            (dir.path().join("missing"), None),
+            (PathBuf::from("a.txt"), Some(b"new".to_vec())),
+            (PathBuf::from("missing"), None),
         ];
-        assert!(write_all_or_nothing(&changes).is_err());
+        assert!(write_all_or_nothing(&fs, &changes).is_err());
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "old");
-    }
-
-    #[test]
-    fn write_keeps_permissions() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("run.sh");
-        std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        write_atomically(&script, b"#!/bin/sh\necho hi\n").unwrap();
-        assert_eq!(
-            std::fs::metadata(&script).unwrap().permissions().mode() & 0o777,
-            0o755
-        );
     }
 }

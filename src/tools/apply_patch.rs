@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{confine, Tool, ToolContext, ToolError, ToolOutput};
+use super::{beneath, Tool, ToolContext, ToolError, ToolOutput};
 use crate::patch::{parse_any, plan, write_all_or_nothing, PatchError};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -24,9 +24,8 @@ impl Tool for ApplyPatch {
 
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
         let (_, files) = parse_any(&args.patch).map_err(patch_error)?;
-        let resolve =
-            |path: &str| confine(ctx.root, path).map_err(|e| PatchError::Refused(e.to_string()));
-        let changes = plan(&files, &resolve).map_err(|e| match e {
+        let fs = beneath(ctx.root)?;
+        let changes = plan(&files, &fs).map_err(|e| match e {
             // A refused path is a confinement refusal, not a matching problem: say so plainly.
             PatchError::Refused(reason) => ToolError::Failed(reason),
             other => patch_error(other),
@@ -35,7 +34,7 @@ impl Tool for ApplyPatch {
             .iter()
             .map(|c| (c.path.clone(), c.content.clone()))
             .collect();
-        write_all_or_nothing(&writes).map_err(|e| {
+        write_all_or_nothing(&fs, &writes).map_err(|e| {
             ToolError::Failed(format!(
                 "writing the patched files failed, nothing was changed: {e}"
             ))

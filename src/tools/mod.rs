@@ -13,7 +13,7 @@ mod run;
 mod search;
 mod write_file;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -181,47 +181,17 @@ impl Toolbox {
     }
 }
 
-/// Resolve a model-supplied path inside `root`. Refuses absolute paths, `..` that leaves the root, the
-/// `.git` directory, and symlinks (anywhere along the path) that lead outside the root. The path need not
-/// exist yet (for new files); its deepest existing ancestor is checked.
+/// Resolve a model-supplied path inside `root` for tools that walk a directory (`list_files`,
+/// `search`). Refuses what [`crate::hostfs::relative`] refuses by text (absolute, `..` out, `.git`,
+/// control characters) and symlinks (anywhere along the path) that lead outside the root or into
+/// `.git`. The path need not exist yet; its deepest existing ancestor is checked. Files are read and
+/// written through [`crate::hostfs::Beneath`] instead, which checks the opened descriptor itself.
 pub fn confine(root: &Path, raw: &str) -> Result<PathBuf, ToolError> {
     let refuse = |reason: &str| ToolError::PathRefused {
-        path: raw.into(),
+        path: crate::hostfs::quote_path(raw),
         reason: reason.into(),
     };
-    if raw.contains('\0') {
-        return Err(refuse("contains a NUL byte"));
-    }
-    let path = Path::new(raw);
-    if path.is_absolute() {
-        return Err(refuse(
-            "absolute paths are not allowed; give a path relative to the repository root",
-        ));
-    }
-    let mut relative = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => relative.push(part),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !relative.pop() {
-                    return Err(refuse("it leads outside the repository"));
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(refuse("absolute paths are not allowed"))
-            }
-        }
-    }
-    if relative
-        .components()
-        .next()
-        .is_some_and(|c| c.as_os_str() == ".git")
-    {
-        return Err(refuse(
-            "the .git directory is managed by the agent, not by tools",
-        ));
-    }
+    let relative = crate::hostfs::relative(raw).map_err(fs_error)?;
     let canonical_root = root
         .canonicalize()
         .map_err(|e| refuse(&format!("cannot resolve the worktree: {e}")))?;
@@ -233,9 +203,17 @@ pub fn confine(root: &Path, raw: &str) -> Result<PathBuf, ToolError> {
             let resolved = existing.canonicalize().map_err(|_| {
                 refuse("it is a symlink that points nowhere or outside the repository")
             })?;
-            if !resolved.starts_with(&canonical_root) {
+            let Ok(inside) = resolved.strip_prefix(&canonical_root) else {
                 return Err(refuse(
                     "it resolves (through a symlink) to a place outside the repository",
+                ));
+            };
+            if inside
+                .components()
+                .any(|c| crate::hostfs::is_dot_git(c.as_os_str()))
+            {
+                return Err(refuse(
+                    "it leads (through a symlink) into a .git directory, which is managed by the agent",
                 ));
             }
             break;
@@ -245,6 +223,19 @@ pub fn confine(root: &Path, raw: &str) -> Result<PathBuf, ToolError> {
             .ok_or_else(|| refuse("it has no existing parent"))?;
     }
     Ok(full)
+}
+
+/// The worktree opened for a tool's reads and writes.
+pub(crate) fn beneath(root: &Path) -> Result<crate::hostfs::Beneath, ToolError> {
+    crate::hostfs::Beneath::open(root).map_err(fs_error)
+}
+
+/// A host filesystem refusal as the model should read it.
+pub(crate) fn fs_error(e: crate::hostfs::FsError) -> ToolError {
+    match e {
+        crate::hostfs::FsError::Refused { path, reason } => ToolError::PathRefused { path, reason },
+        other => ToolError::Failed(other.to_string()),
+    }
 }
 
 /// The path as the model should see it: relative to the root, with `/`.
@@ -268,6 +259,8 @@ mod tests {
         std::fs::write(root.join("src/lib.rs"), "").unwrap();
         std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();
         std::os::unix::fs::symlink("src/lib.rs", root.join("inside")).unwrap();
+        std::fs::create_dir_all(root.join(".git/hooks")).unwrap();
+        std::os::unix::fs::symlink(".git", root.join("gitdir")).unwrap();
         for hostile in [
             "../../etc/passwd",
             "/etc/passwd",
@@ -277,6 +270,9 @@ mod tests {
             ".git/config",
             "./.git/HEAD",
             "a\0b",
+            "gitdir/hooks",
+            "sub/.GIT/config",
+            "new\nline.rs",
         ] {
             assert!(
                 matches!(confine(root, hostile), Err(ToolError::PathRefused { .. })),

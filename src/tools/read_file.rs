@@ -3,7 +3,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{confine, Tool, ToolContext, ToolError, ToolOutput};
+use super::{beneath, fs_error, Tool, ToolContext, ToolError, ToolOutput};
+use crate::hostfs::{FsError, Kind};
 
 /// Files larger than this are refused whole; read them in ranges.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -33,24 +34,21 @@ impl Tool for ReadFile {
         "Read a text file of the repository. Lines are shown as `N| text`; the `N| ` prefix is not part of the file. Use start_line/end_line for long files.";
 
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
-        let path = confine(ctx.root, &args.path)?;
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| ToolError::Failed(format!("cannot read {}: {e}", args.path)))?;
-        if meta.is_dir() {
+        let rel = crate::hostfs::relative(&args.path).map_err(fs_error)?;
+        let fs = beneath(ctx.root)?;
+        if fs.kind(&rel).map_err(fs_error)? == Some(Kind::Dir) {
             return Err(ToolError::Failed(format!(
                 "{} is a directory; use list_files to see what it holds",
                 args.path
             )));
         }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(ToolError::Failed(format!(
-                "{} is {} bytes, more than the {MAX_FILE_BYTES}-byte limit; use search to find the part you need",
-                args.path,
-                meta.len()
-            )));
-        }
-        let bytes = std::fs::read(&path)
-            .map_err(|e| ToolError::Failed(format!("cannot read {}: {e}", args.path)))?;
+        let bytes = fs.read(&rel, MAX_FILE_BYTES).map_err(|e| match e {
+            FsError::TooLarge { size, .. } => ToolError::Failed(format!(
+                "{} is {size} bytes, more than the {MAX_FILE_BYTES}-byte limit; use search to find the part you need",
+                args.path
+            )),
+            other => fs_error(other),
+        })?;
         if bytes.iter().take(8192).any(|&b| b == 0) {
             return Err(ToolError::Failed(format!(
                 "{} looks binary; only text files can be read",

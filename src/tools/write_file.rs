@@ -4,8 +4,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{confine, Tool, ToolContext, ToolError, ToolOutput};
-use crate::patch::write_atomically;
+use super::{beneath, fs_error, Tool, ToolContext, ToolError, ToolOutput};
+use crate::hostfs::Kind;
 
 /// Largest file the model may write in one call.
 const MAX_CONTENT_BYTES: usize = 1024 * 1024;
@@ -30,7 +30,7 @@ impl Tool for WriteFile {
         "Create a new file with the given content, or replace an existing file entirely. Prefer apply_patch for changes to existing files.";
 
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
-        let path = confine(ctx.root, &args.path)?;
+        let rel = crate::hostfs::relative(&args.path).map_err(fs_error)?;
         if args.content.len() > MAX_CONTENT_BYTES {
             return Err(ToolError::Failed(format!(
                 "content for {} is {} bytes, more than the {MAX_CONTENT_BYTES}-byte limit",
@@ -38,12 +38,16 @@ impl Tool for WriteFile {
                 args.content.len()
             )));
         }
-        if path.is_dir() {
-            return Err(ToolError::Failed(format!("{} is a directory", args.path)));
-        }
-        let existed = path.exists();
-        write_atomically(&path, args.content.as_bytes())
-            .map_err(|e| ToolError::Failed(format!("cannot write {}: {e}", args.path)))?;
+        let fs = beneath(ctx.root)?;
+        let existed = match fs.kind(&rel) {
+            Ok(Some(Kind::Dir)) => {
+                return Err(ToolError::Failed(format!("{} is a directory", args.path)))
+            }
+            Ok(found) => found.is_some(),
+            // A dangling or outside link at the name is replaced; a refused path is refused below.
+            Err(_) => true,
+        };
+        fs.write(&rel, args.content.as_bytes()).map_err(fs_error)?;
         let verb = if existed { "replaced" } else { "created" };
         Ok(ToolOutput::Text(format!(
             "{verb} {} ({} lines)",

@@ -17,6 +17,9 @@ use git2::{IndexAddOption, ObjectType, Oid, Repository, Signature, Tree};
 pub use remote::{prepare_branch, push_branch, RemoteBranch};
 pub use slug::slugify;
 
+/// Files bigger than this are never committed by the agent (and not loaded whole to show a diff).
+pub const MAX_COMMITTED_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Untracked paths the agent never commits: build outputs and caches that checks leave behind.
 const ARTIFACT_DIRS: &[&str] = &[
     "target",
@@ -96,6 +99,8 @@ pub struct Workspace {
     /// The last commit published to the user's branch, if any.
     published: Option<Oid>,
     signature: Signature<'static>,
+    /// What snapshots left out or removed since the caller last asked ([`Workspace::take_notes`]).
+    notes: Vec<String>,
 }
 
 impl Workspace {
@@ -187,6 +192,7 @@ impl Workspace {
         // Reopen so libgit2 reads the alternates file.
         let scratch =
             Repository::open(dir.path()).ctx(|| "reopening the scratch repository".into())?;
+        harden_config(&scratch)?;
         {
             let commit = scratch
                 .find_commit(start)
@@ -201,6 +207,15 @@ impl Workspace {
                 .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
                 .ctx(|| format!("checking out {start} into {}", dir.path().display()))?;
         }
+        // A hostile repository can check out links where walkers read ignore files implicitly.
+        let scrubbed =
+            crate::hostfs::scrub(dir.path()).ctx(|| format!("checking the files of {start}"))?;
+        let mut notes = Vec::new();
+        notes.extend(
+            scrubbed
+                .iter()
+                .map(|r| format!("removed {} from the worktree: {}", r.path, r.why)),
+        );
         Ok(Self {
             user_repo,
             scratch,
@@ -209,6 +224,7 @@ impl Workspace {
             base,
             published,
             signature,
+            notes,
         })
     }
 
@@ -256,15 +272,34 @@ impl Workspace {
 
     /// Reset the worktree to the last commit: uncommitted changes and new files are removed (build
     /// artifacts stay). Returns the commit it went back to.
+    ///
+    /// A plain `reset --hard` restores tracked paths by name, so a tracked directory the model replaced
+    /// with a link (to `$HOME`, say) would be written through. So first everything that is not what
+    /// the commit has at its path is removed without following links (links, special files, files
+    /// with other hard links, untracked files and directories); only then are the commit's files
+    /// written, into real directories of the worktree.
     pub fn roll_back(&mut self) -> Result<Oid, VcsError> {
         let head = self.head_commit()?;
         let id = head.id();
+        let tree = head
+            .tree()
+            .ctx(|| "reading the last accepted tree".into())?;
+        let root =
+            cap_std::fs::Dir::open_ambient_dir(self.dir.path(), cap_std::ambient_authority())
+                .ctx(|| format!("opening {}", self.dir.path().display()))?;
+        clear_for_checkout(&self.scratch, &root, Path::new(""), Some(&tree))
+            .ctx(|| "clearing the worktree for the roll-back".into())?;
         let mut checkout = git2::build::CheckoutBuilder::new();
-        checkout.force().remove_untracked(true);
+        checkout.force();
         self.scratch
             .reset(head.as_object(), git2::ResetType::Hard, Some(&mut checkout))
             .ctx(|| "resetting the worktree to the last accepted commit".into())?;
         Ok(id)
+    }
+
+    /// Notes on what snapshots removed from the worktree or left out of commits, since the last call.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     /// Commit everything in the worktree (build artifacts excluded) as one step. Returns `None` when
@@ -416,24 +451,77 @@ impl Workspace {
     }
 
     /// Stage the whole worktree (minus artifacts) into the workspace index and write it as a tree.
+    /// First the worktree is scrubbed of what would block or mislead git (FIFOs, nested `.git`, linked
+    /// or giant ignore files: [`crate::hostfs::scrub`]); files over [`MAX_COMMITTED_FILE_BYTES`] are
+    /// left out, with a note.
     fn snapshot_tree(&mut self) -> Result<Oid, VcsError> {
+        let root = self.dir.path().to_path_buf();
+        let scrubbed =
+            crate::hostfs::scrub(&root).ctx(|| "checking the worktree's files".into())?;
+        for removed in scrubbed {
+            self.notes.push(format!(
+                "removed {} from the worktree: {}",
+                removed.path, removed.why
+            ));
+        }
         let mut index = self
             .scratch
             .index()
             .ctx(|| "opening the workspace index".into())?;
-        let mut skip_artifacts = |path: &Path, _spec: &[u8]| -> i32 {
+        let mut too_big: Vec<String> = Vec::new();
+        let mut vanished: Vec<PathBuf> = Vec::new();
+        // 0 stages the path, 1 skips it (libgit2's pathspec callback convention).
+        let mut select = |path: &Path, vanished: Option<&mut Vec<PathBuf>>| -> i32 {
             let untracked_artifact = path
                 .components()
                 .any(|c| ARTIFACT_DIRS.iter().any(|a| c.as_os_str() == *a));
-            i32::from(untracked_artifact)
+            if untracked_artifact {
+                return 1;
+            }
+            match std::fs::symlink_metadata(root.join(path)) {
+                Ok(meta) if meta.is_file() && meta.len() > MAX_COMMITTED_FILE_BYTES => {
+                    too_big.push(format!(
+                        "{} ({} bytes)",
+                        crate::hostfs::quote_path(&path.to_string_lossy()),
+                        meta.len()
+                    ));
+                    1
+                }
+                Ok(meta) if meta.is_file() || meta.is_symlink() || meta.is_dir() => 0,
+                Ok(_) => {
+                    // Appeared after the scrub: never opened, and not kept in the index either.
+                    if let Some(v) = vanished {
+                        v.push(path.to_path_buf());
+                    }
+                    1
+                }
+                Err(_) => 0,
+            }
         };
         index
-            .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_artifacts))
+            .add_all(
+                ["*"],
+                IndexAddOption::DEFAULT,
+                Some(&mut |path: &Path, _spec: &[u8]| select(path, None)),
+            )
             .ctx(|| "staging the worktree".into())?;
         // add_all does not notice deletions; update_all removes entries whose files are gone.
         index
-            .update_all(["*"], None)
+            .update_all(
+                ["*"],
+                Some(&mut |path: &Path, _spec: &[u8]| select(path, Some(&mut vanished))),
+            )
             .ctx(|| "staging deletions".into())?;
+        for path in &vanished {
+            let _ = index.remove_path(path);
+        }
+        too_big.sort();
+        too_big.dedup();
+        for file in too_big {
+            self.notes.push(format!(
+                "not committed: {file} is over the {MAX_COMMITTED_FILE_BYTES}-byte limit for files the agent commits"
+            ));
+        }
         index.write().ctx(|| "writing the workspace index".into())?;
         index
             .write_tree()
@@ -445,15 +533,25 @@ impl Workspace {
             .scratch
             .diff_tree_to_tree(Some(old), Some(new), None)
             .ctx(|| "diffing trees".into())?;
+        let odb = self
+            .scratch
+            .odb()
+            .ctx(|| "opening the workspace object database".into())?;
+        // A huge blob (from the repository's own history) is shown by its size, never loaded whole.
         let blob = |oid: Oid| -> Option<Vec<u8>> {
-            (!oid.is_zero())
-                .then(|| {
-                    self.scratch
-                        .find_blob(oid)
-                        .ok()
-                        .map(|b| b.content().to_vec())
-                })
-                .flatten()
+            if oid.is_zero() {
+                return None;
+            }
+            match odb.read_header(oid) {
+                Ok((size, _)) if size as u64 > MAX_COMMITTED_FILE_BYTES => {
+                    Some(format!("[{size} bytes, too large to show; object {oid}]\n").into_bytes())
+                }
+                _ => self
+                    .scratch
+                    .find_blob(oid)
+                    .ok()
+                    .map(|b| b.content().to_vec()),
+            }
         };
         Ok(diff
             .deltas()
@@ -469,6 +567,90 @@ impl Workspace {
             })
             .collect())
     }
+}
+
+/// The workspace's own config, written by the agent, turns off everything through which repository
+/// content could make git run a program or write elsewhere: hooks, fsmonitor, a pager, filter and
+/// and credential helpers. It holds
+/// for libgit2 here and for the git CLI that commands in the sandbox run on the worktree (where
+/// `.git` is read-only).
+fn harden_config(repo: &Repository) -> Result<(), VcsError> {
+    let mut config = repo
+        .config()
+        .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+        .ctx(|| "opening the workspace config".into())?;
+    let empty = "/dev/null";
+    for (key, value) in [
+        ("core.hooksPath", empty),
+        ("core.fsmonitor", "false"),
+        ("core.pager", "cat"),
+        ("core.sshCommand", "false"),
+        ("credential.helper", ""),
+        ("protocol.allow", "never"),
+        ("protocol.file.allow", "never"),
+        ("submodule.recurse", "false"),
+        ("diff.external", ""),
+        ("gc.auto", "0"),
+    ] {
+        config
+            .set_str(key, value)
+            .ctx(|| format!("setting {key} in the workspace config"))?;
+    }
+    for key in ["core.symlinks", "core.protectNTFS", "core.protectHFS"] {
+        config
+            .set_bool(key, true)
+            .ctx(|| format!("setting {key} in the workspace config"))?;
+    }
+    Ok(())
+}
+
+/// Before the tree `tree` is written into `dir` (the worktree at `at`): remove every entry that is not
+/// what the tree has at its path, so that checking the tree out writes only into real directories of
+/// the worktree and never through a link. Untracked build-artifact directories stay.
+fn clear_for_checkout(
+    repo: &Repository,
+    dir: &cap_std::fs::Dir,
+    at: &Path,
+    tree: Option<&Tree<'_>>,
+) -> std::io::Result<()> {
+    use cap_fs_ext::DirExt;
+    use cap_std::fs::MetadataExt;
+    for entry in dir.entries()? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if at.as_os_str().is_empty() && name == ".git" {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let tracked = tree.and_then(|t| name.to_str().and_then(|n| t.get_name(n)));
+        let mode = tracked.as_ref().map(|e| e.filemode());
+        let keep = match mode {
+            // A tracked directory: keep the real directory, and clear inside it.
+            Some(0o040000) if kind.is_dir() => {
+                let sub_tree = tracked
+                    .as_ref()
+                    .and_then(|e| e.to_object(repo).ok())
+                    .and_then(|o| o.into_tree().ok());
+                let sub = dir.open_dir_nofollow(&name)?;
+                clear_for_checkout(repo, &sub, &at.join(&name), sub_tree.as_ref())?;
+                true
+            }
+            // A tracked file: a regular file with no other names is rewritten in place by checkout.
+            Some(0o100644 | 0o100755) if kind.is_file() => entry.metadata()?.nlink() == 1,
+            // A tracked link: checkout makes it again.
+            Some(_) => false,
+            // Untracked: only real artifact directories stay.
+            None => kind.is_dir() && ARTIFACT_DIRS.iter().any(|a| name == *a),
+        };
+        if !keep {
+            if kind.is_dir() {
+                dir.remove_dir_all(&name)?;
+            } else {
+                dir.remove_file_or_symlink(&name)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The user's HEAD commit, or why there is none.
