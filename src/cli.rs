@@ -129,6 +129,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "CMD")]
     pub check: Option<String>,
 
+    /// Commit steps even when the run has no check (neither --check nor one detected): each such commit
+    /// carries an `Agent-Verified: no` trailer and a pull request says so in its title and body.
+    /// Without it, a run with no check commits nothing: its work is saved as unverified.patch and it
+    /// exits 1.
+    #[arg(long)]
+    pub allow_unverified: bool,
+
     /// Most model turns (planning included) before the run stops, keeping its accepted steps.
     #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_turns: u64,
@@ -179,6 +186,12 @@ pub struct RunArgs {
     /// then `agent/issue-N`, so a new run for the same issue continues it.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["task", "task_file"])]
     pub github_event: Option<PathBuf>,
+
+    /// Who may start a run from --github-event: the comment's (or opened issue's) author_association
+    /// must be one of these (comma-separated; GitHub's values: OWNER, MEMBER, COLLABORATOR,
+    /// CONTRIBUTOR, FIRST_TIME_CONTRIBUTOR, FIRST_TIMER, NONE). Anyone else is refused before any work.
+    #[arg(long, value_name = "LIST", default_value = crate::ci::event::DEFAULT_ASSOCIATIONS, env = "AGENT_ALLOW_ASSOCIATION")]
+    pub allow_association: String,
 
     /// After the run, push the task branch and open (or update) a draft pull request — through the
     /// GitHub API when GITHUB_TOKEN and GITHUB_REPOSITORY are set, else by printing the `gh` command.

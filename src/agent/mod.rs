@@ -32,6 +32,10 @@ pub use guard::Limits;
 pub use plan::PlanStep;
 pub use verify::Check;
 
+/// What a run without a check tells the user.
+pub const NO_CHECK_ADVICE: &str = "nothing was committed because the run has no check to verify the work; \
+     pass --check CMD (or --allow-unverified to commit unverified work); the changes are saved as unverified.patch";
+
 /// Characters of the repository map shown to the planner and to each step.
 const MAP_CHARS: usize = 3000;
 
@@ -39,7 +43,11 @@ const MAP_CHARS: usize = 3000;
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub task: String,
+    /// The task's check (`--check` or detected). Without one, nothing is committed unless
+    /// `allow_unverified` says so.
     pub check: Option<Check>,
+    /// Commit steps although the run has no check, with an `Agent-Verified: no` trailer.
+    pub allow_unverified: bool,
     pub limits: Limits,
     pub command_timeout: Duration,
     pub check_timeout: Duration,
@@ -248,6 +256,12 @@ impl Runner<'_> {
             }
         }
         self.left.clear();
+        if self.config.check.is_none() && !self.config.allow_unverified {
+            return Err(Halt::End(
+                Outcome::Unverified,
+                format!("no check: {NO_CHECK_ADVICE}"),
+            ));
+        }
         Ok(self
             .done
             .last()
@@ -427,6 +441,9 @@ impl Runner<'_> {
             "Check: {verified}\n\nAgent-Step: {number}/{of}\nAgent-Run: {}\nAgent-Turns: {}\n",
             self.config.run_id, self.spent.turns
         ));
+        if self.config.check.is_none() {
+            message.push_str("Agent-Verified: no\n");
+        }
         // A test hook: die the hard way between a verified edit and its commit, to test `agent resume`.
         if std::env::var("AGENT_TEST_ABORT_BEFORE_COMMIT").is_ok_and(|n| n == number.to_string()) {
             std::process::abort();

@@ -93,6 +93,21 @@ impl Runner<'_> {
                 },
             };
             let Some(report) = failure else {
+                if self.config.check.is_none() && !self.config.allow_unverified {
+                    // No check of the user's: the work stays in the worktree, uncommitted, and ends
+                    // up in unverified.patch.
+                    self.note(format!(
+                        "step {number} not committed: {}",
+                        super::NO_CHECK_ADVICE
+                    ));
+                    return Ok(StepEnd::Accepted(StepRecord {
+                        step: number,
+                        title: step.title.clone(),
+                        summary,
+                        commit: None,
+                        check: "no check: not committed".into(),
+                    }));
+                }
                 let verified = check
                     .as_ref()
                     .map_or("none configured (unverified)".to_string(), |c| {

@@ -56,7 +56,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 fn ci_task(args: &RunArgs) -> anyhow::Result<Option<CiTask>> {
     match &args.github_event {
         Some(path) => Ok(Some(
-            crate::ci::event::from_file(path).map_err(|e| UsageError(e.to_string()))?,
+            crate::ci::event::from_file(
+                path,
+                &crate::ci::event::Trigger::parse(&args.allow_association),
+            )
+            .map_err(|e| UsageError(e.to_string()))?,
         )),
         None => Ok(None),
     }
@@ -325,6 +329,7 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
     let config = RunConfig {
         task,
         check,
+        allow_unverified: args.allow_unverified,
         limits: Limits {
             max_turns: args.max_turns as usize,
             max_steps: args.max_steps as usize,
@@ -343,25 +348,37 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         resume: resume_point,
         tools: Toolbox::with_plugins(plugins),
     };
-    let result = agent::run(
+    let result = match agent::run(
         &config,
         model.as_mut(),
         &mut workspace,
         sandbox.as_ref(),
         &mut reporter,
-    )?;
+    ) {
+        Ok(result) => result,
+        Err(e) => {
+            // A git error mid-run must not lose the work: save it (or keep the worktree) first.
+            let kept = save_unverified(&mut workspace, &run_dir)
+                .map(|p| {
+                    p.map_or(String::new(), |p| {
+                        format!("; unverified changes saved to {}", p.display())
+                    })
+                })
+                .unwrap_or_else(|why| {
+                    format!(
+                        "; the worktree is kept at {} ({why})",
+                        workspace.keep().display()
+                    )
+                });
+            reporter.close();
+            return Err(
+                anyhow::Error::new(e).context(format!("the run stopped on a git error{kept}"))
+            );
+        }
+    };
 
     // Work no check accepted is never thrown away: it is saved as a patch beside the run log.
-    let leftover = workspace.uncommitted_changes()?;
-    let unverified_patch = if leftover.is_empty() {
-        None
-    } else {
-        let path = run_dir.join("unverified.patch");
-        std::fs::create_dir_all(&run_dir)
-            .and_then(|_| std::fs::write(&path, diff::render(&leftover, false)))
-            .with_context(|| format!("saving unverified changes to {}", path.display()))?;
-        Some(path)
-    };
+    let unverified_patch = save_unverified(&mut workspace, &run_dir)?;
     let step_commits = workspace.step_commits()?;
     let commits: Vec<String> = step_commits
         .iter()
@@ -388,6 +405,7 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
             tokens: result.tokens,
             elapsed_s: started.elapsed().as_secs_f64(),
             run_id: &config.run_id,
+            unverified: config.check.is_none(),
         };
         let body_path = args
             .pr_body_out
@@ -487,6 +505,23 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         }
     }
     Ok(exit_code as u8)
+}
+
+/// Save the worktree's changes that no check accepted as `unverified.patch` in `run_dir`; `None`
+/// when there are none.
+fn save_unverified(
+    workspace: &mut Workspace,
+    run_dir: &std::path::Path,
+) -> anyhow::Result<Option<PathBuf>> {
+    let leftover = workspace.uncommitted_changes()?;
+    if leftover.is_empty() {
+        return Ok(None);
+    }
+    let path = run_dir.join("unverified.patch");
+    std::fs::create_dir_all(run_dir)
+        .and_then(|_| std::fs::write(&path, diff::render(&leftover, false)))
+        .with_context(|| format!("saving unverified changes to {}", path.display()))?;
+    Ok(Some(path))
 }
 
 /// The model for this start: a replay of the recorded turns, the scripted model continued after the

@@ -11,17 +11,20 @@ pub fn render(changes: &[FileChange], color: bool) -> String {
     for change in changes {
         let old = change.old.as_deref().map(String::from_utf8_lossy);
         let new = change.new.as_deref().map(String::from_utf8_lossy);
+        // A name with a newline would forge header lines: quote odd names the way git does (and
+        // `git apply` reads them back).
+        let quoted = |prefix: &str| crate::hostfs::quote_path(&format!("{prefix}{}", change.path));
         let old_name = if old.is_some() {
-            format!("a/{}", change.path)
+            quoted("a/")
         } else {
             "/dev/null".into()
         };
         let new_name = if new.is_some() {
-            format!("b/{}", change.path)
+            quoted("b/")
         } else {
             "/dev/null".into()
         };
-        let header = format!("diff --git a/{0} b/{0}\n", change.path);
+        let header = format!("diff --git {} {}\n", quoted("a/"), quoted("b/"));
         let old_text = old.as_deref().unwrap_or("");
         let new_text = new.as_deref().unwrap_or("");
         let diff = TextDiff::from_lines(old_text, new_text);
@@ -37,6 +40,8 @@ pub fn render(changes: &[FileChange], color: bool) -> String {
             continue;
         }
         out.push_str(&Style::new().bold().apply_to(header).to_string());
+        // Coloured output is for a terminal: the file's own bytes must not steer it.
+        let body = crate::report::terminal_safe(&body);
         for line in body.lines() {
             let styled = if line.starts_with("+++") || line.starts_with("---") {
                 Style::new().bold().apply_to(line)
@@ -103,5 +108,22 @@ mod tests {
         assert!(plain.contains("--- /dev/null\n+++ b/new.txt\n"), "{plain}");
         assert!(render(&changes, true).contains("\u{1b}["));
         assert_eq!(stat(&changes), "2 files changed, +2 -1");
+    }
+
+    #[test]
+    fn odd_names_are_quoted_and_escapes_never_reach_a_terminal() {
+        let changes = vec![FileChange {
+            path: "x\n+++ b/evil".into(),
+            old: None,
+            new: Some(b"\x1b]52;c;aGk=\x07hi\n".to_vec()),
+        }];
+        let plain = render(&changes, false);
+        assert!(plain.contains("+++ \"b/x\\n+++ b/evil\"\n"), "{plain}");
+        assert_eq!(plain.matches("\n+++ ").count(), 1, "{plain}");
+        let coloured = render(&changes, true);
+        assert!(
+            !coloured.contains('\x07') && !coloured.contains("\x1b]"),
+            "{coloured:?}"
+        );
     }
 }

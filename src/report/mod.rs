@@ -170,7 +170,7 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The model finished and the last check passed (or no check is configured).
+    /// The model finished and the last check passed (or, with `--allow-unverified`, no check exists).
     Finished,
     /// The turn budget ran out first.
     BudgetExhausted,
@@ -180,6 +180,9 @@ pub enum Outcome {
     ModelFailed,
     /// The model kept repeating itself, even after a new plan.
     LoopDetected,
+    /// The plan was worked through, but the run had no check, so nothing was committed (the work is
+    /// in unverified.patch); `--check CMD` or `--allow-unverified` changes that.
+    Unverified,
 }
 
 impl Outcome {
@@ -255,6 +258,55 @@ impl Reporter for Fanout {
 }
 
 /// The first line of `text`, shortened to `max` characters.
+/// Text from the model, a command or the repository made safe to print on a terminal: escape
+/// sequences (colours, cursor moves that hide lines, OSC 52 clipboard writes, titles, hyperlinks),
+/// carriage returns, backspaces, other control characters and bidirectional overrides (which make
+/// a line read differently from what it holds) are shown as visible escapes such as `\x1b`.
+/// Newlines and tabs stay.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            if (c as u32) < 0x100 {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            } else {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Every string inside `event` made [`terminal_safe`], for the reporters that show events to people.
+pub fn terminal_safe_event(event: &Event) -> Event {
+    fn clean(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => {
+                if let std::borrow::Cow::Owned(safe) = terminal_safe(s) {
+                    *s = safe;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(clean),
+            serde_json::Value::Object(map) => map.values_mut().for_each(clean),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(event) else {
+        return event.clone();
+    };
+    clean(&mut value);
+    serde_json::from_value(value).unwrap_or_else(|_| event.clone())
+}
+
 pub fn first_line(text: &str, max: usize) -> String {
     let line = text
         .lines()

@@ -19,10 +19,17 @@ pub struct PrDraft<'a> {
     pub tokens: u64,
     pub elapsed_s: f64,
     pub run_id: &'a str,
+    /// The run had no check (`--allow-unverified`): its commits carry `Agent-Verified: no`.
+    pub unverified: bool,
 }
 
 pub fn title(draft: &PrDraft<'_>) -> String {
     let title = crate::report::first_line(draft.task_title.trim_start_matches(['#', ' ']), 72);
+    let title = if draft.unverified {
+        format!("[unverified] {title}")
+    } else {
+        title
+    };
     match draft.issue {
         Some(n) => format!("{title} (#{n})"),
         None => title,
@@ -34,11 +41,20 @@ pub fn body(draft: &PrDraft<'_>) -> String {
     if let Some(n) = draft.issue {
         text.push_str(&format!("Closes #{n}.\n\n"));
     }
-    text.push_str(&format!(
-        "Drafted by `agent` (run `{}`). Every commit below passed its check in the sandbox before it was \
-         committed; review it like any other contribution.\n\n",
-        draft.run_id
-    ));
+    if draft.unverified {
+        text.push_str(&format!(
+            "Drafted by `agent` (run `{}`). **Unverified:** the run had no check (`--allow-unverified`), so \
+             no commit below was tested; each carries an `Agent-Verified: no` trailer. Review and test it \
+             before merging.\n\n",
+            draft.run_id
+        ));
+    } else {
+        text.push_str(&format!(
+            "Drafted by `agent` (run `{}`). Every commit below passed its check in the sandbox before it was \
+             committed; review it like any other contribution.\n\n",
+            draft.run_id
+        ));
+    }
     text.push_str("## Steps\n\n| # | step | commit | verified by |\n|---|---|---|---|\n");
     for step in draft.steps {
         let commit = step.commit.as_deref().map_or("no changes".into(), |c| {
@@ -121,8 +137,19 @@ mod tests {
             tokens: 1234,
             elapsed_s: 61.0,
             run_id: "r1",
+            unverified: false,
         };
         assert_eq!(title(&draft), "Add --verbose (#12)");
+        let unverified = PrDraft {
+            unverified: true,
+            ..draft
+        };
+        assert_eq!(title(&unverified), "[unverified] Add --verbose (#12)");
+        assert!(body(&unverified).contains("**Unverified:**"));
+        let draft = PrDraft {
+            unverified: false,
+            ..unverified
+        };
         let body = body(&draft);
         assert!(body.starts_with("Closes #12.\n"), "{body}");
         assert!(

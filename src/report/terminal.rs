@@ -61,6 +61,9 @@ impl Default for TerminalReporter {
 
 impl Reporter for TerminalReporter {
     fn event(&mut self, event: &Event) {
+        // Everything in an event may come from the model, a command or the repository; only the
+        // styling added here reaches the terminal as escape sequences.
+        let event = &super::terminal_safe_event(event);
         match event {
             Event::RunStarted {
                 task_title,
@@ -96,7 +99,7 @@ impl Reporter for TerminalReporter {
                 match check {
                     Some(cmd) => self.line(format!("  check   {cmd}  ({check_source})")),
                     None => self.line(format!(
-                        "  check   none ({check_source}); steps are committed unverified"
+                        "  check   none ({check_source}); nothing is committed without one unless --allow-unverified"
                     )),
                 }
                 self.line(format!("  sandbox {sandbox}"));
@@ -299,6 +302,9 @@ impl Reporter for TerminalReporter {
                     }
                     Outcome::CheckFailing => style("stopped: the check still fails").red().bold(),
                     Outcome::ModelFailed => style("stopped: the model failed").red().bold(),
+                    Outcome::Unverified => {
+                        style("stopped: no check, nothing committed").yellow().bold()
+                    }
                 };
                 self.line(format!(
                     "{headline} after {turns} turns in {:.1} s",

@@ -149,12 +149,12 @@ impl BwrapSandbox {
             "ALL",
             "--clearenv",
         ]);
-        for key in &self.profile.env {
+        for key in self.profile.env.iter().filter(|k| !super::is_secret_env(k)) {
             if let Some(value) = std::env::var_os(key) {
                 cmd.arg("--setenv").arg(key).arg(value);
             }
         }
-        for (key, value) in &spec.env {
+        for (key, value) in spec.env.iter().filter(|(k, _)| !super::is_secret_env(k)) {
             cmd.arg("--setenv").arg(key).arg(value);
         }
         cmd.arg("--setenv").arg("TMPDIR").arg("/tmp");

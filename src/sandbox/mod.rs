@@ -114,6 +114,46 @@ pub trait Sandbox: Send + Sync {
 
 /// Environment variables whose values name cache directories commands may write (build outputs,
 /// fetched dependencies); the sandbox keeps them writable.
+/// Is this environment variable a credential? Such variables never reach a command the model runs,
+/// whatever the sandbox or its profile says: tokens for GitHub, model APIs, hubs and clouds, and the
+/// ssh agent's socket.
+pub fn is_secret_env(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    const EXACT: &[&str] = &[
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "AGENT_GIT_TOKEN",
+        "AGENT_API_KEY",
+        "OPENAI_API_KEY",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "SSH_AUTH_SOCK",
+        "ACTIONS_RUNTIME_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "CARGO_REGISTRY_TOKEN",
+        "NPM_TOKEN",
+        "NODE_AUTH_TOKEN",
+        "TWINE_PASSWORD",
+    ];
+    EXACT.contains(&upper.as_str())
+        || [
+            "TOKEN",
+            "SECRET",
+            "PASSWORD",
+            "PASSWD",
+            "API_KEY",
+            "APIKEY",
+            "PRIVATE_KEY",
+            "CREDENTIAL",
+        ]
+        .iter()
+        .any(|word| upper.contains(word))
+        || upper.starts_with("AWS_")
+        || upper.starts_with("AZURE_")
+        || upper.starts_with("GOOGLE_APPLICATION")
+}
+
 pub const CACHE_ENV: &[&str] = &["CARGO_TARGET_DIR", PYDEPS_ENV];
 
 /// Where the fetch phase installs Python dependencies (`pip install --target`).

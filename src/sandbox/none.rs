@@ -18,10 +18,19 @@ impl Sandbox for NoSandbox {
 
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError> {
         let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(&spec.command)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+        command.arg("-c").arg(&spec.command);
+        // Unconfined, but still without the agent's credentials.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_none_or(super::is_secret_env) {
+                command.env_remove(&key);
+            }
+        }
+        command.envs(
+            spec.env
+                .iter()
+                .filter(|(k, _)| !super::is_secret_env(k))
+                .map(|(k, v)| (k, v)),
+        );
         supervise(command, spec)
     }
 }
@@ -41,6 +50,18 @@ mod tests {
             env: vec![("AGENT_TEST_VAR".into(), "hello".into())],
             output_limit: 4096,
         }
+    }
+
+    #[test]
+    fn credentials_never_reach_the_command() {
+        // A variable only this test reads (tests in this binary may run in parallel).
+        std::env::set_var("AGENT_NONE_TEST_TOKEN", "s3cr3t-value");
+        let out = NoSandbox.run(&spec("env; echo done", 10_000)).unwrap();
+        assert!(
+            out.output.contains("done") && !out.output.contains("s3cr3t-value"),
+            "{}",
+            out.output
+        );
     }
 
     #[test]

@@ -228,6 +228,13 @@ impl Workspace {
         })
     }
 
+    /// Keep the worktree on disk after the workspace ends (when its changes could not be saved
+    /// otherwise); returns where it is.
+    pub fn keep(&mut self) -> PathBuf {
+        self.dir.disable_cleanup(true);
+        self.dir.path().to_path_buf()
+    }
+
     /// The directory the agent works in.
     pub fn root(&self) -> &Path {
         self.dir.path()

@@ -25,8 +25,19 @@ fn refused(message: String) -> VcsError {
 
 fn callbacks<'a>() -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, username, allowed| {
+    // libgit2 asks again after every rejected credential; offering the same one again would loop
+    // forever. Each kind is offered once: a second request means it was refused.
+    let mut offered = CredentialType::empty();
+    callbacks.credentials(move |url, username, allowed| {
+        let fresh = allowed - offered;
+        if allowed.intersects(offered) && fresh.is_empty() {
+            return Err(git2::Error::from_str(&format!(
+                "{url} refused the credentials (AGENT_GIT_TOKEN / GITHUB_TOKEN, or the ssh agent's keys); check that the token is valid and may push to this repository"
+            )));
+        }
+        let allowed = fresh;
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            offered |= CredentialType::USER_PASS_PLAINTEXT;
             let token = std::env::var("AGENT_GIT_TOKEN")
                 .or_else(|_| std::env::var("GITHUB_TOKEN"))
                 .unwrap_or_default();
@@ -35,8 +46,10 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
             }
         }
         if allowed.contains(CredentialType::SSH_KEY) {
+            offered |= CredentialType::SSH_KEY;
             return Cred::ssh_key_from_agent(username.unwrap_or("git"));
         }
+        offered |= CredentialType::DEFAULT;
         Cred::default()
     });
     callbacks
