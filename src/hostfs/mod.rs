@@ -208,18 +208,23 @@ impl Beneath {
             path: shown(rel),
             reason: "it names no file".into(),
         })?;
-        let parent_rel = rel.parent().filter(|p| !p.as_os_str().is_empty());
-        let parent = match parent_rel {
-            None => self.dir.try_clone().map_err(|e| FsError::io(rel, e))?,
-            Some(p) => {
-                if create {
-                    self.dir
-                        .create_dir_all(p)
-                        .map_err(|e| FsError::io(rel, e))?;
+        let parent_rel = rel.parent().unwrap_or(Path::new(""));
+        // One level at a time, each opened directory checked before anything is created in it, so a
+        // link into `.git` is refused before a directory could be made there.
+        let mut parent = self.dir.try_clone().map_err(|e| FsError::io(rel, e))?;
+        for component in parent_rel.components() {
+            let part = component.as_os_str();
+            let next = match parent.open_dir(part) {
+                Ok(dir) => dir,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    parent.create_dir(part).map_err(|e| FsError::io(rel, e))?;
+                    parent.open_dir(part).map_err(|e| FsError::io(rel, e))?
                 }
-                self.dir.open_dir(p).map_err(|e| FsError::io(rel, e))?
-            }
-        };
+                Err(e) => return Err(FsError::io(rel, e)),
+            };
+            self.refuse_if_in_git(rel, next.as_raw_fd())?;
+            parent = next;
+        }
         self.refuse_if_in_git(rel, parent.as_raw_fd())?;
         if is_dot_git(name) {
             return Err(refuse_git(rel));

@@ -204,7 +204,12 @@ impl Workspace {
                 .set_head(&format!("refs/heads/{branch}"))
                 .ctx(|| "pointing the workspace HEAD at the task branch".into())?;
             scratch
-                .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+                // Filters would consult attribute files of the hostile tree while it is written.
+                .checkout_head(Some(
+                    git2::build::CheckoutBuilder::new()
+                        .force()
+                        .disable_filters(true),
+                ))
                 .ctx(|| format!("checking out {start} into {}", dir.path().display()))?;
         }
         // A hostile repository can check out links where walkers read ignore files implicitly.
@@ -297,7 +302,7 @@ impl Workspace {
         clear_for_checkout(&self.scratch, &root, Path::new(""), Some(&tree))
             .ctx(|| "clearing the worktree for the roll-back".into())?;
         let mut checkout = git2::build::CheckoutBuilder::new();
-        checkout.force();
+        checkout.force().disable_filters(true);
         self.scratch
             .reset(head.as_object(), git2::ResetType::Hard, Some(&mut checkout))
             .ctx(|| "resetting the worktree to the last accepted commit".into())?;
