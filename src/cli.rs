@@ -13,7 +13,7 @@ use crate::sandbox::Choice;
     version,
     about = "A self-hosted software-development agent: it edits a repository through diffs, verifies each step \
              with your tests, and commits every verified step to its own branch.",
-    after_help = "Exit codes: 0 task finished and the check passes; 1 gave up, budget exhausted or check failing; 2 usage or configuration error."
+    after_help = "Exit codes: 0 task finished and the check passes; 1 gave up, budget exhausted, check failing or no check to verify with; 2 usage or configuration error."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -85,7 +85,9 @@ pub struct ApplyArgs {
     agent run --task-file tasks/examples/hello.md --repo path/to/repo --dry-run\n  \
     echo \"fix the typo in README.md\" | agent run - --json\n\n\
 Your checkout (HEAD, index, working tree, untracked files, other branches) is never modified: the agent \
-works in a temporary copy starting at HEAD and only creates its own branch.")]
+works in a temporary copy starting at HEAD and only creates its own branch. Only work that passed the \
+task's check is committed; without a check (none given, none detected) the work is saved as \
+unverified.patch and the run exits 1, unless --allow-unverified.")]
 pub struct RunArgs {
     /// The task in plain words; `-` reads it from stdin.
     #[arg(

@@ -33,7 +33,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Errors can quote file names and command output: keep their bytes from steering the terminal.
+            eprintln!(
+                "error: {}",
+                agent::report::terminal_safe(&format!("{error:#}"))
+            );
             let usage = error.chain().any(|cause| {
                 cause.is::<UsageError>() || cause.is::<agent::model::SpecError>() || {
                     matches!(

@@ -20,6 +20,55 @@ use serde_json::{json, Value};
 const CANARY: &str = "# the user's own shell setup\nexport SAFE=1\n";
 const SECRET: &str = "s3cr3t-token-7f3a9c-do-not-leak";
 
+/// Run `cmd` and collect its output, killing it after `limit`: a regression that makes the agent block
+/// must fail the test, not hang it.
+fn output_within(cmd: &mut std::process::Command, limit: Duration) -> Output {
+    use std::io::Read;
+    use wait_timeout::ChildExt;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let status = match child.wait_timeout(limit).unwrap() {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            panic!("the agent was still running after {limit:?} and was killed ({status})");
+        }
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+trait Within {
+    /// [`output_within`] two minutes.
+    fn within(&mut self) -> Output;
+}
+
+impl Within for std::process::Command {
+    fn within(&mut self) -> Output {
+        output_within(self, Duration::from_secs(120))
+    }
+}
+
 /// A user with a home directory (canary `.bashrc`, a secret file, another repository) and a repository.
 struct Victim {
     home: tempfile::TempDir,
@@ -666,8 +715,7 @@ fn apply(v: &Victim, patch: &str) -> Output {
         .arg("--repo")
         .arg(v.repo())
         .env("HOME", v.home())
-        .output()
-        .unwrap()
+        .within()
 }
 
 #[test]
@@ -987,8 +1035,7 @@ fn run_plain(v: &Victim, turns: Value, extra: &[&str]) -> Output {
         .arg("--repo")
         .arg(v.repo())
         .env("HOME", v.home())
-        .output()
-        .unwrap()
+        .within()
 }
 
 const ESCAPES: &str =
@@ -1053,8 +1100,7 @@ fn agent_log_shows_a_recorded_trajectory_inert() {
     let log = agent(v.home())
         .args(["log", "last"])
         .env("HOME", v.home())
-        .output()
-        .unwrap();
+        .within();
     assert_eq!(log.status.code(), Some(0), "{}", describe(&log));
     assert_no_raw_escapes(&String::from_utf8_lossy(&log.stdout), "agent log");
 }
@@ -1134,8 +1180,7 @@ fn an_agent_comment_from_a_stranger_starts_nothing() {
         .arg(&event)
         .arg("--repo")
         .arg(v.repo())
-        .output()
-        .unwrap();
+        .within();
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("@mallory"),
@@ -1177,8 +1222,7 @@ fn an_agent_comment_from_a_member_is_taken_as_data() {
         .arg(&event)
         .arg("--repo")
         .arg(v.repo())
-        .output()
-        .unwrap();
+        .within();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(!marker.exists(), "the issue title ran as shell");
     assert_eq!(

@@ -235,11 +235,46 @@ pub fn constrained_turn(text: &str, cut_off: bool, usage: Usage) -> AssistantTur
     }
 }
 
+/// `text` with control characters inside JSON strings escaped (`\n` for a raw newline, ...); the rest
+/// unchanged.
+fn escape_raw_controls_in_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string && !escaped && c.is_control() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c => out.push_str(&format!("\\u{:04x}", c as u32)),
+            }
+            continue;
+        }
+        out.push(c);
+        if escaped {
+            escaped = false;
+        } else if in_string && c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            in_string = !in_string;
+        }
+    }
+    out
+}
+
 /// Parse a constrained turn. Returns the thought and the call, or a message saying what is wrong.
 pub fn parse_tool_call_json(text: &str) -> Result<(String, ToolCall), String> {
-    let value: Value = serde_json::from_str(text.trim()).map_err(|e| {
-        format!("the reply is not one JSON object ({e}); reply with exactly one tool call object")
-    })?;
+    // Some servers' JSON grammars let raw newlines and tabs into strings (llama-cpp-python's do):
+    // the object is meant, only its escaping is off, so it is read with them escaped.
+    let value: Value = serde_json::from_str(text.trim())
+        .or_else(|e| {
+            serde_json::from_str(&escape_raw_controls_in_strings(text.trim())).map_err(|_| e)
+        })
+        .map_err(|e| {
+            format!(
+                "the reply is not one JSON object ({e}); reply with exactly one tool call object"
+            )
+        })?;
     let tool = value
         .get("tool")
         .and_then(Value::as_str)
@@ -263,6 +298,18 @@ pub fn parse_tool_call_json(text: &str) -> Result<(String, ToolCall), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_newlines_inside_strings_are_read_as_escaped() {
+        let text = "{\"thought\": \"line one\nline\ttwo \\\"q\\\"\", \"tool\": \"plan\", \"arguments\": {\"a\": \"x\ny\"}}";
+        let (thought, call) = parse_tool_call_json(text).unwrap();
+        assert_eq!(thought, "line one\nline\ttwo \"q\"");
+        assert_eq!(
+            (call.name.as_str(), &call.arguments),
+            ("plan", &json!({"a": "x\ny"}))
+        );
+        assert!(parse_tool_call_json("{\"tool\": \"plan\"\n, \"oops\"}").is_err());
+    }
 
     #[test]
     fn schema_has_one_variant_per_tool_without_descriptive_keys() {
