@@ -53,6 +53,24 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_grandchild_holding_the_output_does_not_hold_up_the_agent() {
+        let started = std::time::Instant::now();
+        let out = NoSandbox
+            .run(&spec(
+                "setsid sh -c 'sleep 30' & echo started; sleep 60",
+                1_000,
+            ))
+            .unwrap();
+        assert_eq!(out.stop, StopReason::TimedOut);
+        assert!(out.output.contains("started"), "{}", out.output);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited {:?} for a process that left the group",
+            started.elapsed()
+        );
+    }
+
+    #[test]
     fn credentials_never_reach_the_command() {
         // A variable only this test reads (tests in this binary may run in parallel).
         std::env::set_var("AGENT_NONE_TEST_TOKEN", "s3cr3t-value");

@@ -2,13 +2,18 @@
 //! timeout, and no survivors.
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
 use super::{cap_output, CommandOutcome, CommandSpec, SandboxError, StopReason};
+
+/// How long output is still read after the command ended, for processes that left its group.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Run `command` (already holding its program, arguments and environment) in `spec.cwd` in its own
 /// process group, with stdin closed, output merged and capped, and the whole group killed on timeout
@@ -40,12 +45,35 @@ pub fn supervise(mut command: Command, spec: &CommandSpec) -> Result<CommandOutc
     drop(command);
     let pgid = child.id() as i32;
     let limit = spec.output_limit;
+    // Set once the command is gone: a process that left the group (`setsid`) may still hold the
+    // pipe, so from then on the output is read only until this deadline, not until EOF.
+    let stop_reading_at = Arc::new(Mutex::new(None::<Instant>));
+    let deadline = Arc::clone(&stop_reading_at);
     let collector = std::thread::spawn(move || {
         let mut kept = Vec::new();
         let mut tail = Vec::new();
         let mut buf = [0u8; 8192];
         let mut total = 0usize;
-        while let Ok(n) = reader.read(&mut buf) {
+        loop {
+            let mut poll = libc::pollfd {
+                fd: reader.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll(2) on one valid descriptor we own.
+            let ready = unsafe { libc::poll(&mut poll, 1, 100) };
+            if ready == 0 {
+                let past = deadline
+                    .lock()
+                    .ok()
+                    .and_then(|d| *d)
+                    .is_some_and(|d| Instant::now() >= d);
+                if past {
+                    break;
+                }
+                continue;
+            }
+            let Ok(n) = reader.read(&mut buf) else { break };
             if n == 0 {
                 break;
             }
@@ -80,6 +108,9 @@ pub fn supervise(mut command: Command, spec: &CommandSpec) -> Result<CommandOutc
     }
     if waited.is_none() {
         child.wait().map_err(wait_err)?;
+    }
+    if let Ok(mut at) = stop_reading_at.lock() {
+        *at = Some(Instant::now() + OUTPUT_GRACE);
     }
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let (kept, tail, total) = collector.join().unwrap_or_default();
