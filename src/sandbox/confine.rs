@@ -3,7 +3,8 @@
 //! - landlock: the filesystem is readable, writable only under the given directories; TCP bind and
 //!   connect are denied;
 //! - seccomp: `socket()` for anything but AF_UNIX, `ptrace`, `process_vm_readv/writev` and `io_uring`
-//!   fail with EPERM (Python's socketpair and `sendto` on it keep working).
+//!   fail with EPERM (Python's socketpair and `sendto` on it keep working), and so does every x32-ABI
+//!   system call, whether or not the kernel enables x32.
 //!
 //! Both survive exec and cannot be lifted by the command. This module must never loosen a rule it
 //! cannot apply: it reports what is missing instead.
@@ -44,6 +45,12 @@ pub fn apply_landlock(writable: &[PathBuf], network: bool) -> Result<RulesetStat
 /// Install the seccomp filter.
 /// With `network`, sockets of any family are allowed.
 pub fn apply_seccomp(network: bool) -> Result<(), String> {
+    let program = seccomp_program(network)?;
+    seccompiler::apply_filter(&program).map_err(|e| format!("seccomp: {e}"))
+}
+
+/// The seccomp program `apply_seccomp` installs.
+fn seccomp_program(network: bool) -> Result<BpfProgram, String> {
     let err = |e: &dyn std::fmt::Display| format!("seccomp: {e}");
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| err(&e))?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -80,7 +87,30 @@ pub fn apply_seccomp(network: bool) -> Result<(), String> {
     let program: BpfProgram = filter
         .try_into()
         .map_err(|e: seccompiler::BackendError| err(&e))?;
-    seccompiler::apply_filter(&program).map_err(|e| err(&e))
+    Ok(with_x32_denied(program))
+}
+
+/// On x86-64, x32-ABI system calls carry the x86-64 audit arch and their own numbers (bit 30 set), so
+/// a filter keyed by x86-64 numbers would let them all through wherever the kernel enables x32. The
+/// filter is prefixed with: load the number; bit 30 set → EPERM. (Jumps in BPF are relative, so the
+/// program after the prefix is unchanged.)
+fn with_x32_denied(program: BpfProgram) -> BpfProgram {
+    if !cfg!(target_arch = "x86_64") {
+        return program;
+    }
+    const LOAD_NR: u16 = 0x20; // BPF_LD (0) | BPF_W (0) | BPF_ABS
+    const JSET: u16 = 0x05 | 0x40; // BPF_JMP | BPF_JSET | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    let insn = |code, jt, jf, k| seccompiler::sock_filter { code, jt, jf, k };
+    let mut guarded = vec![
+        insn(LOAD_NR, 0, 0, 0),
+        insn(JSET, 0, 1, X32_SYSCALL_BIT),
+        insn(RET, 0, 0, RET_ERRNO | libc::EPERM as u32),
+    ];
+    guarded.extend(program);
+    guarded
 }
 
 /// The helper: apply both layers, then become `command`. Returns only on failure (exit status 125).
@@ -101,4 +131,76 @@ pub fn helper_main(writable: &[PathBuf], network: bool, command: &[String]) -> u
     let error = std::process::Command::new(program).args(args).exec();
     eprintln!("agent sandbox helper: cannot run {program}: {error}");
     125
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the classic-BPF `program` answers for a system call (the subset seccompiler emits).
+    fn verdict(program: &BpfProgram, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, arg) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_ne_bytes());
+        }
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let insn = &program[pc];
+            pc += 1;
+            match insn.code {
+                0x20 => {
+                    let k = insn.k as usize;
+                    acc = u32::from_ne_bytes(data[k..k + 4].try_into().unwrap());
+                }
+                0x54 => acc &= insn.k,
+                0x06 => return insn.k,
+                0x05 => pc += insn.k as usize,
+                code => {
+                    let taken = match code {
+                        0x15 => acc == insn.k,
+                        0x25 => acc > insn.k,
+                        0x35 => acc >= insn.k,
+                        0x45 => acc & insn.k != 0,
+                        other => panic!("instruction {other:#x} not modelled"),
+                    };
+                    pc += if taken { insn.jt } else { insn.jf } as usize;
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_filter_denies_network_sockets_and_every_x32_call() {
+        const X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+        const ALLOW: u32 = 0x7fff_0000;
+        let eperm = 0x0005_0000 | libc::EPERM as u32;
+        let program = seccomp_program(false).unwrap();
+        let socket = libc::SYS_socket as u32;
+        let inet = [libc::AF_INET as u64, 1, 0, 0, 0, 0];
+        let unix = [libc::AF_UNIX as u64, 1, 0, 0, 0, 0];
+        assert_eq!(verdict(&program, X86_64, socket, inet), eperm);
+        assert_eq!(verdict(&program, X86_64, socket, unix), ALLOW);
+        assert_eq!(
+            verdict(&program, X86_64, libc::SYS_read as u32, [0; 6]),
+            ALLOW
+        );
+        assert_eq!(
+            verdict(&program, X86_64, libc::SYS_ptrace as u32, [0; 6]),
+            eperm
+        );
+        // x32: the same numbers with bit 30 set, inet socket and read alike.
+        assert_eq!(verdict(&program, X86_64, socket | 0x4000_0000, inet), eperm);
+        assert_eq!(
+            verdict(
+                &program,
+                X86_64,
+                libc::SYS_read as u32 | 0x4000_0000,
+                [0; 6]
+            ),
+            eperm
+        );
+    }
 }
