@@ -67,6 +67,18 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
     let home = outer.path().join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     std::fs::write(home.join(".ssh/id_rsa"), "PRIVATE KEY").unwrap();
+    std::fs::create_dir_all(home.join(".cargo/bin")).unwrap();
+    std::fs::write(
+        home.join(".cargo/credentials.toml"),
+        "[registry]\ntoken = \"cio-publish-token-41\"\n",
+    )
+    .unwrap();
+    // A host service on a unix socket where services keep them (the tests run as root, as CI does).
+    let service_path = PathBuf::from(format!("/run/agent-escape-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&service_path);
+    let service = std::os::unix::net::UnixListener::bind(&service_path)
+        .expect("a unix socket under /run (the tests run as root)");
+    service.set_nonblocking(true).unwrap();
     let victim = outer.path().join("victim.txt");
     std::fs::write(&victim, "original").unwrap();
     let host_tmp_marker = PathBuf::from(format!("/tmp/agent-escape-{}", std::process::id()));
@@ -104,6 +116,8 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         Case { name: "overwrite a file outside", script: format!("echo pwned > {outer_path}/victim.txt"), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "delete a file outside", script: format!("rm -f {outer_path}/victim.txt"), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "read a secret under $HOME", script: "cat \"$HOME/.ssh/id_rsa\"".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("PRIVATE KEY") { Err("secret leaked".into()) } else { Ok(()) }) },
+        Case { name: "read the cargo registry token", script: "cat \"$HOME/.cargo/credentials.toml\"".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("cio-publish-token") { Err("token leaked".into()) } else { Ok(()) }) },
+        Case { name: "connect to a host service's unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", service_path.display())), timeout: 20, blocked: Box::new(fails) },
         Case { name: "read a secret from the environment", script: "echo \"token=$AGENT_SECRET_TOKEN\"".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("hunter2") { Err("env leaked".into()) } else { Ok(()) }) },
         Case { name: "kill a host process", script: format!("kill -9 {sleeper_pid}"), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "see host processes", script: "ls /proc | grep -c '^[0-9]'".into(), timeout: 20, blocked: Box::new(|o| if out(o).trim().parse::<u32>().unwrap_or(99) > 5 { Err(format!("sees {} processes", out(o).trim())) } else { Ok(()) }) },
@@ -158,6 +172,10 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
     if udp.recv(&mut [0u8; 16]).is_ok() {
         host.push("the host's UDP socket got a datagram");
     }
+    if service.accept().is_ok() {
+        host.push("the host's unix-socket service got a connection");
+    }
+    let _ = std::fs::remove_file(&service_path);
     for (path, what) in [
         (home.join("escaped"), "file in $HOME"),
         (PathBuf::from("/etc/agent-escaped"), "file in /etc"),

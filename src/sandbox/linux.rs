@@ -2,7 +2,8 @@
 //! system, the worktree (and the build cache) writable, the worktree's `.git` read-only, a private
 //! size-limited `/tmp`, a fresh `/proc` and pid namespace, no network (its own empty network
 //! namespace), all capabilities dropped, a new session, a cleared environment with an allow-list, and
-//! `$HOME` hidden except the toolchain directories, bound read-only. rlimits bound CPU time, file size,
+//! `$HOME` hidden except the toolchain directories, bound read-only (their credential files masked),
+//! and `/run` (where host services keep their sockets) hidden. rlimits bound CPU time, file size,
 //! data size, open files and core dumps. The wall-clock timeout kills bwrap's process group, and with it
 //! the pid namespace.
 //!
@@ -34,6 +35,14 @@ const HOME_TOOLCHAINS: &[&str] = &[
     ".npm",
     "go",
     ".venv",
+];
+
+/// Credential files inside the toolchain folders, masked with an empty file.
+const HOME_CREDENTIALS: &[&str] = &[
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".npm/_authToken",
+    ".local/share/python_keyring",
 ];
 
 pub struct BwrapSandbox {
@@ -97,6 +106,9 @@ impl BwrapSandbox {
             "--tmpfs",
             "/tmp",
         ]);
+        // Host services listen on sockets under /run (docker, dbus, databases, the user's runtime dir
+        // with ssh and gpg agents); a unix socket is not network, so only hiding them stops a connect.
+        cmd.args(["--tmpfs", "/run"]);
         if let Some(home) = &self.home {
             cmd.arg("--tmpfs").arg(home);
             for dir in HOME_TOOLCHAINS
@@ -105,6 +117,14 @@ impl BwrapSandbox {
                 .filter(|d| d.exists())
             {
                 arg_path(&mut cmd, "--ro-bind", &dir);
+            }
+            // The toolchain folders are bound whole, but never the tokens kept in them.
+            for secret in HOME_CREDENTIALS
+                .iter()
+                .map(|f| home.join(f))
+                .filter(|f| f.symlink_metadata().is_ok())
+            {
+                cmd.arg("--ro-bind").arg("/dev/null").arg(&secret);
             }
         }
         for path in self.read_only.iter().filter(|p| p.exists()) {
