@@ -1225,3 +1225,94 @@ fn a_rejected_token_is_one_clear_error_not_a_credential_loop() {
         requests.load(std::sync::atomic::Ordering::SeqCst)
     );
 }
+
+// ---- The dependency-fetch phase (network on) runs no repository code ---------------------------------
+
+#[test]
+fn cargo_fetch_ignores_the_repository_cargo_config_and_toolchain_file() {
+    let v = Victim::new(&[
+        (
+            "Cargo.toml",
+            "[package]\nname = \"p\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        ),
+        ("src/lib.rs", "pub fn f() {}\n"),
+        (
+            ".cargo/config.toml",
+            "[build]\nrustc = \"tools/evil.sh\"\nrustc-wrapper = \"tools/evil.sh\"\n",
+        ),
+        (
+            "rust-toolchain.toml",
+            "[toolchain]\npath = \"tools/fake-toolchain\"\n",
+        ),
+        (
+            "tools/evil.sh",
+            "#!/bin/sh\necho ran > \"$(dirname \"$0\")/../pwned.txt\"\nexec rustc \"$@\"\n",
+        ),
+    ]);
+    std::fs::set_permissions(
+        v.repo().join("tools/evil.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    git(v.repo(), &["add", "-A"]);
+    git(
+        v.repo(),
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "evil config",
+        ],
+    );
+    let model = replay_script(v.home(), script(&[write("notes.txt", "n\n")]));
+    let out = agent(v.home())
+        .args(["run", "do the task", "--json", "--model", &model])
+        .args(["--check", "test ! -e pwned.txt"])
+        .arg("--repo")
+        .arg(v.repo())
+        .within();
+    let all = events(&out);
+    let notes: Vec<String> = of_kind(&all, "note")
+        .iter()
+        .map(|n| n["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with("dependencies fetched")),
+        "the fetch phase did not run cleanly: {notes:?}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the repository's config ran: {}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn requirements_that_could_run_code_are_not_fetched() {
+    let v = Victim::new(&[
+        ("requirements.txt", "toolz\n-e .\n"),
+        ("setup.py", "open('pwned.txt', 'w').write('ran')\n"),
+        ("x_test.py", "import unittest\n"),
+    ]);
+    let model = replay_script(v.home(), script(&[write("notes.txt", "n\n")]));
+    let out = agent(v.home())
+        .args(["run", "do the task", "--json", "--model", &model])
+        .args(["--check", "test ! -e pwned.txt"])
+        .arg("--repo")
+        .arg(v.repo())
+        .within();
+    let all = events(&out);
+    assert!(
+        of_kind(&all, "note").iter().any(|n| n["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("requirements.txt not fetched")),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}

@@ -62,22 +62,79 @@ pub fn detect(root: &Path) -> Option<Check> {
 }
 
 /// The command that fetches the repository's dependencies into local caches, if it has any to fetch.
-pub fn detect_fetch(root: &Path) -> Option<String> {
+pub fn detect_fetch(root: &Path) -> Result<Option<String>, String> {
     if root.join("Cargo.toml").exists() {
-        return Some("cargo fetch".into());
+        // Run from `/` with the manifest named: cargo reads `.cargo/config*` (build.rustc, runners,
+        // wrappers) and rustup reads `rust-toolchain*` from the current directory, and both are the
+        // repository's to write. `cargo fetch` itself runs no build script.
+        return Ok(Some(
+            "manifest=\"$PWD/Cargo.toml\"; cd / && cargo fetch --manifest-path \"$manifest\""
+                .into(),
+        ));
     }
     if root.join("requirements.txt").exists() {
-        // Installed into the directory the agent names in $AGENT_PYDEPS, which is on PYTHONPATH.
-        return Some(
-            "python3 -m pip install --quiet --disable-pip-version-check --no-input --no-cache-dir --target \"$AGENT_PYDEPS\" -r requirements.txt"
+        let text = crate::hostfs::Beneath::open(root)
+            .and_then(|fs| fs.read(Path::new("requirements.txt"), 256 * 1024))
+            .map_err(|e| format!("requirements.txt not fetched: {e}"))?;
+        let text = String::from_utf8_lossy(&text);
+        if let Some(line) = text.lines().find(|l| !plain_requirement(l)) {
+            return Err(format!(
+                "requirements.txt not fetched: `{}` is not a plain `name[extras] version` requirement \
+                 (options, paths, URLs and VCS requirements could run the repository's code with network)",
+                crate::report::first_line(line, 80)
+            ));
+        }
+        // Wheels only (an sdist's setup.py is code), isolated from the environment, the user's pip
+        // config and the current directory (a `pip/` folder there would shadow pip); installed into
+        // the directory the agent names in $AGENT_PYDEPS, which is on PYTHONPATH for the checks.
+        return Ok(Some(
+            "python3 -I -m pip install --isolated --only-binary :all: --quiet --disable-pip-version-check --no-input --no-cache-dir --target \"$AGENT_PYDEPS\" -r requirements.txt"
                 .into(),
-        );
+        ));
     }
     let package = std::fs::read_to_string(root.join("package.json")).unwrap_or_default();
     if package.contains("\"dependencies\"") || package.contains("\"devDependencies\"") {
-        return Some("npm install --ignore-scripts --no-audit --no-fund".into());
+        // No lifecycle scripts; `--git=git` overrides a repository .npmrc that names another program.
+        return Ok(Some(
+            "npm install --ignore-scripts --no-audit --no-fund --git=git".into(),
+        ));
     }
-    None
+    Ok(None)
+}
+
+/// A requirements line that names a package from the index and nothing else (comments and blank
+/// lines too): no `-e`, `-r`, `--index-url`, paths, URLs or VCS references.
+fn plain_requirement(line: &str) -> bool {
+    let line = line.split(" #").next().unwrap_or("").trim();
+    if line.is_empty() || line.starts_with('#') {
+        return true;
+    }
+    let requirement = line.split(';').next().unwrap_or("").trim();
+    let name_end = requirement
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .unwrap_or(requirement.len());
+    let (name, rest) = requirement.split_at(name_end);
+    let rest = rest.trim_start();
+    let rest = match rest.strip_prefix('[') {
+        Some(extras) => match extras.split_once(']') {
+            Some((names, after))
+                if names.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, ',' | '_' | '-' | '.' | ' ')
+                }) =>
+            {
+                after.trim_start()
+            }
+            _ => return false,
+        },
+        None => rest,
+    };
+    !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && rest.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '<' | '>' | '=' | '!' | '~' | '.' | ',' | '*' | ' ' | '+')
+        })
+        && !rest.contains('@')
 }
 
 /// Run the check in the worktree.
@@ -219,6 +276,45 @@ mod tests {
             truncated: false,
             elapsed_ms: 10,
         }
+    }
+
+    #[test]
+    fn only_plain_requirements_are_fetched() {
+        for ok in [
+            "toolz",
+            "toolz==0.12.1",
+            "requests[socks]>=2, <3",
+            "numpy ~= 1.26 ; python_version >= '3.9'",
+            "# c",
+            "",
+            "a.b-c_d!=1.0.*",
+        ] {
+            assert!(plain_requirement(ok), "{ok:?}");
+        }
+        for bad in [
+            "-e .",
+            "./local",
+            "/abs/pkg",
+            "git+https://x/y",
+            "pkg @ https://x/y.whl",
+            "--index-url http://evil",
+            "-r other.txt",
+            "--extra-index-url=x",
+            "pkg[x]@file:///tmp",
+            "https://x/y.tar.gz",
+            "..\\pkg",
+        ] {
+            assert!(!plain_requirement(bad), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("requirements.txt"), "toolz\n-e .\n").unwrap();
+        let err = detect_fetch(dir.path()).unwrap_err();
+        assert!(err.contains("-e .") && err.contains("not fetched"), "{err}");
+        std::fs::write(dir.path().join("requirements.txt"), "toolz==0.12.1\n").unwrap();
+        assert!(detect_fetch(dir.path())
+            .unwrap()
+            .unwrap()
+            .contains("--only-binary :all:"));
     }
 
     #[test]

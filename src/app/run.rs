@@ -671,8 +671,15 @@ fn fetch_dependencies(
     root: &std::path::Path,
     reporter: &mut dyn Reporter,
 ) -> anyhow::Result<()> {
-    let Some(command) = verify::detect_fetch(root) else {
-        return Ok(());
+    let command = match verify::detect_fetch(root) {
+        Ok(Some(command)) => command,
+        Ok(None) => return Ok(()),
+        Err(why) => {
+            reporter.event(&Event::Note {
+                message: format!("WARNING: {why}"),
+            });
+            return Ok(());
+        }
     };
     let (fetch_sandbox, _) =
         sandbox::select(args.sandbox, read_only, "fetch").map_err(UsageError)?;
