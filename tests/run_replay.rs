@@ -469,6 +469,59 @@ fn dependencies_are_fetched_with_network_before_the_offline_check() {
 }
 
 #[test]
+fn a_step_that_adds_a_dependency_is_fetched_again_before_its_offline_check() {
+    // The model adds `regex-lite` to Cargo.toml: only a fetch after the edit lets the offline
+    // `cargo test` find it (the run's first fetch saw no dependency at all).
+    let repo = repo_with(&[
+        (
+            "Cargo.toml",
+            "[package]\nname = \"words\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+        ),
+        ("src/lib.rs", "pub fn is_word(s: &str) -> bool {\n    !s.is_empty()\n}\n"),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let lib = "pub fn is_word(s: &str) -> bool {\n    regex_lite::Regex::new(\"^[a-z]+$\").unwrap().is_match(s)\n}\n\n#[test]\nfn words() {\n    assert!(is_word(\"abc\") && !is_word(\"a1\"));\n}\n";
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&["Use regex-lite"]),
+            {"tool_calls": [{"name": "apply_patch", "arguments": {"patch": "--- a/Cargo.toml\n+++ b/Cargo.toml\n@@ -5 +5,2 @@\n [dependencies]\n+regex-lite = \"0.1\"\n"}}]},
+            {"tool_calls": [{"name": "write_file", "arguments": {"path": "src/lib.rs", "content": lib}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}
+        ]),
+    );
+    let output = agent(home.path())
+        .args([
+            "run",
+            "use regex-lite",
+            "--json",
+            "--model",
+            &model,
+            "--check",
+            "cargo test --offline",
+        ])
+        .arg("--repo")
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let events = events(&output);
+    let notes: Vec<&str> = of_kind(&events, "note")
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("manifest changed")),
+        "{notes:?}"
+    );
+    let branch = of_kind(&events, "finished")[0]["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(git(repo.path(), &["show", &format!("{branch}:Cargo.toml")]).contains("regex-lite"));
+}
+
+#[test]
 fn python_requirements_are_fetched_and_importable_offline() {
     // `toolz` is not installed on the machine: the offline check passes only through the fetch phase.
     let repo = repo_with(&[

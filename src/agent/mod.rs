@@ -139,21 +139,32 @@ enum StepEnd {
     Failed(String),
 }
 
+/// Where commands run: the model's commands and the checks offline, the dependency fetch (when the
+/// run fetches) with network.
+#[derive(Clone, Copy)]
+pub struct Sandboxes<'a> {
+    pub commands: &'a dyn Sandbox,
+    pub fetch: Option<&'a dyn Sandbox>,
+}
+
 /// Drive `model` through plan, steps and checks until the plan is done or a budget runs out.
 pub fn run(
     config: &RunConfig,
     model: &mut dyn ChatModel,
     workspace: &mut Workspace,
-    sandbox: &dyn Sandbox,
+    sandboxes: Sandboxes<'_>,
     reporter: &mut dyn Reporter,
 ) -> Result<RunResult, VcsError> {
     let root = workspace.root().to_path_buf();
+    let sandbox = sandboxes.commands;
     let resume = config.resume.clone().unwrap_or_default();
     let mut runner = Runner {
         config,
         model,
         workspace,
         sandbox,
+        fetch: sandboxes.fetch,
+        fetched_manifests: verify::manifest_fingerprint(&root),
         reporter,
         map: repo_map::repo_map(&root, &config.task, MAP_CHARS),
         root,
@@ -191,6 +202,10 @@ struct Runner<'a> {
     model: &'a mut dyn ChatModel,
     workspace: &'a mut Workspace,
     sandbox: &'a dyn Sandbox,
+    /// The fetch profile's sandbox, when the run fetches dependencies.
+    fetch: Option<&'a dyn Sandbox>,
+    /// The manifests as they were when dependencies were last fetched.
+    fetched_manifests: Vec<u8>,
     reporter: &'a mut dyn Reporter,
     root: PathBuf,
     map: String,
@@ -379,8 +394,30 @@ impl Runner<'_> {
         Ok(reply)
     }
 
+    /// A step that changed a manifest (a dependency added, say) needs its dependencies fetched before
+    /// the offline check can build; the fetch runs none of the repository's code
+    /// ([`verify::detect_fetch`]).
+    fn refetch_if_manifests_changed(&mut self) {
+        let Some(fetch) = self.fetch else { return };
+        let now = verify::manifest_fingerprint(&self.root);
+        if now == self.fetched_manifests {
+            return;
+        }
+        self.fetched_manifests = now;
+        self.note("a dependency manifest changed; fetching again".into());
+        for message in verify::fetch(
+            fetch,
+            &self.root,
+            self.config.check_timeout,
+            &self.config.command_env,
+        ) {
+            self.note(message);
+        }
+    }
+
     /// Run `check` on the worktree; `None` when it passed, else the failure report for the model.
     fn run_check(&mut self, check: &Check) -> Result<Option<String>, Halt> {
+        self.refetch_if_manifests_changed();
         let turn = self.spent.turns;
         self.checks += 1;
         self.reporter.event(&Event::CheckStarted {

@@ -137,6 +137,75 @@ fn plain_requirement(line: &str) -> bool {
         && !rest.contains('@')
 }
 
+/// The files whose change means the dependencies must be fetched again.
+const MANIFESTS: &[&str] = &[
+    "Cargo.toml",
+    "Cargo.lock",
+    "requirements.txt",
+    "package.json",
+    "package-lock.json",
+];
+
+/// A fingerprint of the worktree's dependency manifests (read through the confined layer, capped).
+pub fn manifest_fingerprint(root: &Path) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    if let Ok(fs) = crate::hostfs::Beneath::open(root) {
+        for name in MANIFESTS {
+            hash.update(name.as_bytes());
+            match fs.read(Path::new(name), 4 * 1024 * 1024) {
+                Ok(bytes) => hash.update(&bytes),
+                Err(e) => hash.update(e.to_string().as_bytes()),
+            }
+        }
+    }
+    hash.finalize().to_vec()
+}
+
+/// Fetch the worktree's dependencies with `sandbox` (the `fetch` profile: network on): the command
+/// [`detect_fetch`] picks. Returns the notes to show; a failure is a warning, not an error (the
+/// offline check will say more).
+pub fn fetch(
+    sandbox: &dyn Sandbox,
+    root: &Path,
+    timeout: Duration,
+    env: &[(String, String)],
+) -> Vec<String> {
+    let command = match detect_fetch(root) {
+        Ok(Some(command)) => command,
+        Ok(None) => return Vec::new(),
+        Err(why) => return vec![format!("WARNING: {why}")],
+    };
+    let started = format!("fetching dependencies (network allowed): {command}");
+    let outcome = sandbox.run(&CommandSpec {
+        command: command.clone(),
+        cwd: root.to_path_buf(),
+        timeout,
+        env: env.to_vec(),
+        output_limit: 64 * 1024,
+    });
+    let done = match outcome {
+        Ok(outcome) if outcome.success() => {
+            format!("dependencies fetched ({})", outcome.status_line())
+        }
+        Ok(outcome) => format!(
+            "WARNING: `{command}` failed ({}); offline builds may miss dependencies:\n{}",
+            outcome.status_line(),
+            crate::report::first_line(
+                outcome
+                    .output
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or(""),
+                200
+            )
+        ),
+        Err(e) => format!("WARNING: `{command}` could not run: {e}"),
+    };
+    vec![started, done]
+}
+
 /// Run the check in the worktree.
 pub fn run_check(
     sandbox: &dyn Sandbox,

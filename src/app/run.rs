@@ -22,7 +22,7 @@ use crate::report::{
     diff, Event, Fanout, JsonReporter, LogReporter, Outcome, Reporter, TerminalReporter,
 };
 use crate::runs::{self, RunRecord};
-use crate::sandbox::{self, CommandSpec};
+use crate::sandbox;
 use crate::tools::Toolbox;
 use crate::vcs::Workspace;
 
@@ -277,9 +277,16 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
             message: format!("WARNING: {warning}"),
         });
     }
-    if !args.no_fetch {
-        fetch_dependencies(&args, read_only, workspace.root(), &mut reporter)?;
-    }
+    let fetch_sandbox = if args.no_fetch {
+        None
+    } else {
+        Some(fetch_dependencies(
+            &args,
+            read_only,
+            workspace.root(),
+            &mut reporter,
+        )?)
+    };
     let mut model = load_model(&args, &spec, &start, resume_point.as_ref(), &mut reporter)?;
     let task_title = crate::report::first_line(task.trim_start_matches(['#', ' ']), 80);
     reporter.event(&Event::RunStarted {
@@ -352,7 +359,10 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         &config,
         model.as_mut(),
         &mut workspace,
-        sandbox.as_ref(),
+        agent::Sandboxes {
+            commands: sandbox.as_ref(),
+            fetch: fetch_sandbox.as_deref(),
+        },
         &mut reporter,
     ) {
         Ok(result) => result,
@@ -665,55 +675,20 @@ fn clear_stale_lock(repo: &std::path::Path, branch: &str) {
 
 /// The dependency-fetch phase: with network, under the `fetch` profile, so the offline phase finds
 /// every dependency in the local caches. A failure is reported, not fatal: the check will say more.
+/// Returns the fetch sandbox, for fetching again when a step changes a manifest.
 fn fetch_dependencies(
     args: &RunArgs,
     read_only: Vec<PathBuf>,
     root: &std::path::Path,
     reporter: &mut dyn Reporter,
-) -> anyhow::Result<()> {
-    let command = match verify::detect_fetch(root) {
-        Ok(Some(command)) => command,
-        Ok(None) => return Ok(()),
-        Err(why) => {
-            reporter.event(&Event::Note {
-                message: format!("WARNING: {why}"),
-            });
-            return Ok(());
-        }
-    };
+) -> anyhow::Result<Box<dyn sandbox::Sandbox>> {
     let (fetch_sandbox, _) =
         sandbox::select(args.sandbox, read_only, "fetch").map_err(UsageError)?;
-    reporter.event(&Event::Note {
-        message: format!("fetching dependencies (network allowed): {command}"),
-    });
-    let spec = CommandSpec {
-        command: command.clone(),
-        cwd: root.to_path_buf(),
-        timeout: Duration::from_secs(args.check_timeout),
-        env: command_env(root),
-        output_limit: 64 * 1024,
-    };
-    let message = match fetch_sandbox.run(&spec) {
-        Ok(outcome) if outcome.success() => {
-            format!("dependencies fetched ({})", outcome.status_line())
-        }
-        Ok(outcome) => format!(
-            "WARNING: `{command}` failed ({}); offline builds may miss dependencies:\n{}",
-            outcome.status_line(),
-            crate::report::first_line(
-                outcome
-                    .output
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or(""),
-                200
-            )
-        ),
-        Err(e) => format!("WARNING: `{command}` could not run: {e}"),
-    };
-    reporter.event(&Event::Note { message });
-    Ok(())
+    let timeout = Duration::from_secs(args.check_timeout);
+    for message in verify::fetch(fetch_sandbox.as_ref(), root, timeout, &command_env(root)) {
+        reporter.event(&Event::Note { message });
+    }
+    Ok(fetch_sandbox)
 }
 
 fn read_task(args: &RunArgs) -> anyhow::Result<String> {
