@@ -61,6 +61,10 @@ impl Default for TerminalReporter {
 
 impl Reporter for TerminalReporter {
     fn event(&mut self, event: &Event) {
+        // Requests are not shown; the rest is cleaned first (they can be large).
+        if matches!(event, Event::ModelRequest { .. }) {
+            return;
+        }
         // Everything in an event may come from the model, a command or the repository; only the
         // styling added here reaches the terminal as escape sequences.
         let event = &super::terminal_safe_event(event);
