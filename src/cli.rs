@@ -54,6 +54,9 @@ pub enum Command {
         /// Allow network sockets (the fetch profile).
         #[arg(long)]
         network: bool,
+        /// The registry proxy's unix socket: forward 127.0.0.1 to it and set the proxy variables.
+        #[arg(long)]
+        proxy: Option<PathBuf>,
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },

@@ -23,10 +23,14 @@ fn main() -> ExitCode {
         Command::SandboxHelper {
             writable,
             network,
+            proxy,
             command,
         } => {
             return ExitCode::from(agent::sandbox::confine::helper_main(
-                &writable, network, &command,
+                &writable,
+                network,
+                proxy.as_deref(),
+                &command,
             ));
         }
     };

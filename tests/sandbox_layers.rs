@@ -59,32 +59,72 @@ fn seccomp_denies_network_sockets_and_ptrace_but_not_socketpairs() {
     let _ = sleeper.kill();
 }
 
+/// Did anything connect to `listener` (nonblocking check)?
+fn saw_connection(listener: &std::net::TcpListener) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    listener.accept().is_ok()
+}
+
 #[test]
-fn only_the_fetch_profile_reaches_the_network() {
+fn the_fetch_profile_reaches_the_registries_only_through_the_proxy() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let connect = format!(
-        "import socket; socket.create_connection((\"127.0.0.1\", {port}), 5); print(\"connected\")"
+    let script = format!(
+        r#"
+import socket, urllib.request
+for label, target in [("loopback", ("127.0.0.1", {port})), ("metadata", ("169.254.169.254", 80))]:
+    try:
+        socket.create_connection(target, 3); print(label, "connected")
+    except OSError as e: print(label, "refused", e)
+for url in ["https://index.crates.io/config.json", "https://example.com/", "http://127.0.0.1:{port}/"]:
+    try:
+        print(url, urllib.request.urlopen(url, timeout=20).status)
+    except Exception as e: print(url, "failed", e)
+"#
     );
     let run = |profile: &str| {
         Command::new(env!("CARGO_BIN_EXE_agent"))
-            .args(["sandbox", "exec", "--profile", profile, "--dir"])
+            .args([
+                "sandbox",
+                "exec",
+                "--timeout",
+                "120",
+                "--profile",
+                profile,
+                "--dir",
+            ])
             .arg(dir.path())
-            .args(["--", "python3", "-c", &connect])
+            .args(["--", "python3", "-c", &script])
             .output()
             .unwrap()
     };
     let offline = run("default");
+    let text = String::from_utf8_lossy(&offline.stdout);
     assert!(
-        !offline.status.success(),
-        "the default profile reached the network"
+        !text.contains("connected") && !text.contains(" 200"),
+        "{text}"
     );
     let online = run("fetch");
+    let text = String::from_utf8_lossy(&online.stdout);
     assert!(
-        String::from_utf8_lossy(&online.stdout).contains("connected"),
-        "{}",
+        text.contains("https://index.crates.io/config.json 200"),
+        "a registry is unreachable from the fetch profile: {text}{}",
         String::from_utf8_lossy(&online.stderr)
+    );
+    assert!(!text.contains(" connected"), "{text}");
+    assert!(text.contains("https://example.com/ failed"), "{text}");
+    assert!(
+        text.contains(&format!("http://127.0.0.1:{port}/ failed")),
+        "{text}"
+    );
+    assert!(
+        text.contains("not an allowed registry host") || text.contains("registry proxy refused"),
+        "the refusal is not explained: {text}"
+    );
+    assert!(
+        !saw_connection(&listener),
+        "the host's loopback listener saw a connection"
     );
     // The fetch profile still writes only where it may.
     let out = Command::new(env!("CARGO_BIN_EXE_agent"))

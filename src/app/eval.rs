@@ -205,7 +205,7 @@ fn run_and_judge(
         &repo,
         branch.as_deref(),
         judge_sandbox.as_ref(),
-        &command_env(&repo),
+        &command_env(&repo, &repo),
         Duration::from_secs(args.time_limit.max(60)),
     )?;
     result.judge_ms = eval::ms_since(judged);

@@ -4,7 +4,7 @@
 //! reporters and the run's record, runs the loop, and presents the result.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -283,7 +283,7 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         Some(fetch_dependencies(
             &args,
             read_only,
-            workspace.root(),
+            &workspace,
             &mut reporter,
         )?)
     };
@@ -348,7 +348,7 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         command_timeout: Duration::from_secs(args.command_timeout),
         check_timeout: Duration::from_secs(args.check_timeout),
         output_limit: 16 * 1024,
-        command_env: command_env(workspace.root()),
+        command_env: command_env(workspace.root(), workspace.user_repo_path()),
         publish: !args.dry_run,
         run_id,
         save_dir: Some(run_dir.clone()),
@@ -679,13 +679,15 @@ fn clear_stale_lock(repo: &std::path::Path, branch: &str) {
 fn fetch_dependencies(
     args: &RunArgs,
     read_only: Vec<PathBuf>,
-    root: &std::path::Path,
+    workspace: &Workspace,
     reporter: &mut dyn Reporter,
 ) -> anyhow::Result<Box<dyn sandbox::Sandbox>> {
+    let root = workspace.root();
     let (fetch_sandbox, _) =
         sandbox::select(args.sandbox, read_only, "fetch").map_err(UsageError)?;
     let timeout = Duration::from_secs(args.check_timeout);
-    for message in verify::fetch(fetch_sandbox.as_ref(), root, timeout, &command_env(root)) {
+    let env = command_env(root, workspace.user_repo_path());
+    for message in verify::fetch(fetch_sandbox.as_ref(), root, timeout, &env) {
         reporter.event(&Event::Note { message });
     }
     Ok(fetch_sandbox)
@@ -712,22 +714,21 @@ fn read_task(args: &RunArgs) -> anyhow::Result<String> {
 }
 
 /// Environment for commands: build outputs go outside the worktree so they are never committed and are
-/// reused across runs; Python dependencies fetched for `requirements.txt` are importable.
-pub(crate) fn command_env(root: &std::path::Path) -> Vec<(String, String)> {
+/// reused across runs of the same repository; Python dependencies fetched for `requirements.txt` are
+/// importable. Both live under a folder of their own for `user_repo` ([`repo_cache_dir`]), so nothing one
+/// repository's commands write is run by another's.
+pub(crate) fn command_env(worktree: &Path, user_repo: &Path) -> Vec<(String, String)> {
     let mut env = vec![("PYTHONDONTWRITEBYTECODE".to_string(), "1".to_string())];
-    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
-        env.push((
-            "CARGO_TARGET_DIR".into(),
-            cache_dir().join("cargo-target").display().to_string(),
-        ));
-    }
-    if let Ok(requirements) = std::fs::read(root.join("requirements.txt")) {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        requirements.hash(&mut hasher);
-        let dir = cache_dir()
+    let cache = repo_cache_dir(user_repo);
+    env.push((
+        "CARGO_TARGET_DIR".into(),
+        cache.join("cargo-target").display().to_string(),
+    ));
+    if let Ok(requirements) = std::fs::read(worktree.join("requirements.txt")) {
+        let digest = hex_digest(&requirements);
+        let dir = cache
             .join("pydeps")
-            .join(format!("{:016x}", hasher.finish()))
+            .join(&digest[..16])
             .display()
             .to_string();
         let path = match std::env::var("PYTHONPATH") {
@@ -738,6 +739,24 @@ pub(crate) fn command_env(root: &std::path::Path) -> Vec<(String, String)> {
         env.push(("PYTHONPATH".into(), path));
     }
     env
+}
+
+/// The cache folder of one repository: `<cache>/repos/<first 16 hex digits of the SHA-256 of its
+/// canonical path>`.
+pub(crate) fn repo_cache_dir(user_repo: &Path) -> PathBuf {
+    let canonical = user_repo
+        .canonicalize()
+        .unwrap_or_else(|_| user_repo.to_path_buf());
+    let digest = hex_digest(canonical.as_os_str().as_encoded_bytes());
+    cache_dir().join("repos").join(&digest[..16])
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn new_run_id() -> String {

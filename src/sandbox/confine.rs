@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use landlock::{
     path_beneath_rules, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr,
@@ -113,12 +113,47 @@ fn with_x32_denied(program: BpfProgram) -> BpfProgram {
     guarded
 }
 
-/// The helper: apply both layers, then become `command`. Returns only on failure (exit status 125).
-pub fn helper_main(writable: &[PathBuf], network: bool, command: &[String]) -> u8 {
+/// The helper: apply both layers, then become `command`. With `proxy` (the registry proxy's socket,
+/// bound into the sandbox), first start the forwarder that makes it reachable as
+/// `http://127.0.0.1:<port>` and point the proxy variables at it. Returns only on failure (exit
+/// status 125).
+pub fn helper_main(
+    writable: &[PathBuf],
+    network: bool,
+    proxy: Option<&Path>,
+    command: &[String],
+) -> u8 {
     let Some((program, args)) = command.split_first() else {
         eprintln!("agent sandbox helper: no command given");
         return 125;
     };
+    let mut exec = std::process::Command::new(program);
+    exec.args(args);
+    if let Some(socket) = proxy {
+        match start_forwarder(socket) {
+            Ok(port) => {
+                let url = format!("http://127.0.0.1:{port}");
+                for key in [
+                    "HTTPS_PROXY",
+                    "https_proxy",
+                    "HTTP_PROXY",
+                    "http_proxy",
+                    "ALL_PROXY",
+                    "all_proxy",
+                    "npm_config_https_proxy",
+                    "npm_config_proxy",
+                ] {
+                    exec.env(key, &url);
+                }
+                exec.env("CARGO_HTTP_PROXY", format!("127.0.0.1:{port}"));
+                exec.env_remove("NO_PROXY").env_remove("no_proxy");
+            }
+            Err(e) => {
+                eprintln!("agent sandbox helper: cannot reach the registry proxy: {e}");
+                return 125;
+            }
+        }
+    }
     match apply_landlock(writable, network) {
         Ok(RulesetStatus::FullyEnforced) => {}
         Ok(status) => eprintln!("agent sandbox: landlock only partly enforced here ({status:?})"),
@@ -128,9 +163,44 @@ pub fn helper_main(writable: &[PathBuf], network: bool, command: &[String]) -> u
         eprintln!("agent sandbox: {e}");
         return 125;
     }
-    let error = std::process::Command::new(program).args(args).exec();
+    let error = exec.exec();
     eprintln!("agent sandbox helper: cannot run {program}: {error}");
     125
+}
+
+/// Listen on 127.0.0.1 inside the sandbox's own network namespace and fork a process that forwards
+/// each connection to the registry proxy's unix socket; returns the port. The forwarder lives until
+/// the sandbox's pid namespace ends with the command.
+fn start_forwarder(socket: &Path) -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    let port = listener.local_addr()?.port();
+    // Fail here, not in the first download, when the socket is not there.
+    drop(std::os::unix::net::UnixStream::connect(socket)?);
+    // SAFETY: the helper is single-threaded at this point; the child only runs the loop below.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => {
+            // The forwarder must not hold the command's output pipes open, nor write anywhere.
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors of this process.
+                    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+                }
+            }
+            let _ = apply_landlock(&[], true);
+            for client in listener.incoming().flatten() {
+                let socket = socket.to_path_buf();
+                std::thread::spawn(move || {
+                    if let Ok(upstream) = std::os::unix::net::UnixStream::connect(&socket) {
+                        super::proxy::splice(upstream, client);
+                    }
+                });
+            }
+            // SAFETY: leave without running the parent's exit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        _ => Ok(port),
+    }
 }
 
 #[cfg(test)]

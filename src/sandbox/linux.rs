@@ -1,11 +1,10 @@
-//! The confined Linux sandbox, layer one: bubblewrap. Each command runs with a read-only view of the
-//! system, the worktree (and the build cache) writable, the worktree's `.git` read-only, a private
-//! size-limited `/tmp`, a fresh `/proc` and pid namespace, no network (its own empty network
-//! namespace), all capabilities dropped, a new session, a cleared environment with an allow-list, and
-//! `$HOME` hidden except the toolchain directories, bound read-only (their credential files masked),
-//! and `/run` (where host services keep their sockets) hidden. rlimits bound CPU time, file size,
-//! data size, open files and core dumps. The wall-clock timeout kills bwrap's process group, and with it
-//! the pid namespace.
+//! The confined Linux sandbox, layer one: bubblewrap. Each command runs in an allow-list view of the
+//! machine ([`super::view`]: system directories, toolchains, the worktree writable with its `.git`
+//! read-only, the caches the profile allows; secrets masked; no host sockets), a private
+//! size-limited `/tmp` and `$HOME`, a fresh `/proc` and pid namespace, no network (its own empty
+//! network namespace), all capabilities dropped, a new session, and a cleared environment with an
+//! allow-list. rlimits bound CPU time, file size, data size, open files and core dumps. The
+//! wall-clock timeout kills bwrap's process group, and with it the pid namespace.
 //!
 //! It must never widen what a command can reach beyond the paths named here.
 
@@ -19,31 +18,12 @@ use std::sync::Arc;
 use super::cgroup::{CgroupLimits, CommandCgroup};
 use super::process::supervise;
 use super::profile::Profile;
+use super::proxy::RegistryProxy;
+use super::view::{self, Mount, ViewInputs};
 use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError, StopReason};
 
 /// Numbers the commands of this process, for unique cgroup names.
 static COMMANDS: AtomicUsize = AtomicUsize::new(0);
-
-/// Directories under `$HOME` that hold toolchains; they stay visible, read-only.
-const HOME_TOOLCHAINS: &[&str] = &[
-    ".cargo",
-    ".rustup",
-    ".pyenv",
-    ".local/bin",
-    ".local/lib",
-    ".nvm",
-    ".npm",
-    "go",
-    ".venv",
-];
-
-/// Credential files inside the toolchain folders, masked with an empty file.
-const HOME_CREDENTIALS: &[&str] = &[
-    ".cargo/credentials",
-    ".cargo/credentials.toml",
-    ".npm/_authToken",
-    ".local/share/python_keyring",
-];
 
 pub struct BwrapSandbox {
     bwrap: PathBuf,
@@ -54,7 +34,12 @@ pub struct BwrapSandbox {
     /// The agent's own binary, re-executed inside to apply landlock and seccomp; `None` when it
     /// cannot be found (then those layers are missing and `describe` says so).
     helper: Option<PathBuf>,
+    /// The registry proxy, the only way out for a profile with `allow_hosts`.
+    proxy: Option<RegistryProxy>,
 }
+
+/// Where the registry proxy's folder appears inside the sandbox.
+const PROXY_MOUNT: &str = "/run/agent-proxy";
 
 impl BwrapSandbox {
     /// Find bubblewrap and check that it can create its namespaces here; `Err` says why not.
@@ -68,8 +53,15 @@ impl BwrapSandbox {
                 .map(PathBuf::from)
                 .filter(|h| h.is_absolute() && h.parent().is_some() && h.is_dir()),
             read_only,
-            profile,
             helper: helper_binary(),
+            proxy: if profile.network && !profile.allow_hosts.is_empty() {
+                let proxy = RegistryProxy::start(profile.allow_hosts.clone())
+                    .map_err(|e| format!("cannot start the registry proxy: {e}"))?;
+                Some(proxy)
+            } else {
+                None
+            },
+            profile,
         };
         let out = Command::new(&sandbox.bwrap)
             .args([
@@ -95,71 +87,85 @@ impl BwrapSandbox {
     /// The bwrap command line for `spec`.
     fn command(&self, spec: &CommandSpec) -> Command {
         let mut cmd = Command::new(&self.bwrap);
-        let arg_path = |cmd: &mut Command, flag: &str, path: &Path| {
-            cmd.arg(flag).arg(path).arg(path);
-        };
-        cmd.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
         let limits = self.profile.limits;
-        cmd.args([
-            "--size",
-            &(limits.tmp_size_mb << 20).to_string(),
-            "--tmpfs",
-            "/tmp",
-        ]);
-        // Host services listen on sockets under /run (docker, dbus, databases, the user's runtime dir
-        // with ssh and gpg agents); a unix socket is not network, so only hiding them stops a connect.
-        cmd.args(["--tmpfs", "/run"]);
-        if let Some(home) = &self.home {
-            cmd.arg("--tmpfs").arg(home);
-            for dir in HOME_TOOLCHAINS
-                .iter()
-                .map(|d| home.join(d))
-                .filter(|d| d.exists())
-            {
-                arg_path(&mut cmd, "--ro-bind", &dir);
-            }
-            // The toolchain folders are bound whole, but never the tokens kept in them.
-            for secret in HOME_CREDENTIALS
-                .iter()
-                .map(|f| home.join(f))
-                .filter(|f| f.symlink_metadata().is_ok())
-            {
-                cmd.arg("--ro-bind").arg("/dev/null").arg(&secret);
-            }
-        }
-        for path in self.read_only.iter().filter(|p| p.exists()) {
-            arg_path(&mut cmd, "--ro-bind", path);
-        }
         // Caches named in the environment (CARGO_TARGET_DIR, ...) stay writable so work is reused.
-        let mut writable = vec![
-            spec.cwd.clone(),
-            PathBuf::from("/tmp"),
-            PathBuf::from("/dev"),
-        ];
+        let mut writable = Vec::new();
         for (key, value) in &spec.env {
-            if super::CACHE_ENV.contains(&key.as_str()) {
-                let dir = PathBuf::from(value);
-                let _ = std::fs::create_dir_all(&dir);
-                arg_path(&mut cmd, "--bind", &dir);
-                writable.push(dir);
+            if super::CACHE_ENV.contains(&key.as_str()) && self.profile.writable_env.contains(key) {
+                writable.push(PathBuf::from(value));
             }
         }
         for dir in self.profile.writable_paths(self.home.as_deref()) {
-            if std::fs::create_dir_all(&dir).is_ok() {
-                arg_path(&mut cmd, "--bind", &dir);
-                writable.push(dir);
-            }
+            writable.push(dir);
         }
-        if let Some(helper) = &self.helper {
-            arg_path(&mut cmd, "--ro-bind", helper);
+        writable.retain(|dir| std::fs::create_dir_all(dir).is_ok());
+        let mut read_only = self.read_only.clone();
+        read_only.extend(self.helper.clone());
+        read_only.extend(
+            spec.env
+                .iter()
+                .filter(|(k, _)| {
+                    super::CACHE_ENV.contains(&k.as_str()) && !self.profile.writable_env.contains(k)
+                })
+                .map(|(_, v)| PathBuf::from(v))
+                .filter(|p| p.is_absolute()),
+        );
+        let env = |key: &str| {
+            spec.env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .or_else(|| {
+                    self.profile
+                        .env
+                        .iter()
+                        .any(|k| k == key)
+                        .then(|| std::env::var(key).ok())
+                        .flatten()
+                })
+        };
+        let toolchain_env = view::TOOLCHAIN_ENV
+            .iter()
+            .filter_map(|k| env(k).map(|v| (k.to_string(), v)))
+            .collect();
+        let inputs = ViewInputs {
+            home: self.home.clone(),
+            path: env("PATH"),
+            toolchain_env,
+            read_only,
+            writable: writable.clone(),
+            worktree: spec.cwd.clone(),
+            tmp_size: limits.tmp_size_mb << 20,
+        };
+        for mount in view::mounts(&inputs) {
+            match mount {
+                Mount::ReadOnly(p) => cmd.arg("--ro-bind").arg(&p).arg(&p),
+                Mount::ReadWrite(p) => cmd.arg("--bind").arg(&p).arg(&p),
+                Mount::Symlink { target, link } => cmd.arg("--symlink").arg(target).arg(link),
+                Mount::Tmpfs { path, size } => {
+                    if let Some(size) = size {
+                        cmd.arg("--size").arg(size.to_string());
+                    }
+                    cmd.arg("--tmpfs").arg(path)
+                }
+                Mount::MaskFile(p) => cmd.arg("--ro-bind").arg("/dev/null").arg(p),
+                Mount::MaskDir(p) => cmd.arg("--tmpfs").arg(&p).arg("--remount-ro").arg(&p),
+            };
         }
-        arg_path(&mut cmd, "--bind", &spec.cwd);
-        let git = spec.cwd.join(".git");
-        if git.exists() {
-            arg_path(&mut cmd, "--ro-bind", &git);
+        if let Some(proxy) = &self.proxy {
+            cmd.arg("--bind").arg(proxy.folder()).arg(PROXY_MOUNT);
         }
+        cmd.args(["--dev", "/dev", "--proc", "/proc"]);
+        writable.extend([
+            spec.cwd.clone(),
+            PathBuf::from("/tmp"),
+            PathBuf::from("/dev"),
+        ]);
         cmd.arg("--unshare-all");
-        if self.profile.network {
+        // With a proxy the command keeps its own empty network namespace: the proxy's socket is its
+        // only way out.
+        if self.profile.network && self.proxy.is_none() {
             cmd.arg("--share-net");
         }
         cmd.args([
@@ -185,6 +191,10 @@ impl BwrapSandbox {
             cmd.arg(helper).arg("__sandbox-helper");
             if self.profile.network {
                 cmd.arg("--network");
+            }
+            if let Some(proxy) = &self.proxy {
+                cmd.arg("--proxy")
+                    .arg(Path::new(PROXY_MOUNT).join(proxy.socket_name()));
             }
             for dir in &writable {
                 cmd.arg("--write").arg(dir);
@@ -287,10 +297,14 @@ impl Sandbox for BwrapSandbox {
         } else {
             "MISSING cgroup pids/memory limits (no writable cgroup controllers here; a fork bomb is stopped only by the timeout)"
         };
-        let network = if self.profile.network {
-            "NETWORK ALLOWED"
-        } else {
-            "no network"
+        let network = match (&self.proxy, self.profile.network) {
+            (Some(proxy), _) if self.helper.is_some() => format!(
+                "network only through the registry proxy, HTTPS to {}",
+                proxy.allowed().join(", ")
+            ),
+            (Some(_), _) => "MISSING the registry proxy's forwarder (the agent binary could not be found): no network".into(),
+            (None, true) => "NETWORK ALLOWED".into(),
+            (None, false) => "no network".into(),
         };
         format!(
             "bubblewrap, profile {} (read-only system, writable worktree, {network}, private /tmp and /proc, \
@@ -319,6 +333,17 @@ impl Sandbox for BwrapSandbox {
             }
         }
         let mut outcome = supervise(command, spec)?;
+        let refused = self
+            .proxy
+            .as_ref()
+            .map(|p| p.take_refusals())
+            .unwrap_or_default();
+        if !refused.is_empty() {
+            outcome.output.push_str(&format!(
+                "\n[agent: the registry proxy refused: {}]\n",
+                refused.join("; ")
+            ));
+        }
         if cgroup.as_ref().is_some_and(|c| c.hit_memory_limit()) {
             outcome.stop = StopReason::OutOfMemory;
         }

@@ -10,6 +10,8 @@ pub mod linux;
 pub mod none;
 mod process;
 pub mod profile;
+pub mod proxy;
+pub mod view;
 #[cfg(feature = "plugins")]
 pub mod wasm;
 

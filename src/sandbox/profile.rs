@@ -19,8 +19,16 @@ pub struct Profile {
     pub description: String,
     #[serde(default)]
     pub network: bool,
+    /// With `network`: the only hosts reachable, through the agent's registry proxy (HTTPS on port
+    /// 443; `*.example.org` for its subdomains). Empty: the host's network, unfiltered.
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
     #[serde(default)]
     pub writable: Vec<String>,
+    /// Cache variables (`CARGO_TARGET_DIR`, `AGENT_PYDEPS`) whose directories commands may write;
+    /// the other caches the agent names are bound read-only.
+    #[serde(default)]
+    pub writable_env: Vec<String>,
     pub env: Vec<String>,
     pub limits: ProfileLimits,
     #[serde(skip)]
