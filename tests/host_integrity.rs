@@ -1291,6 +1291,123 @@ fn cargo_fetch_ignores_the_repository_cargo_config_and_toolchain_file() {
     );
 }
 
+/// Every file under `dir` named `name`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    walk_files(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == name))
+        .collect()
+}
+
+#[test]
+fn model_commands_cannot_plant_code_in_the_fetched_python_dependencies() {
+    // Python imports `sitecustomize` from any folder on its path at start-up: one planted in the
+    // shared dependency folder would run in every later check of every repository using it.
+    let v = Victim::new(&[
+        ("requirements.txt", "toolz==0.12.1\n"),
+        ("calc.py", "def add(a, b):\n    return a + b\n"),
+    ]);
+    let model = replay_script(
+        v.home(),
+        script(&[run_cmd(
+            "echo 'open(\"/tmp/pwned\", \"w\")' > \"$AGENT_PYDEPS/sitecustomize.py\"; echo \"exit=$?\"; ls \"$AGENT_PYDEPS\"",
+        )]),
+    );
+    let out = agent(v.home())
+        .args(["run", "do the task", "--json", "--model", &model])
+        .args(["--check", "python3 -c 'import toolz, calc'"])
+        .arg("--repo")
+        .arg(v.repo())
+        .within();
+    let ran = results(&out);
+    let (_, _, text) = ran
+        .iter()
+        .find(|(tool, _, _)| tool == "run")
+        .unwrap_or_else(|| panic!("the run call did not happen: {}", describe(&out)));
+    assert!(
+        text.contains("toolz") && !text.contains("exit=0"),
+        "the dependency folder was not there read-only: {text}"
+    );
+    let planted = files_named(&v.home().join("cache"), "sitecustomize.py");
+    assert!(planted.is_empty(), "planted: {planted:?}");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn one_repositorys_build_output_is_not_seen_by_another() {
+    let v = Victim::new(&[("README.md", "a\n")]);
+    let other = repo_with(&[("README.md", "b\n")]);
+    let plant = "mkdir -p \"$CARGO_TARGET_DIR/debug\" && echo planted-by-a > \"$CARGO_TARGET_DIR/debug/build-script-build\" && echo planted";
+    let look = "cat \"$CARGO_TARGET_DIR/debug/build-script-build\" 2>&1; echo looked";
+    let run_in = |repo: &Path, command: &str| {
+        let model = replay_script(v.home(), script(&[run_cmd(command)]));
+        let out = agent(v.home())
+            .args([
+                "run",
+                "do the task",
+                "--json",
+                "--no-fetch",
+                "--model",
+                &model,
+            ])
+            .args(["--check", "true"])
+            .arg("--repo")
+            .arg(repo)
+            .within();
+        let ran = results(&out);
+        ran.into_iter()
+            .find(|(tool, _, _)| tool == "run")
+            .map(|(_, _, text)| text)
+            .unwrap_or_else(|| panic!("the run call did not happen: {}", describe(&out)))
+    };
+    assert!(run_in(v.repo(), plant).contains("planted"));
+    let seen = run_in(other.path(), look);
+    assert!(
+        seen.contains("looked") && !seen.contains("planted-by-a"),
+        "another repository saw the planted build output: {seen}"
+    );
+    // The same repository keeps its own build output (so builds are reused across its runs).
+    assert!(run_in(v.repo(), look).contains("planted-by-a"));
+}
+
+#[test]
+fn a_manifest_naming_a_host_service_reaches_nothing_during_fetch() {
+    // A git dependency on the host's loopback (a local service, a database's HTTP port): the fetch
+    // phase has network, but only to the registries.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let v = Victim::new(&[
+        (
+            "Cargo.toml",
+            &format!(
+                "[package]\nname = \"p\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nx = {{ git = \"http://127.0.0.1:{port}/x.git\" }}\ny = {{ git = \"http://169.254.169.254/y.git\" }}\n"
+            ),
+        ),
+        ("src/lib.rs", "pub fn f() {}\n"),
+    ]);
+    let model = replay_script(v.home(), script(&[write("notes.txt", "n\n")]));
+    let out = agent(v.home())
+        .args(["run", "do the task", "--json", "--model", &model])
+        .args(["--check", "true"])
+        .arg("--repo")
+        .arg(v.repo())
+        .within();
+    assert!(
+        listener.accept().is_err(),
+        "the host's loopback service got a connection from the fetch phase: {}",
+        describe(&out)
+    );
+    let notes: Vec<String> = of_kind(&events(&out), "note")
+        .iter()
+        .map(|n| n["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("registry proxy refused")),
+        "the refusal is not reported: {notes:?}"
+    );
+}
+
 #[test]
 fn requirements_that_could_run_code_are_not_fetched() {
     let v = Victim::new(&[

@@ -8,10 +8,16 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn exec(dir: &Path, timeout: u64, script: &str, home: &Path) -> Output {
+    exec_in("default", dir, timeout, script, home)
+}
+
+fn exec_in(profile: &str, dir: &Path, timeout: u64, script: &str, home: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_agent"))
         .args([
             "sandbox",
             "exec",
+            "--profile",
+            profile,
             "--timeout",
             &timeout.to_string(),
             "--dir",
@@ -79,6 +85,35 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
     let service = std::os::unix::net::UnixListener::bind(&service_path)
         .expect("a unix socket under /run (the tests run as root)");
     service.set_nonblocking(true).unwrap();
+    // Secrets outside $HOME that the user can read: a mode-600 file under /var/tmp, a folder under
+    // /opt, another user's home, another checkout beside the worktree.
+    let pid = std::process::id();
+    let outside_secrets = [
+        PathBuf::from(format!("/var/tmp/agent-escape-{pid}.secret")),
+        PathBuf::from(format!("/opt/agent-escape-{pid}/secret")),
+        PathBuf::from(format!("/home/agent-escape-{pid}/.ssh/id_ed25519")),
+        outer.path().join("other-checkout/src/main.rs"),
+    ];
+    const OUTSIDE_SECRET: &str = "outside-secret-5e1f0c";
+    for path in &outside_secrets {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, OUTSIDE_SECRET).unwrap();
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    // Host services on an abstract unix socket and on a pathname socket outside /run.
+    let abstract_name = format!("agent-escape-{pid}");
+    let abstract_service = {
+        use std::os::linux::net::SocketAddrExt;
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+    };
+    abstract_service.set_nonblocking(true).unwrap();
+    let var_socket_path = PathBuf::from(format!("/var/tmp/agent-escape-{pid}.sock"));
+    let _ = std::fs::remove_file(&var_socket_path);
+    let var_service = std::os::unix::net::UnixListener::bind(&var_socket_path).unwrap();
+    var_service.set_nonblocking(true).unwrap();
     let victim = outer.path().join("victim.txt");
     std::fs::write(&victim, "original").unwrap();
     let host_tmp_marker = PathBuf::from(format!("/tmp/agent-escape-{}", std::process::id()));
@@ -89,7 +124,7 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_nonblocking(true).unwrap();
     let udp_port = udp.local_addr().unwrap().port();
-    let mut host_sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    let mut host_sleeper = Command::new("sleep").arg("600").spawn().unwrap();
     let sleeper_pid = host_sleeper.id();
 
     let fails = |o: &Output| {
@@ -100,6 +135,18 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         }
     };
     let py = |code: &str| format!("python3 -c '{code}'");
+    // Blocked when `needle` appears in neither stdout nor stderr.
+    let leaks = |needle: &str| {
+        let needle = needle.to_string();
+        move |o: &Output| {
+            let all = format!("{}{}", out(o), String::from_utf8_lossy(&o.stderr));
+            if all.contains(&needle) {
+                Err(format!("{needle:?} appeared: {all}"))
+            } else {
+                Ok(())
+            }
+        }
+    };
     let outer_path = outer.path().display().to_string();
     let cases: Vec<Case> = vec![
         Case { name: "tcp to the host's 127.0.0.1", script: py(&format!("import socket; socket.create_connection((\"127.0.0.1\", {tcp_port}), 2)")), timeout: 20, blocked: Box::new(fails) },
@@ -138,6 +185,26 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
             if o.status.code() == Some(124) && processes < 2000 { Ok(()) } else { Err(format!("{:?}, {processes} processes on the host afterwards", o.status)) }
         }) },
         Case { name: "ptrace a host process", script: format!("cat /proc/{sleeper_pid}/environ"), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "read secrets outside $HOME (/var/tmp, /opt, another user's home, another checkout)", script: outside_secrets.iter().map(|p| format!("cat {} 2>&1; ", p.display())).collect(), timeout: 20, blocked: Box::new(leaks(OUTSIDE_SECRET)) },
+        Case { name: "list the host's other folders", script: "ls -a /srv /opt /mnt /media /home /var /root /work /farm 2>&1".into(), timeout: 20, blocked: Box::new(leaks(&format!("agent-escape-{pid}"))) },
+        Case { name: "read /etc/shadow", script: "cat /etc/shadow /etc/gshadow 2>&1".into(), timeout: 20, blocked: Box::new(leaks("root:")) },
+        Case { name: "connect to a host service's abstract unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"\\0{abstract_name}\")")), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "connect to a host unix socket outside /run", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", var_socket_path.display())), timeout: 20, blocked: Box::new(fails) },
+    ];
+    // The same attacks from the dependency-fetch profile, whose only network is the registry proxy.
+    let curl = |url: &str| format!("curl -fsS --max-time 15 -o /dev/null {url}");
+    let fetch_cases: Vec<Case> = vec![
+        Case { name: "fetch: tcp to the host's 127.0.0.1", script: py(&format!("import socket; socket.create_connection((\"127.0.0.1\", {tcp_port}), 2)")), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "fetch: the host's 127.0.0.1 through the proxy", script: curl(&format!("https://127.0.0.1:{tcp_port}/")), timeout: 30, blocked: Box::new(fails) },
+        Case { name: "fetch: cloud metadata through the proxy", script: curl("http://169.254.169.254/latest/meta-data/"), timeout: 30, blocked: Box::new(fails) },
+        Case { name: "fetch: a host that is not a registry", script: curl("https://example.com/"), timeout: 30, blocked: Box::new(fails) },
+        Case { name: "fetch: a registry on another port", script: curl("https://pypi.org:8443/"), timeout: 30, blocked: Box::new(fails) },
+        Case { name: "fetch: udp to the internet", script: py("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"1.1.1.1\", 53)); s.settimeout(3); s.recv(10)"), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "fetch: connect to a host service's unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", service_path.display())), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "fetch: connect to a host service's abstract unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"\\0{abstract_name}\")")), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "fetch: read the cargo registry token", script: "cat \"$HOME/.cargo/credentials.toml\" 2>&1".into(), timeout: 20, blocked: Box::new(leaks("cio-publish-token")) },
+        Case { name: "fetch: read secrets outside $HOME", script: outside_secrets.iter().map(|p| format!("cat {} 2>&1; ", p.display())).collect(), timeout: 20, blocked: Box::new(leaks(OUTSIDE_SECRET)) },
+        Case { name: "fetch: write to /etc", script: "echo x > /etc/agent-escaped".into(), timeout: 20, blocked: Box::new(fails) },
     ];
 
     // The sandbox must really run commands; otherwise every attempt would "fail" and prove nothing.
@@ -149,9 +216,26 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
     );
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let mut escaped = Vec::new();
-    for case in &cases {
+    // The fetch profile must really reach a registry, or its cases would prove nothing.
+    let online = exec_in(
+        "fetch",
+        &dir,
+        60,
+        &curl("https://index.crates.io/config.json"),
+        &home,
+    );
+    assert!(
+        online.status.success(),
+        "the fetch profile reaches no registry: {online:?}"
+    );
+    let all_cases = cases
+        .iter()
+        .map(|c| ("default", c))
+        .chain(fetch_cases.iter().map(|c| ("fetch", c)));
+    let total = cases.len() + fetch_cases.len();
+    for (profile, case) in all_cases {
         let started = Instant::now();
-        let output = exec(&dir, case.timeout, &case.script, &home);
+        let output = exec_in(profile, &dir, case.timeout, &case.script, &home);
         if let Err(what) = (case.blocked)(&output) {
             escaped.push(format!("{}: {what}", case.name));
         }
@@ -175,7 +259,17 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
     if service.accept().is_ok() {
         host.push("the host's unix-socket service got a connection");
     }
+    if abstract_service.accept().is_ok() {
+        host.push("the host's abstract-socket service got a connection");
+    }
+    if var_service.accept().is_ok() {
+        host.push("the host's unix-socket service under /var/tmp got a connection");
+    }
     let _ = std::fs::remove_file(&service_path);
+    let _ = std::fs::remove_file(&var_socket_path);
+    let _ = std::fs::remove_file(&outside_secrets[0]);
+    let _ = std::fs::remove_dir_all(format!("/opt/agent-escape-{pid}"));
+    let _ = std::fs::remove_dir_all(format!("/home/agent-escape-{pid}"));
     for (path, what) in [
         (home.join("escaped"), "file in $HOME"),
         (PathBuf::from("/etc/agent-escaped"), "file in /etc"),
@@ -211,11 +305,7 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         escaped.push(format!("host: cgroups left behind: {leftovers:?}"));
     }
     escaped.extend(host.iter().map(|h| format!("host: {h}")));
-    println!(
-        "{} blocked of {}",
-        cases.len() - escaped.len().min(cases.len()),
-        cases.len()
-    );
+    println!("{} blocked of {total}", total - escaped.len().min(total));
     assert!(escaped.is_empty(), "escapes: {escaped:#?}");
 }
 

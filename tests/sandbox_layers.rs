@@ -1,6 +1,7 @@
 //! The in-process layers on their own: the helper (`agent __sandbox-helper`) run without bubblewrap,
 //! so each rule is shown to hold by itself, not only behind bubblewrap's namespaces.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn helper(writable: &std::path::Path, script: &str) -> Output {
@@ -135,4 +136,50 @@ for url in ["https://index.crates.io/config.json", "https://example.com/", "http
         .unwrap();
     assert!(!out.status.success());
     assert!(!std::path::Path::new("/etc/agent-fetch-escape").exists());
+}
+
+#[test]
+fn doctor_probes_every_layer_and_fails_when_one_is_missing() {
+    let cache = tempfile::tempdir().unwrap();
+    let doctor = |path: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
+        cmd.arg("doctor").env("XDG_CACHE_HOME", cache.path());
+        if let Some(path) = path {
+            cmd.env("PATH", path);
+        }
+        cmd.output().unwrap()
+    };
+    let out = doctor(None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for layer in [
+        "bubblewrap",
+        "filesystem view",
+        "network",
+        "host sockets",
+        "fetch proxy: HTTPS to registries only",
+        "landlock",
+        "seccomp",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(layer)),
+            "{layer} not probed ok: {text}"
+        );
+    }
+    // The probes leave nothing behind in the cache folder.
+    let left: Vec<_> = std::fs::read_dir(cache.path().join("agent"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("doctor-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Without bubblewrap on PATH: said, and exit 1.
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/bin/sh", bin.path().join("sh")).unwrap();
+    let out = doctor(Some(bin.path()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("MISSING  bubblewrap"), "{text}");
 }

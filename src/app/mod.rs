@@ -2,11 +2,13 @@
 //! `report`. `run` (with `resume` and `replay`, which start the same run in another way) is in
 //! [`run`]; `log` in [`log`]; `apply`, `sandbox exec` and `doctor` below.
 
+mod doctor;
 mod eval;
 mod log;
 mod run;
 mod tools;
 
+pub use doctor::doctor;
 pub use eval::eval;
 pub use log::log;
 pub use run::{replay, resume, run};
@@ -143,65 +145,4 @@ fn shell_quote(arg: &str) -> String {
     } else {
         format!("'{}'", arg.replace('\'', "'\\''"))
     }
-}
-
-/// `agent doctor`: which protections work here.
-pub fn doctor() -> anyhow::Result<u8> {
-    let mut out = std::io::stdout().lock();
-    let profile = sandbox::profile::Profile::load("default").map_err(UsageError)?;
-    match sandbox::linux::BwrapSandbox::probe(Vec::new(), profile) {
-        Ok(_) => writeln!(out, "ok       bubblewrap: namespaces work (read-only system, no network, private /tmp and pids; capabilities dropped)")?,
-        Err(why) => writeln!(out, "MISSING  bubblewrap: {why}; commands would run unconfined")?,
-    }
-    writeln!(
-        out,
-        "ok       rlimits: core dumps off, file size, data size, open files, CPU time"
-    )?;
-    // The helper is what the sandbox runs inside bubblewrap; try it bare, on a throwaway directory.
-    // Writing outside it goes to a second throwaway directory, so a missing layer harms nothing.
-    let scratch = tempfile::tempdir()?;
-    let outside = tempfile::tempdir()?;
-    let probe = format!(
-        "import socket\ntry:\n socket.socket()\nexcept PermissionError:\n print('net-blocked')\nopen('{}/probe','w')",
-        outside.path().display()
-    );
-    let helper = std::process::Command::new(std::env::current_exe()?)
-        .arg("__sandbox-helper")
-        .arg("--write")
-        .arg(scratch.path())
-        .args(["--", "python3", "-c", &probe])
-        .output();
-    match helper {
-        Ok(out_) => {
-            let stdout = String::from_utf8_lossy(&out_.stdout);
-            let stderr = String::from_utf8_lossy(&out_.stderr);
-            let landlock = stderr.contains("PermissionError") && !stderr.contains("landlock");
-            writeln!(
-                out,
-                "{}  landlock: writes outside the worktree denied{}",
-                if landlock { "ok     " } else { "MISSING" },
-                if landlock { "" } else { " (not enforced here)" }
-            )?;
-            let seccomp = stdout.contains("net-blocked");
-            writeln!(
-                out,
-                "{}  seccomp: network sockets, ptrace, io_uring denied",
-                if seccomp { "ok     " } else { "MISSING" }
-            )?;
-        }
-        Err(e) => writeln!(out, "MISSING  landlock/seccomp helper: cannot run it ({e})")?,
-    }
-    if sandbox::linux::cgroups_available() {
-        writeln!(out, "ok       cgroups: per-command pids and memory limits")?;
-    } else {
-        writeln!(out, "MISSING  cgroups: no writable pids/memory controllers; a fork bomb is stopped only by the timeout")?;
-    }
-    let model = crate::model::default_model_path();
-    let state = if model.is_file() {
-        "ok     "
-    } else {
-        "MISSING"
-    };
-    writeln!(out, "{state}  default model: {}", model.display())?;
-    Ok(0)
 }
