@@ -43,7 +43,8 @@ pub enum Command {
     /// Run commands under the agent's sandbox (to debug it, or to use it from scripts).
     #[command(subcommand)]
     Sandbox(SandboxCommand),
-    /// Report which protections work on this machine.
+    /// Probe each protection layer on this machine (a planted secret, a loopback listener, a host
+    /// socket, the fetch proxy, landlock, seccomp, cgroups); exits 1 when a required one is missing.
     Doctor,
     /// Internal: applies landlock and seccomp inside the sandbox, then runs the command.
     #[command(name = "__sandbox-helper", hide = true)]
@@ -421,8 +422,9 @@ pub struct SandboxExecArgs {
     #[arg(long, value_enum, default_value = "bwrap")]
     pub sandbox: Choice,
 
-    /// The sandbox profile: `default` (offline), `fetch` (network, package caches writable), a name in
-    /// ~/.config/agent/sandboxes/, or a path to a .toml file.
+    /// The sandbox profile: `default` (offline), `fetch` (HTTPS to the package registries only,
+    /// through the agent's proxy; package caches writable), a name in ~/.config/agent/sandboxes/, or a
+    /// path to a .toml file.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub profile: String,
 
