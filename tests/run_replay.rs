@@ -563,3 +563,48 @@ fn python_requirements_are_fetched_and_importable_offline() {
         "{notes:?}"
     );
 }
+
+#[test]
+fn node_dependencies_are_fetched_through_the_proxy_and_usable_offline() {
+    // `is-number` is not on the machine: the offline `npm test` passes only through the fetch phase,
+    // whose only network is the registry proxy.
+    let repo = repo_with(&[
+        (
+            "package.json",
+            "{\"name\": \"p\", \"version\": \"1.0.0\", \"dependencies\": {\"is-number\": \"7.0.0\"},\n \"scripts\": {\"test\": \"node -e \\\"if (!require('is-number')(5)) process.exit(1)\\\"\"}}\n",
+        ),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([plan_turn(&["Check it"]), {"tool_calls": [{"name": "finish", "arguments": {"summary": "nothing to do"}}]}]),
+    );
+    let run = |extra: &[&str]| {
+        agent(home.path())
+            .args(["run", "check it", "--json", "--model", &model])
+            .args(extra)
+            .arg("--repo")
+            .arg(repo.path())
+            .output()
+            .unwrap()
+    };
+    let without = run(&["--no-fetch"]);
+    assert_eq!(
+        without.status.code(),
+        Some(1),
+        "without the fetch phase is-number is missing: {}",
+        describe(&without)
+    );
+    let with = run(&[]);
+    assert_eq!(with.status.code(), Some(0), "{}", describe(&with));
+    let notes: Vec<String> = of_kind(&events(&with), "note")
+        .iter()
+        .map(|n| n["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("npm install") && n.starts_with("fetching")),
+        "{notes:?}"
+    );
+}
