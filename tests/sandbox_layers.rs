@@ -183,3 +183,61 @@ fn doctor_probes_every_layer_and_fails_when_one_is_missing() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("MISSING  bubblewrap"), "{text}");
 }
+
+/// Bytes available on the file system holding `path` (as `df` reports them).
+fn available(path: &Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_command_filling_the_disk_is_stopped_before_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = available(dir.path());
+    // A floor 150 MiB below today's free space, so the test need not fill the real disk.
+    let floor_mb = (free >> 20).saturating_sub(150);
+    let profile = dir.path().join("tight.toml");
+    let default = include_str!("../sandboxes/default.toml");
+    std::fs::write(
+        &profile,
+        default.replace(
+            "min_free_disk_mb = 1024",
+            &format!("min_free_disk_mb = {floor_mb}"),
+        ),
+    )
+    .unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // 60 files of 10 MiB, a little at a time: 600 MiB would pass the floor by 450 MiB.
+    let script = "for i in $(seq 1 60); do head -c 10485760 /dev/zero > f$i; sync f$i 2>/dev/null; sleep 0.05; done; echo wrote-all";
+    let out = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["sandbox", "exec", "--timeout", "120", "--profile"])
+        .arg(&profile)
+        .arg("--dir")
+        .arg(&work)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let written = std::fs::read_dir(&work).unwrap().count();
+    let left = available(dir.path());
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the disk was nearly full"),
+        "{out:?}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("wrote-all"));
+    assert!(written < 60, "{written} files written");
+    assert!(
+        left + (250 << 20) > floor_mb << 20,
+        "the command went {} MiB past the floor",
+        ((floor_mb << 20) - left) >> 20
+    );
+}

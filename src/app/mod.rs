@@ -128,6 +128,10 @@ pub fn sandbox_exec(args: SandboxExecArgs) -> anyhow::Result<u8> {
         StopReason::Exited(code) => code.clamp(0, 255) as u8,
         StopReason::Signal(sig) => (128 + sig).clamp(0, 255) as u8,
         StopReason::OutOfMemory => 137,
+        StopReason::Disk => {
+            eprintln!("agent sandbox exec: {}", outcome.status_line());
+            137
+        }
         StopReason::TimedOut => {
             eprintln!("agent sandbox exec: {}", outcome.status_line());
             124

@@ -332,7 +332,8 @@ impl Sandbox for BwrapSandbox {
                 command.pre_exec(move || cgroup.enter());
             }
         }
-        let mut outcome = supervise(command, spec)?;
+        let min_free = self.profile.limits.min_free_disk_mb.map(|mb| mb << 20);
+        let mut outcome = supervise(command, spec, min_free)?;
         let refused = self
             .proxy
             .as_ref()

@@ -63,6 +63,8 @@ pub enum StopReason {
     TimedOut,
     /// Killed by the memory limit.
     OutOfMemory,
+    /// Killed because the worktree's disk was nearly full (the profile's `min_free_disk_mb`).
+    Disk,
 }
 
 /// How a command ended.
@@ -88,6 +90,9 @@ impl CommandOutcome {
             StopReason::Signal(sig) => format!("killed by signal {sig} after {secs:.1} s"),
             StopReason::TimedOut => format!("timed out after {secs:.1} s and was killed"),
             StopReason::OutOfMemory => format!("killed by the memory limit after {secs:.1} s"),
+            StopReason::Disk => format!(
+                "killed after {secs:.1} s: the disk was nearly full (the sandbox profile's min_free_disk_mb)"
+            ),
         }
     }
 }

@@ -31,7 +31,7 @@ impl Sandbox for NoSandbox {
                 .filter(|(k, _)| !super::is_secret_env(k))
                 .map(|(k, v)| (k, v)),
         );
-        supervise(command, spec)
+        supervise(command, spec, None)
     }
 }
 

@@ -15,10 +15,30 @@ use super::{cap_output, CommandOutcome, CommandSpec, SandboxError, StopReason};
 /// How long output is still read after the command ended, for processes that left its group.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
+/// How often the free space of the worktree's file system is looked at while a command runs.
+const DISK_POLL: Duration = Duration::from_millis(250);
+
+/// Bytes available to unprivileged users on the file system holding `path`.
+fn available_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs(3) writes into the struct we own, reading a NUL-terminated path.
+    (unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } == 0)
+        .then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
 /// Run `command` (already holding its program, arguments and environment) in `spec.cwd` in its own
 /// process group, with stdin closed, output merged and capped, and the whole group killed on timeout
-/// and after exit. Shared by every sandbox: confinement only changes how `command` is built.
-pub fn supervise(mut command: Command, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError> {
+/// and after exit. With `min_free_disk`, the group is also killed ([`StopReason::Disk`]) when the
+/// worktree's file system has fewer bytes available than that (on a disk already below it at the
+/// start: than half of what it had). Shared by every sandbox: confinement only changes
+/// how `command` is built.
+pub fn supervise(
+    mut command: Command,
+    spec: &CommandSpec,
+    min_free_disk: Option<u64>,
+) -> Result<CommandOutcome, SandboxError> {
     let spawn_err = |source| SandboxError::Spawn {
         command: spec.command.clone(),
         cwd: spec.cwd.clone(),
@@ -92,13 +112,42 @@ pub fn supervise(mut command: Command, spec: &CommandSpec) -> Result<CommandOutc
         }
         (kept, tail, total)
     });
-    let waited = child.wait_timeout(spec.timeout).map_err(wait_err)?;
+    // On a disk already below the floor, commands still run: they may use half of what is left.
+    let floor = min_free_disk.and_then(|floor| {
+        available_bytes(&spec.cwd).map(|at_start| {
+            if at_start > floor {
+                floor
+            } else {
+                at_start / 2
+            }
+        })
+    });
+    let mut disk_full = false;
+    let waited = loop {
+        let left = spec.timeout.saturating_sub(started.elapsed());
+        let slice = if floor.is_some() {
+            left.min(DISK_POLL)
+        } else {
+            left
+        };
+        if let Some(status) = child.wait_timeout(slice).map_err(wait_err)? {
+            break Some(status);
+        }
+        if started.elapsed() >= spec.timeout {
+            break None;
+        }
+        if floor.is_some_and(|floor| available_bytes(&spec.cwd).is_some_and(|a| a < floor)) {
+            disk_full = true;
+            break None;
+        }
+    };
     let stop = match waited {
         Some(status) => match (status.code(), status.signal()) {
             (Some(code), _) => StopReason::Exited(code),
             (None, Some(sig)) => StopReason::Signal(sig),
             (None, None) => StopReason::Exited(-1),
         },
+        None if disk_full => StopReason::Disk,
         None => StopReason::TimedOut,
     };
     // Kill what is left of the group: the command itself on timeout, background children otherwise.

@@ -44,6 +44,9 @@ pub struct ProfileLimits {
     pub tmp_size_mb: u64,
     pub pids: u64,
     pub memory_mb: u64,
+    /// A command is stopped when the worktree's file system has less free than this (MiB).
+    #[serde(default)]
+    pub min_free_disk_mb: Option<u64>,
 }
 
 impl Profile {
