@@ -1268,12 +1268,7 @@ fn cargo_fetch_ignores_the_repository_cargo_config_and_toolchain_file() {
         ],
     );
     let model = replay_script(v.home(), script(&[write("notes.txt", "n\n")]));
-    let out = agent(v.home())
-        .args(["run", "do the task", "--json", "--model", &model])
-        .args(["--check", "test ! -e pwned.txt"])
-        .arg("--repo")
-        .arg(v.repo())
-        .within();
+    let out = run_checked(&v, &model, "test ! -e pwned.txt");
     let all = events(&out);
     let notes: Vec<String> = of_kind(&all, "note")
         .iter()
@@ -1289,6 +1284,16 @@ fn cargo_fetch_ignores_the_repository_cargo_config_and_toolchain_file() {
         "the repository's config ran: {}",
         describe(&out)
     );
+}
+
+/// `agent run` of the victim's repository with the replay `model` and `check`, bounded in time.
+fn run_checked(v: &Victim, model: &str, check: &str) -> Output {
+    agent(v.home())
+        .args(["run", "do the task", "--json", "--model", model])
+        .args(["--check", check])
+        .arg("--repo")
+        .arg(v.repo())
+        .within()
 }
 
 /// Every file under `dir` named `name`.
@@ -1313,12 +1318,7 @@ fn model_commands_cannot_plant_code_in_the_fetched_python_dependencies() {
             "echo 'open(\"/tmp/pwned\", \"w\")' > \"$AGENT_PYDEPS/sitecustomize.py\"; echo \"exit=$?\"; ls \"$AGENT_PYDEPS\"",
         )]),
     );
-    let out = agent(v.home())
-        .args(["run", "do the task", "--json", "--model", &model])
-        .args(["--check", "python3 -c 'import toolz, calc'"])
-        .arg("--repo")
-        .arg(v.repo())
-        .within();
+    let out = run_checked(&v, &model, "python3 -c 'import toolz, calc'");
     let ran = results(&out);
     let (_, _, text) = ran
         .iter()
@@ -1387,12 +1387,7 @@ fn a_manifest_naming_a_host_service_reaches_nothing_during_fetch() {
         ("src/lib.rs", "pub fn f() {}\n"),
     ]);
     let model = replay_script(v.home(), script(&[write("notes.txt", "n\n")]));
-    let out = agent(v.home())
-        .args(["run", "do the task", "--json", "--model", &model])
-        .args(["--check", "true"])
-        .arg("--repo")
-        .arg(v.repo())
-        .within();
+    let out = run_checked(&v, &model, "true");
     assert!(
         listener.accept().is_err(),
         "the host's loopback service got a connection from the fetch phase: {}",
@@ -1416,12 +1411,7 @@ fn requirements_that_could_run_code_are_not_fetched() {
         ("x_test.py", "import unittest\n"),
     ]);
     let model = replay_script(v.home(), script(&[write("notes.txt", "n\n")]));
-    let out = agent(v.home())
-        .args(["run", "do the task", "--json", "--model", &model])
-        .args(["--check", "test ! -e pwned.txt"])
-        .arg("--repo")
-        .arg(v.repo())
-        .within();
+    let out = run_checked(&v, &model, "test ! -e pwned.txt");
     let all = events(&out);
     assert!(
         of_kind(&all, "note").iter().any(|n| n["message"]

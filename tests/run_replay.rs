@@ -529,39 +529,7 @@ fn python_requirements_are_fetched_and_importable_offline() {
         ("uses_toolz.py", "from toolz import identity\n\ndef same(x):\n    return identity(x)\n"),
         ("uses_toolz_test.py", "import unittest\nfrom uses_toolz import same\n\nclass T(unittest.TestCase):\n    def test(self):\n        self.assertEqual(same(3), 3)\n"),
     ]);
-    let home = tempfile::tempdir().unwrap();
-    let model = replay_script(
-        home.path(),
-        json!([plan_turn(&["Check it"]), {"tool_calls": [{"name": "finish", "arguments": {"summary": "nothing to do"}}]}]),
-    );
-    let run = |extra: &[&str]| {
-        agent(home.path())
-            .args(["run", "check it", "--json", "--model", &model])
-            .args(extra)
-            .arg("--repo")
-            .arg(repo.path())
-            .output()
-            .unwrap()
-    };
-    let without = run(&["--no-fetch"]);
-    assert_eq!(
-        without.status.code(),
-        Some(1),
-        "without the fetch phase toolz is missing: {}",
-        describe(&without)
-    );
-    let with = run(&[]);
-    assert_eq!(with.status.code(), Some(0), "{}", describe(&with));
-    let notes: Vec<String> = of_kind(&events(&with), "note")
-        .iter()
-        .map(|n| n["message"].as_str().unwrap().to_string())
-        .collect();
-    assert!(
-        notes
-            .iter()
-            .any(|n| n.contains("pip install") && n.starts_with("fetching")),
-        "{notes:?}"
-    );
+    assert_fetched_then_checked_offline(&repo, "pip install", "toolz");
 }
 
 #[test]
@@ -574,6 +542,12 @@ fn node_dependencies_are_fetched_through_the_proxy_and_usable_offline() {
             "{\"name\": \"p\", \"version\": \"1.0.0\", \"dependencies\": {\"is-number\": \"7.0.0\"},\n \"scripts\": {\"test\": \"node -e \\\"if (!require('is-number')(5)) process.exit(1)\\\"\"}}\n",
         ),
     ]);
+    assert_fetched_then_checked_offline(&repo, "npm install", "is-number");
+}
+
+/// A repository whose detected check needs `dependency`: with `--no-fetch` the run fails (exit 1); with
+/// the fetch phase (its note names `fetcher`) it passes offline.
+fn assert_fetched_then_checked_offline(repo: &tempfile::TempDir, fetcher: &str, dependency: &str) {
     let home = tempfile::tempdir().unwrap();
     let model = replay_script(
         home.path(),
@@ -592,7 +566,7 @@ fn node_dependencies_are_fetched_through_the_proxy_and_usable_offline() {
     assert_eq!(
         without.status.code(),
         Some(1),
-        "without the fetch phase is-number is missing: {}",
+        "without the fetch phase {dependency} is missing: {}",
         describe(&without)
     );
     let with = run(&[]);
@@ -604,7 +578,7 @@ fn node_dependencies_are_fetched_through_the_proxy_and_usable_offline() {
     assert!(
         notes
             .iter()
-            .any(|n| n.contains("npm install") && n.starts_with("fetching")),
+            .any(|n| n.contains(fetcher) && n.starts_with("fetching")),
         "{notes:?}"
     );
 }
