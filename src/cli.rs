@@ -118,7 +118,8 @@ pub struct RunArgs {
     ///   openai:http://HOST:PORT/v1#NAME an OpenAI-compatible server (Ollama, llama.cpp, vLLM,
     ///                                   mistralrs serve); key from AGENT_API_KEY or OPENAI_API_KEY;
     ///   replay:FILE                     scripted turns, for tests.
-    /// Default: $AGENT_MODEL, else the SmolLM2-135M model installed by scripts/setup.sh.
+    /// Default: $AGENT_MODEL, else Qwen2.5-Coder-1.5B-Instruct Q4_K_M, installed by
+    /// scripts/setup.sh (scripts/fetch-model.py qwen2.5-coder-1.5b).
     #[arg(
         long,
         value_name = "SPEC",

@@ -404,3 +404,90 @@ fn a_crash_between_the_edit_and_the_commit_is_resumed_from_the_last_accepted_ste
         .unwrap();
     assert_eq!(replay.status.code(), Some(0), "{}", describe(&replay));
 }
+
+/// What Qwen2.5-Coder-1.5B did with a one-line fix: it planned six steps ("Identify the issue",
+/// "Understand the expected behavior", ...), fixed the bug in step 1 with the check passing, and
+/// then ran out of turns in step 2 and exited "budget exhausted" with the task solved.
+#[test]
+fn a_fix_that_makes_the_failing_check_pass_ends_the_run_and_steps_that_only_look_are_folded() {
+    let repo = repo_with(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        (
+            "test_calc.py",
+            "import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
+        ),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    // Only the turns of the first step: a run that went on into the docstring step would find the
+    // script exhausted and fail.
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&[
+                "Identify the issue",
+                "Understand the expected behavior",
+                "Fix the add function",
+                "Run the tests",
+                "Add a docstring to add",
+                "Verify the fix"
+            ]),
+            write("calc.py", "def add(a, b):\n    return a + b\n"),
+            finish("add adds")
+        ]),
+    );
+    let out = run_agent(
+        home.path(),
+        repo.path(),
+        "Fix add in calc.py: test_calc.T.test_add fails",
+        &model,
+        &["--check", "python3 -m unittest test_calc"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let events = events(&out);
+    let plan = of_kind(&events, "plan_made")[0];
+    let titles: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Fix the add function", "Add a docstring to add"]);
+    // The check ran before any change and failed; its output reached the planner and the step.
+    let checks = of_kind(&events, "check_result");
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert_eq!(checks[0]["passed"], false);
+    assert_eq!(checks[1]["passed"], true);
+    let requests = of_kind(&events, "model_request");
+    for request in &requests[..2] {
+        let text = request["messages"].to_string();
+        assert!(
+            text.contains("fails now") && text.contains("test_add"),
+            "the failing test is shown: {text}"
+        );
+    }
+    let finished = of_kind(&events, "finished")[0];
+    assert_eq!(finished["outcome"], "finished", "{finished}");
+    let notes = of_kind(&events, "note")
+        .iter()
+        .map(|n| n["message"].to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("not needed: Add a docstring to add")),
+        "{notes:?}"
+    );
+    let branch = finished["branch"].as_str().unwrap();
+    let messages = branch_messages(repo.path(), branch);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0].starts_with("Fix the add function\n"),
+        "{}",
+        messages[0]
+    );
+    assert!(messages[0].contains("Agent-Step: 1/2"), "{}", messages[0]);
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:calc.py")]),
+        "def add(a, b):\n    return a + b"
+    );
+}

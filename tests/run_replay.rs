@@ -73,8 +73,13 @@ fn replayed_exercism_solution_lands_as_one_verified_commit_and_leaves_the_checko
         "the check ran confined (bubblewrap is installed by scripts/setup.sh): {started}"
     );
     let checks = of_kind(&events, "check_result");
-    assert_eq!(checks.len(), 1, "one edit, one check");
-    assert_eq!(checks[0]["passed"], true, "{}", checks[0]);
+    assert_eq!(
+        checks.len(),
+        2,
+        "the check before any change, then one after the edit"
+    );
+    assert_eq!(checks[0]["passed"], false, "the stub fails: {}", checks[0]);
+    assert_eq!(checks[1]["passed"], true, "{}", checks[1]);
     assert_eq!(
         of_kind(&events, "model_turn").len(),
         4,

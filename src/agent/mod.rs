@@ -175,6 +175,7 @@ pub fn run(
         checks: 0,
         plan_revision: 0,
         last_failure: None,
+        failing_at_start: None,
         sent: None,
         left: Vec::new(),
     };
@@ -217,6 +218,8 @@ struct Runner<'a> {
     plan_revision: usize,
     /// The last failed check: (worktree, command, report); an unchanged tree is not checked again.
     last_failure: Option<(git2::Oid, String, String)>,
+    /// The task's check failed before any change (its report): the task is done when it passes.
+    failing_at_start: Option<String>,
     /// The conversation of the last request and how many of its messages the log has.
     sent: Option<(String, usize)>,
     /// The plan steps not done yet.
@@ -228,6 +231,7 @@ impl Runner<'_> {
     fn drive(&mut self, mut plan: Vec<PlanStep>) -> Result<String, Halt> {
         let limits = &self.config.limits;
         if plan.is_empty() && self.done.is_empty() {
+            self.check_before_any_change()?;
             plan = self.make_plan(None)?;
         }
         let mut next = 0;
@@ -244,14 +248,23 @@ impl Runner<'_> {
                 ));
             }
             self.spent.steps_started += 1;
+            let verified_by_task_check = self.verified_by_task_check(&plan[next..]);
             match self.execute_step(&plan[next..])? {
                 StepEnd::Accepted(record) => {
                     self.reporter.event(&Event::StepAccepted {
                         record: record.clone(),
                         of: self.done.len() + plan.len() - next,
                     });
+                    let changed = record.commit.is_some();
                     self.done.push(record);
                     next += 1;
+                    if next < plan.len()
+                        && changed
+                        && verified_by_task_check
+                        && self.failing_at_start.is_some()
+                    {
+                        return Ok(self.done_early(&plan[next..]));
+                    }
                 }
                 StepEnd::Failed(reason) => {
                     self.rejected += 1;
@@ -284,6 +297,57 @@ impl Runner<'_> {
             .unwrap_or_default())
     }
 
+    /// Run the task's check once before planning. A check that fails now describes the task (a bug to
+    /// fix, a test to make pass): its report goes to the planner and the first step, and the run is
+    /// done as soon as a step makes it pass. A check that passes already says nothing about the task.
+    fn check_before_any_change(&mut self) -> Result<(), Halt> {
+        let Some(check) = self.config.check.clone() else {
+            return Ok(());
+        };
+        let Some(report) = self.run_check(&check)? else {
+            return Ok(());
+        };
+        let tree = self.workspace.snapshot()?;
+        self.last_failure = Some((tree, check.command.clone(), report.clone()));
+        self.note(format!(
+            "`{}` fails before any change: the run is done when a step makes it pass",
+            check.command
+        ));
+        self.failing_at_start = Some(report);
+        Ok(())
+    }
+
+    /// Whether the first of `remaining` is verified by the task's own check.
+    fn verified_by_task_check(&self, remaining: &[PlanStep]) -> bool {
+        let step_check = self.step_check(&remaining[0], remaining.len() == 1);
+        match (&self.config.check, step_check) {
+            (Some(task), Some(step)) => task.command == step.command,
+            _ => false,
+        }
+    }
+
+    /// The task's check failed at the start and passes now: the task is done, and the rest of the
+    /// plan is not needed. Small models plan more steps than a fix takes; working through them only
+    /// spends the budget and risks ending "budget exhausted" with the task solved.
+    fn done_early(&mut self, skipped: &[PlanStep]) -> String {
+        let titles: Vec<&str> = skipped.iter().map(|s| s.title.as_str()).collect();
+        let command = self
+            .config
+            .check
+            .as_ref()
+            .map(|c| c.command.clone())
+            .unwrap_or_default();
+        self.note(format!(
+            "`{command}` failed before the run and passes now: done; plan steps not needed: {}",
+            titles.join("; ")
+        ));
+        self.left.clear();
+        self.done
+            .last()
+            .map(|r| r.summary.clone())
+            .unwrap_or_default()
+    }
+
     /// One planner turn; a reply that is not a plan becomes a one-step plan, with a note.
     fn make_plan(&mut self, failure: Option<&str>) -> Result<Vec<PlanStep>, Halt> {
         let check = self.config.check.as_ref().map(|c| c.command.as_str());
@@ -296,18 +360,30 @@ impl Runner<'_> {
         let agents_md = repo_map::agents_md(&self.root, &[]);
         let mut messages = vec![
             Message::system(prompt::planner_system(max_steps, check)),
-            Message::user(prompt::planner_request(
-                &self.config.task,
-                &agents_md,
-                &self.map,
-                &self.done,
+            Message::user(prompt::planner_request(&prompt::PlannerRequest {
+                task: &self.config.task,
+                agents_md: &agents_md,
+                map: &self.map,
+                done: &self.done,
+                failing_check: self.failing_now(),
                 failure,
-            )),
+            })),
         ];
         let conversation = format!("plan-{}", self.plan_revision + 1);
         let reply = self.ask(&conversation, &mut messages, &[plan::spec()])?;
         let steps = match plan::parse(&reply, max_steps) {
-            Ok(plan) => plan.steps,
+            Ok(plan) => {
+                let asked = reply.tool_calls[0].arguments["steps"]
+                    .as_array()
+                    .map_or(0, Vec::len);
+                if asked > plan.steps.len() {
+                    self.note(format!(
+                        "plan: {asked} steps asked for, {} kept (steps that only read or run the tests joined the change they serve)",
+                        plan.steps.len()
+                    ));
+                }
+                plan.steps
+            }
             Err(why) => {
                 self.note(format!(
                     "the planner's reply was not a plan ({why}); working on the task as one step"
@@ -536,6 +612,13 @@ impl Runner<'_> {
             saved,
         });
         Ok(())
+    }
+
+    /// The task check's failure report while no step has been accepted yet (the tree is as it was).
+    fn failing_now(&self) -> Option<(&str, &str)> {
+        let command = self.config.check.as_ref()?.command.as_str();
+        let report = self.failing_at_start.as_deref()?;
+        self.done.is_empty().then_some((command, report))
     }
 
     fn note(&mut self, message: String) {

@@ -95,13 +95,130 @@ pub fn parse(reply: &AssistantTurn, max_steps: usize) -> Result<Plan, NotAPlan> 
     if plan.steps.is_empty() {
         return Err(NotAPlan::Invalid("it has no step with a title".into()));
     }
-    plan.steps.truncate(max_steps.clamp(1, MAX_PLAN_STEPS));
     for step in &mut plan.steps {
         step.title = crate::report::first_line(&step.title, 72);
         step.check = step.check.trim().to_string();
         step.files.retain(|f| !f.trim().is_empty());
     }
+    plan.steps = fold_steps_that_change_nothing(std::mem::take(&mut plan.steps));
+    plan.steps.truncate(max_steps.clamp(1, MAX_PLAN_STEPS));
     Ok(plan)
+}
+
+/// First words of step titles that only look (read, understand, find): the looking is part of the
+/// change it serves.
+const LOOKING: &[&str] = &[
+    "analyse",
+    "analyze",
+    "determine",
+    "diagnose",
+    "examine",
+    "explore",
+    "identify",
+    "inspect",
+    "investigate",
+    "locate",
+    "look",
+    "read",
+    "reproduce",
+    "research",
+    "review",
+    "study",
+    "understand",
+];
+
+/// First words of step titles that only run the tests: every step's check runs anyway.
+const TESTING: &[&str] = &[
+    "confirm", "execute", "rerun", "retest", "run", "test", "validate", "verify",
+];
+
+fn first_word(title: &str) -> String {
+    title
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_lowercase()
+}
+
+/// Small models plan "Identify the issue", "Understand the expected behaviour", "Fix it", "Run the
+/// tests" for a one-line fix, and each such step costs turns and a check. A step that only looks is
+/// merged into the next step, and one that only runs the tests (with no check of its own) into the
+/// step before it, so each step left is a change that its check can verify. Their intents and files
+/// are kept in the step they join; a plan of nothing but looking keeps its first step.
+pub fn fold_steps_that_change_nothing(steps: Vec<PlanStep>) -> Vec<PlanStep> {
+    let mut kept: Vec<PlanStep> = Vec::new();
+    let mut pending: Vec<PlanStep> = Vec::new();
+    for step in steps {
+        let word = first_word(&step.title);
+        if LOOKING.contains(&word.as_str()) {
+            pending.push(step);
+            continue;
+        }
+        if TESTING.contains(&word.as_str()) && step.check.is_empty() && pending.is_empty() {
+            if let Some(previous) = kept.last_mut() {
+                absorb(previous, &step);
+                continue;
+            }
+        }
+        let mut step = step;
+        for looked in pending.drain(..).rev() {
+            prepend(&mut step, &looked);
+        }
+        kept.push(step);
+    }
+    if !pending.is_empty() {
+        match kept.last_mut() {
+            Some(last) => pending.iter().for_each(|looked| absorb(last, looked)),
+            None => {
+                let mut first = pending.remove(0);
+                pending.iter().for_each(|looked| absorb(&mut first, looked));
+                kept.push(first);
+            }
+        }
+    }
+    kept
+}
+
+/// `into` takes `other`'s intent (after its own) and files.
+fn absorb(into: &mut PlanStep, other: &PlanStep) {
+    into.intent = join_intents(&into.intent, &other.title, &other.intent);
+    merge_files(into, other);
+}
+
+/// `into` takes `other`'s intent (before its own) and files.
+fn prepend(into: &mut PlanStep, other: &PlanStep) {
+    let own = into.intent.clone();
+    into.intent = join_intents(&describe(&other.title, &other.intent), "", &own);
+    merge_files(into, other);
+}
+
+fn describe(title: &str, intent: &str) -> String {
+    if intent.trim().is_empty() {
+        format!("{}.", title.trim().trim_end_matches('.'))
+    } else {
+        intent.trim().to_string()
+    }
+}
+
+fn join_intents(first: &str, title: &str, second: &str) -> String {
+    let second = if title.is_empty() {
+        second.trim().to_string()
+    } else {
+        describe(title, second)
+    };
+    [first.trim(), second.as_str()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn merge_files(into: &mut PlanStep, other: &PlanStep) {
+    for file in &other.files {
+        if !into.files.contains(file) {
+            into.files.push(file.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -144,6 +261,62 @@ mod tests {
             &crate::model::schema::tool_call_schema(std::slice::from_ref(&spec)),
         );
         assert!(budget < 8000, "{budget}");
+    }
+
+    fn step(title: &str, intent: &str, files: &[&str]) -> PlanStep {
+        PlanStep {
+            title: title.into(),
+            intent: intent.into(),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            check: String::new(),
+        }
+    }
+
+    #[test]
+    fn steps_that_only_look_or_only_test_join_the_change_they_serve() {
+        // What Qwen2.5-Coder-1.5B planned for a one-line fix of `add` in calc.py.
+        let plan = fold_steps_that_change_nothing(vec![
+            step("Identify the issue", "Find why add is wrong", &["calc.py"]),
+            step("Understand the expected behavior", "", &["test_calc.py"]),
+            step("Fix the add function", "Return a + b", &["calc.py"]),
+            step("Run the tests", "Make sure they pass", &[]),
+            step("Add a docstring to add", "Document it", &["calc.py"]),
+            step("Verify the fix", "", &[]),
+        ]);
+        let titles: Vec<&str> = plan.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(titles, ["Fix the add function", "Add a docstring to add"]);
+        assert_eq!(
+            plan[0].intent,
+            "Find why add is wrong Understand the expected behavior. Return a + b Make sure they pass"
+        );
+        assert_eq!(plan[0].files, ["calc.py", "test_calc.py"]);
+        assert_eq!(plan[1].intent, "Document it Verify the fix.");
+        // A step with a check of its own is kept: its check is how it is verified.
+        let mut build = step("Run the build", "", &[]);
+        build.check = "make".into();
+        assert_eq!(
+            fold_steps_that_change_nothing(vec![step("Add x", "", &[]), build]).len(),
+            2
+        );
+        // Nothing but looking keeps one step; trailing looking joins the last change.
+        let only = fold_steps_that_change_nothing(vec![
+            step("Read the code", "", &[]),
+            step("Review it", "", &["a"]),
+        ]);
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].title, "Read the code");
+        assert_eq!(only[0].files, ["a"]);
+        let tail = fold_steps_that_change_nothing(vec![
+            step("Fix it", "", &[]),
+            step("Review the result", "", &[]),
+        ]);
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail[0].intent, "Review the result.");
+        // A first step that only tests has nothing before it to join and is kept.
+        assert_eq!(
+            fold_steps_that_change_nothing(vec![step("Run the tests", "", &[])]).len(),
+            1
+        );
     }
 
     #[test]

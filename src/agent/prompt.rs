@@ -14,35 +14,55 @@ pub fn planner_system(max_steps: usize, check: Option<&str>) -> String {
     format!(
         "You are a careful software engineer planning a change to a git repository.\n\
          Reply with one call of `plan`: 1 to {max_steps} ordered steps. Each step is one coherent change that can be \
-         verified on its own; a simple task is one step. For each step give a short imperative title, its intent, \
+         verified on its own; a simple task is one step. Do not plan steps that only read, find or understand code, or \
+         that only run the tests: looking is part of each change, and the check runs after every step. For each step give a short imperative title, its intent, \
          the files it will likely touch, and `check`: a shell command that proves the step works, or \"\" to use the \
          task's check.\n{check}\n"
     )
 }
 
-/// The planner's request: the task, the project's instructions, the repository map, and, when
+/// What the planner is told: the task, the project's instructions, the repository map, and, when
 /// re-planning, what is done and what went wrong.
-pub fn planner_request(
-    task: &str,
-    agents_md: &str,
-    map: &str,
-    done: &[StepRecord],
-    failure: Option<&str>,
-) -> String {
-    let mut text = format!("Task:\n{task}\n\n{agents_md}Repository map:\n{map}");
-    if !done.is_empty() {
+pub struct PlannerRequest<'a> {
+    pub task: &'a str,
+    pub agents_md: &'a str,
+    pub map: &'a str,
+    pub done: &'a [StepRecord],
+    /// The task's check and its failure report, while the tree is as it was before the run.
+    pub failing_check: Option<(&'a str, &'a str)>,
+    /// Why the previous plan failed.
+    pub failure: Option<&'a str>,
+}
+
+pub fn planner_request(request: &PlannerRequest<'_>) -> String {
+    let mut text = format!(
+        "Task:\n{}\n\n{}Repository map:\n{}",
+        request.task, request.agents_md, request.map
+    );
+    if let Some((command, report)) = request.failing_check {
+        text.push_str(&failing_check(command, report));
+    }
+    if !request.done.is_empty() {
         text.push_str("\nSteps already done and committed:\n");
-        for record in done {
+        for record in request.done {
             text.push_str(&format!("- {}\n", record.line()));
         }
     }
-    if let Some(failure) = failure {
+    if let Some(failure) = request.failure {
         text.push_str(&format!(
             "\nThe previous plan failed: {failure}\nIts unverified changes were rolled back. Plan the remaining work \
              differently; do not repeat the steps already done.\n"
         ));
     }
     text
+}
+
+/// The task's check as it fails before any change: what the model most needs to see for a fix.
+fn failing_check(command: &str, report: &str) -> String {
+    format!(
+        "\nThe task's check `{command}` fails now; the task is done when it passes:\n{}\n",
+        report.trim_end()
+    )
 }
 
 /// The executor's system prompt: role, rules, tools, and how the step is verified.
@@ -82,6 +102,8 @@ pub struct StepBrief<'a> {
     pub number: usize,
     pub of: usize,
     pub check: Option<&'a str>,
+    /// The task's check and its failure report, while the tree is as it was before the run.
+    pub failing_check: Option<(&'a str, &'a str)>,
 }
 
 pub fn step_brief(brief: &StepBrief<'_>) -> String {
@@ -107,6 +129,9 @@ pub fn step_brief(brief: &StepBrief<'_>) -> String {
     }
     if !step.files.is_empty() {
         text.push_str(&format!("Likely files: {}\n", step.files.join(", ")));
+    }
+    if let Some((command, report)) = brief.failing_check {
+        text.push_str(&failing_check(command, report));
     }
     match brief.check {
         Some(cmd) => text.push_str(&format!(

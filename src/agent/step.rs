@@ -54,6 +54,7 @@ impl Runner<'_> {
             number,
             of,
             check: check.as_ref().map(|c| c.command.as_str()),
+            failing_check: self.failing_now(),
         });
         let mut messages = vec![
             Message::system(prompt::system(&specs)),
@@ -162,7 +163,7 @@ impl Runner<'_> {
     }
 
     /// The step's verification: its own check unless it is the last step, else the task's check.
-    fn step_check(&self, step: &PlanStep, is_last: bool) -> Option<Check> {
+    pub(super) fn step_check(&self, step: &PlanStep, is_last: bool) -> Option<Check> {
         let own = (!step.check.is_empty()).then(|| Check {
             command: step.check.clone(),
             source: "the plan's check for this step".into(),

@@ -90,7 +90,7 @@ pub fn doctor() -> anyhow::Result<u8> {
             Verdict::Ok(format!("default model: {}", model.display()))
         } else {
             Verdict::Warn(format!(
-                "default model: {} is missing (scripts/setup.sh fetches it)",
+                "default model: {} is missing (scripts/fetch-model.py qwen2.5-coder-1.5b fetches it)",
                 model.display()
             ))
         },

@@ -215,21 +215,34 @@ impl ModelSpec {
     }
 }
 
-/// The default model: `$AGENT_MODEL`, else the SmolLM2 GGUF that `scripts/setup.sh` installs into the
-/// cache directory (`$XDG_CACHE_HOME/agent/models` or `~/.cache/agent/models`).
+/// The default model: `$AGENT_MODEL`, else Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), which
+/// `scripts/setup.sh` fetches into the cache directory (`$XDG_CACHE_HOME/agent/models` or
+/// `~/.cache/agent/models`) with `scripts/fetch-model.py`, hash-checked.
 pub fn default_model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("AGENT_MODEL").filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    cache_dir()
-        .join("models")
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+    models_dir().join(DEFAULT_MODEL_FILE)
 }
 
-/// The default model as a Hugging Face folder (safetensors), made from the GGUF by scripts/setup.sh
+/// The file name of the default model in the model cache.
+pub const DEFAULT_MODEL_FILE: &str = "Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf";
+
+/// SmolLM2-135M-Instruct (Q4_1, 94 MB), which `scripts/setup.sh` also installs: fast enough for tests
+/// that need *a* model, far too small to solve tasks.
+pub fn small_model_path() -> PathBuf {
+    models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The small model as a Hugging Face folder (safetensors), made from its GGUF by scripts/setup.sh
 /// (scripts/gguf-to-hf-folder.py); the tests of `--model DIR` use it.
-pub fn default_model_folder() -> PathBuf {
-    cache_dir().join("models").join("SmolLM2-135M-Instruct-hf")
+pub fn small_model_folder() -> PathBuf {
+    models_dir().join("SmolLM2-135M-Instruct-hf")
+}
+
+/// Where scripts/setup.sh and scripts/fetch-model.py install models.
+pub fn models_dir() -> PathBuf {
+    cache_dir().join("models")
 }
 
 /// `$XDG_CACHE_HOME/agent`, else `$HOME/.cache/agent`.

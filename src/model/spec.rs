@@ -31,7 +31,7 @@ pub enum SpecError {
     Unknown(String),
     #[error("--model {spec:?}: {why}. {HELP}")]
     Invalid { spec: String, why: String },
-    #[error("no --model given and the default model is not installed at {0}; run scripts/setup.sh (or set AGENT_MODEL)")]
+    #[error("no --model given and the default model (Qwen2.5-Coder-1.5B-Instruct) is not installed at {0}; fetch it with scripts/fetch-model.py qwen2.5-coder-1.5b (scripts/setup.sh does), or pass --model (see docs/models.md)")]
     NoDefault(PathBuf),
     #[error("--model {0:?} needs the embedded mistral.rs backend, but this binary was built without the `embedded` feature; use an openai: endpoint or rebuild with default features")]
     NotBuiltIn(String),

