@@ -143,6 +143,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_unverified: bool,
 
+    /// Let steps change existing test files while the check is failing. By default, when the task's
+    /// check fails before the run (a bug to fix, tests to make pass), edits to existing test files
+    /// (test_*.py, *_test.py, tests/, *.test.js, *_test.go, ...) are undone and the model is told to
+    /// change the code instead: a check passed by rewriting its tests proves nothing. New test files
+    /// are always allowed.
+    #[arg(long)]
+    pub allow_test_edits: bool,
+
     /// Most model turns (planning included) before the run stops, keeping its accepted steps.
     #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_turns: u64,

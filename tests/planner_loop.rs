@@ -491,3 +491,81 @@ fn a_fix_that_makes_the_failing_check_pass_ends_the_run_and_steps_that_only_look
         "def add(a, b):\n    return a + b"
     );
 }
+
+/// What Qwen2.5-Coder-1.5B did with the README's example: asked to make `greet_test.py` pass, it
+/// replaced the tests with one that passes, and the check "passed".
+#[test]
+fn a_failing_check_cannot_be_passed_by_rewriting_its_tests() {
+    let tests = "import unittest\nfrom greet import greet\n\n\nclass GreetTest(unittest.TestCase):\n    def test_greets_by_name(self):\n        self.assertEqual(greet(\"Ada\"), \"Hello, Ada!\")\n";
+    let files = [
+        (
+            "greet.py",
+            "def greet(name):\n    return \"Hello, World!\"\n",
+        ),
+        ("greet_test.py", tests),
+    ];
+    let gutted = "import unittest\n\n\nclass GreetTest(unittest.TestCase):\n    def test_nothing(self):\n        pass\n";
+    let fixed = "def greet(name):\n    return f\"Hello, {name}!\"\n";
+    let script = json!([
+        plan_turn(&["Make greet greet by name"]),
+        write("greet_test.py", gutted),
+        finish("tests pass"),
+        write("greet.py", fixed),
+        finish("greet uses the name")
+    ]);
+    let task = "Make greet() greet by name; the tests in greet_test.py describe it";
+    let check = ["--check", "python3 -m unittest discover -p '*_test.py'"];
+
+    let repo = repo_with(&files);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(home.path(), script.clone());
+    let out = run_agent(home.path(), repo.path(), task, &model, &check);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let seen = events(&out);
+    let rejected = of_kind(&seen, "step_rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("greet_test.py were undone"),
+        "{}",
+        rejected[0]
+    );
+    // The gutted tests were never checked as the step's work: the only passing check is the fix's.
+    let checks = of_kind(&seen, "check_result");
+    assert_eq!(
+        checks.len(),
+        2,
+        "before any change, then the fix: {checks:?}"
+    );
+    let branch = of_kind(&seen, "finished")[0]["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:greet_test.py")]),
+        tests.trim_end()
+    );
+    assert_eq!(
+        git(repo.path(), &["diff", "--name-only", "main", &branch]),
+        "greet.py"
+    );
+
+    // With --allow-test-edits the user takes that responsibility: the rewritten tests are committed.
+    let repo = repo_with(&files);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(home.path(), script);
+    let mut args = check.to_vec();
+    args.push("--allow-test-edits");
+    let out = run_agent(home.path(), repo.path(), task, &model, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let branch = of_kind(&events(&out), "finished")[0]["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:greet_test.py")]),
+        gutted.trim_end()
+    );
+}

@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub check: Option<Check>,
     /// Commit steps although the run has no check, with an `Agent-Verified: no` trailer.
     pub allow_unverified: bool,
+    /// Accept edits to existing test files while the task's check fails (see `verify::is_test_file`).
+    pub allow_test_edits: bool,
     pub limits: Limits,
     pub command_timeout: Duration,
     pub check_timeout: Duration,

@@ -57,6 +57,15 @@ pub fn planner_request(request: &PlannerRequest<'_>) -> String {
     text
 }
 
+/// What the model is told when its edits to existing tests were undone.
+pub fn tests_changed(paths: &[String]) -> String {
+    format!(
+        "Your changes to {} were undone: the tests are right and define the task, and they fail \
+         because of the code. Change the code (not the tests) so that they pass, then call finish.",
+        paths.join(", ")
+    )
+}
+
 /// The task's check as it fails before any change: what the model most needs to see for a fix.
 fn failing_check(command: &str, report: &str) -> String {
     format!(

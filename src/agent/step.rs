@@ -83,6 +83,15 @@ impl Runner<'_> {
                     check: "nothing to verify".into(),
                 }));
             }
+            if let Some(undone) = self.undo_test_edits()? {
+                self.reject(
+                    number,
+                    attempt,
+                    &prompt::tests_changed(&undone),
+                    &mut messages,
+                );
+                continue;
+            }
             let failure = match &check {
                 None => None,
                 Some(check) => match &self.last_failure {
@@ -160,6 +169,48 @@ impl Runner<'_> {
             "step {number} ({}) made no change in {tries} attempt(s)",
             step.title
         )))
+    }
+
+    /// While the task's check fails as it did before the run, a check passed by changing the tests
+    /// proves nothing (a small model asked to make `greet_test.py` pass rewrote `greet_test.py`).
+    /// Existing test files the step changed or deleted get their committed content back; the paths
+    /// are returned for the model. New test files are kept.
+    fn undo_test_edits(&mut self) -> Result<Option<Vec<String>>, Halt> {
+        if self.failing_at_start.is_none() || self.config.allow_test_edits {
+            return Ok(None);
+        }
+        let touched: Vec<_> = self
+            .workspace
+            .uncommitted_changes()?
+            .into_iter()
+            .filter(|c| c.old.is_some() && super::verify::is_test_file(&c.path))
+            .collect();
+        if touched.is_empty() {
+            return Ok(None);
+        }
+        let fs = crate::hostfs::Beneath::open(&self.root);
+        let mut paths = Vec::new();
+        for change in touched {
+            let restored = fs.as_ref().map_err(|e| e.to_string()).and_then(|fs| {
+                fs.write(
+                    std::path::Path::new(&change.path),
+                    change.old.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| e.to_string())
+            });
+            if let Err(e) = restored {
+                return Err(Halt::End(
+                    Outcome::CheckFailing,
+                    format!("could not restore the test file {}: {e}", change.path),
+                ));
+            }
+            paths.push(change.path);
+        }
+        self.note(format!(
+            "the step changed test files while the task's check fails; restored: {} (--allow-test-edits permits it)",
+            paths.join(", ")
+        ));
+        Ok(Some(paths))
     }
 
     /// The step's verification: its own check unless it is the last step, else the task's check.

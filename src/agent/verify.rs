@@ -61,6 +61,29 @@ pub fn detect(root: &Path) -> Option<Check> {
     None
 }
 
+/// Whether `path` (relative, `/`-separated) is a test file by the conventions of the ecosystems
+/// `detect` knows: Python `test_*.py`/`*_test.py`/`tests.py`/`conftest.py`, anything under a
+/// `tests/`, `test/`, `__tests__/` or `spec/` folder, JS/TS `*.test.*`/`*.spec.*`, Go `*_test.go`.
+pub fn is_test_file(path: &str) -> bool {
+    let mut parts: Vec<&str> = path.split('/').collect();
+    let name = parts.pop().unwrap_or("").to_ascii_lowercase();
+    if parts
+        .iter()
+        .any(|d| matches!(*d, "tests" | "test" | "__tests__" | "spec" | "testdata"))
+    {
+        return true;
+    }
+    let stem = name.split('.').next().unwrap_or("");
+    (name.ends_with(".py")
+        && (stem.starts_with("test_")
+            || stem.ends_with("_test")
+            || stem == "tests"
+            || stem == "conftest"))
+        || name.ends_with("_test.go")
+        || name.contains(".test.")
+        || name.contains(".spec.")
+}
+
 /// The command that fetches the repository's dependencies into local caches, if it has any to fetch.
 pub fn detect_fetch(root: &Path) -> Result<Option<String>, String> {
     if root.join("Cargo.toml").exists() {
@@ -329,6 +352,35 @@ fn first_errors(output: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_files_are_recognised_by_convention() {
+        for path in [
+            "greet_test.py",
+            "test_calc.py",
+            "pkg/tests.py",
+            "conftest.py",
+            "tests/cli.rs",
+            "crate/tests/it.rs",
+            "src/__tests__/a.js",
+            "web/app.test.ts",
+            "web/app.spec.js",
+            "net/conn_test.go",
+            "spec/parser_spec.rb",
+        ] {
+            assert!(is_test_file(path), "{path}");
+        }
+        for path in [
+            "greet.py",
+            "src/lib.rs",
+            "testing.py",
+            "contest.py",
+            "src/attest.rs",
+            "latest_tests_notes.md",
+        ] {
+            assert!(!is_test_file(path), "{path}");
+        }
+    }
 
     fn detect_in(files: &[&str]) -> Option<String> {
         let dir = tempfile::tempdir().unwrap();

@@ -337,6 +337,7 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
         task,
         check,
         allow_unverified: args.allow_unverified,
+        allow_test_edits: args.allow_test_edits,
         limits: Limits {
             max_turns: args.max_turns as usize,
             max_steps: args.max_steps as usize,
