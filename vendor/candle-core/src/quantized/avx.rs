@@ -712,6 +712,101 @@ pub(crate) fn vec_dot_q4k_q8k(n: usize, xs: &[BlockQ4K], ys: &[BlockQ8K]) -> f32
     }
 }
 
+/// Patched in by agent (vendor/README.md): `vec_dot_q4k_q8k` of one Q4K row with four Q8K rows.
+/// Each weight block's scales and mins are decoded and its nibbles unpacked once for the four rows;
+/// every row's sums are formed in the same order as in `vec_dot_q4k_q8k`, so the results are
+/// bit-identical to four calls of it.
+#[inline(always)]
+pub(crate) fn vec_dot_q4k_q8k_x4(n: usize, xs: &[BlockQ4K], ys: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK_K),
+        "vec_dot_q4k_q8k_x4: {n} is not divisible by {QK_K}"
+    );
+    let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
+    let mut utmp = [0u32; 4];
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+
+    unsafe {
+        let m4 = _mm256_set1_epi8(0xF);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc_m = [_mm_setzero_ps(); 4];
+
+        for i in 0..nb {
+            let x = xs.get_unchecked(i);
+            let xd = x.d.to_f32();
+            let xmin = x.dmin.to_f32();
+
+            LittleEndian::read_u32_into(&x.scales, &mut utmp[0..3]);
+            utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
+            let uaux = utmp[1] & KMASK1;
+            utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
+            utmp[2] = uaux;
+            utmp[0] &= KMASK1;
+
+            let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
+                utmp[3] as i32,
+                utmp[2] as i32,
+                utmp[1] as i32,
+                utmp[0] as i32,
+            ));
+            let mins = _mm256_extracti128_si256(mins_and_scales, 1);
+            let sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
+            let scales = mm256_set_m128i(sc128, sc128);
+
+            let mut d = [0f32; 4];
+            for r in 0..4 {
+                let y = ys[r].get_unchecked(i);
+                d[r] = y.d * xd;
+                let dmin = -y.d * xmin;
+                let q8sums = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+                let q8s = _mm_hadd_epi16(
+                    _mm256_extracti128_si256(q8sums, 0),
+                    _mm256_extracti128_si256(q8sums, 1),
+                );
+                let prod = _mm_madd_epi16(mins, q8s);
+                acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[r]);
+            }
+
+            let q8: [*const i8; 4] = [
+                ys[0].get_unchecked(i).qs.as_ptr(),
+                ys[1].get_unchecked(i).qs.as_ptr(),
+                ys[2].get_unchecked(i).qs.as_ptr(),
+                ys[3].get_unchecked(i).qs.as_ptr(),
+            ];
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            let q4 = x.qs.as_ptr();
+            for j in 0..QK_K / 64 {
+                let scale_l = _mm256_shuffle_epi8(scales, get_scale_shuffle_k4(2 * j));
+                let scale_h = _mm256_shuffle_epi8(scales, get_scale_shuffle_k4(2 * j + 1));
+                let q4bits = _mm256_loadu_si256(q4.add(32 * j) as *const __m256i);
+                let q4l = _mm256_and_si256(q4bits, m4);
+                let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+                for r in 0..4 {
+                    let q8l = _mm256_loadu_si256(q8[r].add(64 * j) as *const __m256i);
+                    let p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
+                    sumi[r] = _mm256_add_epi32(sumi[r], p16l);
+                    let q8h = _mm256_loadu_si256(q8[r].add(64 * j + 32) as *const __m256i);
+                    let p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
+                    sumi[r] = _mm256_add_epi32(sumi[r], p16h);
+                }
+            }
+            for r in 0..4 {
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d[r]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            }
+        }
+
+        let mut out = [0f32; 4];
+        for r in 0..4 {
+            let m = _mm_add_ps(acc_m[r], _mm_movehl_ps(acc_m[r], acc_m[r]));
+            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            out[r] = hsum_float_8(acc[r]) + _mm_cvtss_f32(m);
+        }
+        out
+    }
+}
+
 #[inline(always)]
 pub(crate) fn vec_dot_q5k_q8k(n: usize, xs: &[BlockQ5K], ys: &[BlockQ8K]) -> f32 {
     debug_assert!(
