@@ -249,7 +249,7 @@ fn a_loop_of_the_same_failing_call_is_stopped_and_accepted_commits_stay() {
     assert!(plans[1]["reason"]
         .as_str()
         .unwrap()
-        .contains("same `apply_patch` call four times"));
+        .contains("called the tool `apply_patch` four times with the same arguments"));
     let branch = finished["branch"].as_str().unwrap();
     assert_eq!(
         branch_messages(repo.path(), branch).len(),

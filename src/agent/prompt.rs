@@ -69,7 +69,8 @@ pub fn tests_changed(paths: &[String]) -> String {
 /// The task's check as it fails before any change: what the model most needs to see for a fix.
 fn failing_check(command: &str, report: &str) -> String {
     format!(
-        "\nThe task's check `{command}` fails now; the task is done when it passes:\n{}\n",
+        "\nThe task's check `{command}` fails now; the task is done when it passes. The tests are right: \
+         change the code, not the tests.\n{}\n",
         report.trim_end()
     )
 }

@@ -321,7 +321,7 @@ impl Runner<'_> {
                 match escalation {
                     Escalation::Replan => {
                         return Ok(WorkEnd::Replan(format!(
-                            "the model made the same `{}` call four times without progress",
+                            "the last attempt called the tool `{}` four times with the same arguments and changed nothing (a tool of the agent, not code in the repository)",
                             call.name
                         )))
                     }
