@@ -145,12 +145,31 @@ pub fn parse_any(text: &str) -> Result<(Format, Vec<FilePatch>), PatchError> {
             break;
         }
     }
+    if format == Format::Envelope && is_wrapped_unified_diff(text) {
+        // A unified diff inside the envelope's Begin/End lines, with no `*** Update File:` section:
+        // what Qwen2.5-Coder writes for `apply_patch`. The wrapper carries nothing; drop it.
+        let inner: String = text
+            .lines()
+            .filter(|l| !matches!(l.trim(), "*** Begin Patch" | "*** End Patch"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        return Ok((Format::Unified, unified::parse(&inner)?));
+    }
     let files = match format {
         Format::Envelope => envelope::parse(text)?,
         Format::Unified => unified::parse(text)?,
         Format::SearchReplace => search_replace::parse(text)?,
     };
     Ok((format, files))
+}
+
+/// `*** Begin Patch` with unified-diff file headers inside and no envelope file section.
+fn is_wrapped_unified_diff(text: &str) -> bool {
+    let lines = || text.lines().map(str::trim);
+    !lines().any(envelope::is_file_marker)
+        && lines().any(|l| l.starts_with("--- "))
+        && lines().any(|l| l.starts_with("+++ "))
+        && lines().any(|l| l.starts_with("@@"))
 }
 
 /// One file's outcome: its new content, or `None` to delete it.
@@ -348,5 +367,24 @@ mod tests {
         ];
         assert!(write_all_or_nothing(&fs, &changes).is_err());
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "old");
+    }
+
+    #[test]
+    fn a_unified_diff_inside_envelope_lines_is_read_as_the_diff() {
+        // What Qwen2.5-Coder-1.5B sent as `apply_patch` for a one-token bug in triangle.py.
+        let text = "*** Begin Patch\n--- triangle.py\n+++ triangle.py\n@@ -11,3 +11,3 @@\n def equilateral(sides):\n-    return valid(sides) or any(\n+    return valid(sides) and any(\n         x\n*** End Patch\n";
+        let (format, files) = parse_any(text).unwrap();
+        assert_eq!(format, Format::Unified);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].new_path.as_deref(), Some("triangle.py"));
+        let lines: Vec<String> = files[0].hunks[0]
+            .lines
+            .iter()
+            .map(|l| format!("{l:?}"))
+            .collect();
+        assert!(!lines.iter().any(|l| l.contains("End Patch")), "{lines:?}");
+        // A real envelope still parses as one.
+        let envelope = "*** Begin Patch\n*** Update File: a.py\n@@\n-x\n+y\n*** End Patch\n";
+        assert_eq!(parse_any(envelope).unwrap().0, Format::Envelope);
     }
 }
