@@ -38,6 +38,15 @@ impl Tool for WriteFile {
                 args.content.len()
             )));
         }
+        if is_patch_text(&args.content) && !is_patch_file(&args.path) {
+            // A small model sent its patch for the file as the file's new content; writing it would
+            // replace the code with the diff.
+            return Err(ToolError::Failed(format!(
+                "nothing written: the content for {} is a patch, not the file's text; send it to apply_patch, \
+                 or give write_file the whole new file",
+                args.path
+            )));
+        }
         let fs = beneath(ctx.root)?;
         let existed = match fs.kind(&rel) {
             Ok(Some(Kind::Dir)) => {
@@ -55,6 +64,17 @@ impl Tool for WriteFile {
             args.content.lines().count()
         )))
     }
+}
+
+/// Text that is an edit of a file rather than a file: an envelope, or a unified diff from its first line.
+fn is_patch_text(content: &str) -> bool {
+    let start = content.trim_start();
+    start.starts_with("*** Begin Patch")
+        || (start.starts_with("--- ") && content.contains("\n+++ ") && content.contains("\n@@"))
+}
+
+fn is_patch_file(path: &str) -> bool {
+    [".patch", ".diff"].iter().any(|ext| path.ends_with(ext))
 }
 
 #[cfg(test)]
@@ -88,5 +108,43 @@ mod tests {
         )
         .is_err());
         assert!(!dir.path().parent().unwrap().join("evil").exists());
+    }
+
+    #[test]
+    fn a_patch_sent_as_a_files_content_is_refused_and_the_file_kept() {
+        let (dir, sandbox) = ctx_in(&[("triangle.py", "def valid(s):\n    return True\n")]);
+        let ctx = sandbox.ctx(dir.path());
+        for content in [
+            "*** Begin Patch\n--- triangle.py\n+++ triangle.py\n@@ -1,2 +1,2 @@\n-x\n+y\n*** End Patch\n",
+            "--- a/triangle.py\n+++ b/triangle.py\n@@ -1,2 +1,2 @@\n-x\n+y\n",
+        ] {
+            let err = WriteFile::run(
+                &ctx,
+                Args {
+                    path: "triangle.py".into(),
+                    content: content.into(),
+                },
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("is a patch"), "{err}");
+            assert_eq!(
+                std::fs::read_to_string(dir.path().join("triangle.py")).unwrap(),
+                "def valid(s):\n    return True\n"
+            );
+        }
+        // A patch file is a file like any other.
+        let diff = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n";
+        WriteFile::run(
+            &ctx,
+            Args {
+                path: "fix.patch".into(),
+                content: diff.into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("fix.patch")).unwrap(),
+            diff
+        );
     }
 }
