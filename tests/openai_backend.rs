@@ -43,6 +43,9 @@ fn ok(name: &str) -> Canned {
     }
 }
 
+/// The content type of a canned reply that is served as an event stream cut off in the middle.
+const BROKEN_STREAM: &str = "broken-event-stream";
+
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
 struct Seen {
@@ -107,12 +110,17 @@ fn serve(models: Option<String>, replies: Vec<Canned>) -> (String, Arc<Mutex<Vec
                     body: r#"{"error":{"message":"the test server has no more replies"}}"#.into(),
                 })
             };
+            // A stream that breaks off: it promises more bytes than it sends, then closes.
+            let (content_type, promised) = match reply.content_type {
+                BROKEN_STREAM => ("text/event-stream", reply.body.len() + 1000),
+                other => (other, reply.body.len()),
+            };
             let _ = write!(
                 stream,
                 "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                 reply.status,
-                reply.content_type,
-                reply.body.len(),
+                content_type,
+                promised,
                 reply.body
             );
         }
@@ -270,6 +278,62 @@ fn a_server_that_rejects_json_schema_gets_the_json_object_form() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].body["response_format"]["type"], "json_object");
     assert!(seen[1].body["response_format"]["schema"]["anyOf"].is_array());
+}
+
+#[test]
+fn a_stream_that_breaks_off_is_asked_again_without_streaming() {
+    let whole = fixture("constrained_stream.sse");
+    let first_chunks: String = whole
+        .split("\n\n")
+        .take(2)
+        .map(|c| format!("{c}\n\n"))
+        .collect();
+    let broken = Canned {
+        status: 200,
+        content_type: BROKEN_STREAM,
+        body: first_chunks,
+    };
+    // The second answer, without streaming: the server's error as a status and message.
+    let error = Canned {
+        status: 500,
+        content_type: "application/json",
+        body: r#"{"error":{"message":"Unexpected empty grammar stack after accepting piece"}}"#
+            .into(),
+    };
+    let (url, seen) = serve(None, vec![broken.clone(), error]);
+    let mut model = load(&url, ToolCallMode::Constrained, None);
+    let err = model
+        .complete(&conversation(), &agent::tools::specs())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("broke off") && err.contains("empty grammar stack"),
+        "the server's own reason reaches the user: {err}"
+    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].body["stream"], true);
+        assert_eq!(seen[1].body["stream"], false);
+        assert!(seen[1].body.get("stream_options").is_none());
+    }
+
+    // When the second answer is a good one, the turn goes on as if nothing happened.
+    let whole_reply = Canned {
+        status: 200,
+        content_type: "application/json",
+        body: json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+            "content": "{\"thought\": \"t\", \"tool\": \"read_file\", \"arguments\": {\"path\": \"greet.py\"}}"}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 9}})
+        .to_string(),
+    };
+    let (url, _) = serve(None, vec![broken, whole_reply]);
+    let mut model = load(&url, ToolCallMode::Constrained, None);
+    let turn = model
+        .complete(&conversation(), &agent::tools::specs())
+        .unwrap();
+    assert_eq!(turn.tool_calls[0].name, "read_file");
+    assert_eq!(turn.tool_calls[0].arguments, json!({"path": "greet.py"}));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use common::*;
 fn real_server_turns_are_valid_calls_and_a_run_completes() {
     let model = installed_model();
     let logs = tempfile::tempdir().unwrap();
-    let server = LlamaServer::start(&model, logs.path());
+    let mut server = LlamaServer::start(&model, logs.path());
     let spec = ModelSpec::parse(Some(&format!("openai:{}#smollm2", server.url))).unwrap();
     let options = ModelOptions {
         tool_calls: ToolCallMode::Constrained,
@@ -30,7 +30,7 @@ fn real_server_turns_are_valid_calls_and_a_run_completes() {
     for turn in 1..=4 {
         let reply = backend
             .complete(&messages, &specs)
-            .unwrap_or_else(|e| panic!("turn {turn}: {e}"));
+            .unwrap_or_else(|e| panic!("turn {turn}: {e}\n{}", server.log_tail()));
         assert_eq!(reply.tool_calls.len(), 1, "turn {turn}: {reply:?}");
         let call = &reply.tool_calls[0];
         assert!(names.contains(&call.name), "turn {turn}: {call:?}");
@@ -64,8 +64,9 @@ fn real_server_turns_are_valid_calls_and_a_run_completes() {
         .unwrap();
     assert!(
         matches!(output.status.code(), Some(0 | 1)),
-        "{}",
-        describe(&output)
+        "{}\n{}",
+        describe(&output),
+        server.log_tail()
     );
     let events = events(&output);
     let finished = of_kind(&events, "finished");

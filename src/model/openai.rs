@@ -197,10 +197,25 @@ impl OpenAiModel {
             .is_some_and(|t| t.contains("event-stream"));
         let reader = BufReader::new(response.into_reader());
         if streamed {
-            read_stream(reader, started).map_err(|e| {
-                server_err(format!(
+            read_stream(reader, started).or_else(|e| {
+                // A stream that breaks off after it started hides the server's error (llama-cpp-python
+                // raises inside its generator after the first chunk): ask once more without
+                // streaming, which either answers or returns the error as a status and message.
+                if body["stream"] == json!(true) {
+                    let mut plain = body.clone();
+                    plain["stream"] = json!(false);
+                    if let Some(map) = plain.as_object_mut() {
+                        map.remove("stream_options");
+                    }
+                    return self.send(&plain).map_err(|again| {
+                        server_err(format!(
+                            "{e}; the server broke off its reply, and asked again without streaming it said: {again} (see its log; a grammar it could not compile is a common cause: try --tool-calls native)"
+                        ))
+                    });
+                }
+                Err(server_err(format!(
                     "{e}; the server broke off its reply, see its log (a grammar it could not compile is a common cause: try --tool-calls native)"
-                ))
+                )))
             })
         } else {
             let mut text = String::new();

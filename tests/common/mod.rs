@@ -253,6 +253,23 @@ impl LlamaServer {
     }
 }
 
+impl LlamaServer {
+    /// The end of the server's own log and whether it is still running, for failure messages: a
+    /// broken-off reply is the server's story to tell.
+    pub fn log_tail(&mut self) -> String {
+        let err = std::fs::read_to_string(self.log.with_extension("err")).unwrap_or_default();
+        let tail: Vec<&str> = err.lines().rev().take(40).collect();
+        let state = match self.child.try_wait() {
+            Ok(Some(status)) => format!("the server exited ({status})"),
+            _ => "the server is still running".to_string(),
+        };
+        format!(
+            "{state}; the end of its log:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+}
+
 impl Drop for LlamaServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
