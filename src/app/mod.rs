@@ -68,7 +68,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     if args.check {
         for change in &changes {
-            writeln!(out, "would be {}: {}", change.action, change.shown)?;
+            writeln!(out, "would be {}", change.describe_with(": "))?;
         }
         writeln!(
             out,
@@ -87,7 +87,7 @@ pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         ));
     }
     for change in &changes {
-        writeln!(out, "{}: {}", change.action, change.shown)?;
+        writeln!(out, "{}", change.describe_with(": "))?;
     }
     Ok(0)
 }

@@ -81,6 +81,9 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
                 if marker.starts_with("```") || marker == "*** End of File" {
                     continue;
                 }
+                if is_unknown_marker(marker) {
+                    return Err(unknown_marker(number, marker));
+                }
                 // Models sometimes forget the `+` on some lines of a new file; take them as written.
                 let text = raw.strip_prefix('+').unwrap_or(raw);
                 if let Some(hunk) = file.hunks.last_mut() {
@@ -94,13 +97,20 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
                     let anchor = anchor.trim().trim_end_matches("@@").trim();
                     file.hunks.push(Hunk {
                         anchor: (!anchor.is_empty()).then(|| anchor.to_string()),
-                        ..Hunk::default()
+                        ..update_hunk()
                     });
-                } else if marker == "*** End of File" || marker.starts_with("```") {
+                } else if marker == "*** End of File" {
+                    // The hunk above ends where the file ends.
+                    if let Some(hunk) = file.hunks.last_mut() {
+                        hunk.at_eof = true;
+                    }
+                } else if marker.starts_with("```") {
                     continue;
+                } else if is_unknown_marker(marker) {
+                    return Err(unknown_marker(number, marker));
                 } else {
                     if file.hunks.is_empty() {
-                        file.hunks.push(Hunk::default());
+                        file.hunks.push(update_hunk());
                     }
                     if let (Some(hunk), Some(line)) = (file.hunks.last_mut(), body_line(raw)) {
                         hunk.lines.push(line);
@@ -131,6 +141,34 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
         return Err(PatchError::Empty);
     }
     Ok(files)
+}
+
+/// A hunk of an Update section. The format cannot say "no newline at end of file", so a hunk that
+/// reaches the end of the file leaves it ending with one (as Codex's own engine does).
+fn update_hunk() -> Hunk {
+    Hunk {
+        new_final_newline: Some(true),
+        ..Hunk::default()
+    }
+}
+
+/// A `*** Something File:` or `*** End …` line that is none of the format's markers: a typo or another
+/// format's marker, never file content to write or match.
+fn is_unknown_marker(line: &str) -> bool {
+    line.starts_with("*** ")
+        && (line.contains(" File")
+            || line.starts_with("*** End")
+            || line.starts_with("*** Begin")
+            || line.starts_with("*** Move"))
+}
+
+fn unknown_marker(number: usize, marker: &str) -> PatchError {
+    PatchError::Syntax {
+        line: number,
+        reason: format!(
+            "`{marker}` is not a marker of the patch format (`*** Add File:`, `*** Update File:`, `*** Delete File:`, `*** Move to:`, `*** End of File`, `*** End Patch`)"
+        ),
+    }
 }
 
 fn file_marker(line: &str) -> Option<(Section, String)> {
@@ -175,5 +213,18 @@ mod tests {
             parse("*** Begin Patch\n*** Update File:\n"),
             Err(PatchError::Syntax { .. })
         ));
+        let err = parse("*** Begin Patch\n*** Update File: a\n@@\n-x\n+y\n*** Frobnicate File: b\n*** End Patch\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("Frobnicate"), "{err}");
+    }
+
+    #[test]
+    fn end_of_file_marks_the_hunk() {
+        let files = parse(
+            "*** Begin Patch\n*** Update File: a\n@@\n x\n-y\n+z\n*** End of File\n*** End Patch\n",
+        )
+        .unwrap();
+        assert!(files[0].hunks[0].at_eof);
+        assert_eq!(files[0].hunks[0].old(), vec!["x", "y"]);
     }
 }

@@ -1,20 +1,23 @@
 //! Locating hunks in a file and computing its new content.
 //!
-//! Every hunk is located in the original file: after the previous hunk for diffs, anywhere for
-//! SEARCH/REPLACE blocks. Its old lines (context and removed) are compared at each [`Level`] in turn;
-//! the first level with any match decides. One match is used; several are refused as ambiguous unless
-//! the diff's line number points at exactly one of them. Context lines keep the file's own text, added
-//! lines are re-indented (and de-typographed) the way the match required, and the file's line endings
-//! and final-newline state are preserved.
+//! Diff hunks (`ordered`) are located in the original file, each after the previous one (or, when
+//! the text occurs only before it, there); SEARCH/REPLACE blocks are applied one after another to the
+//! evolving content, as their authors expect. A hunk's old lines (context and removed) are compared
+//! at each [`Level`] in turn; the first level with any match decides. One match is used; several are
+//! refused as ambiguous, with every location shown, unless the diff's line number or an
+//! `*** End of File` marker points at exactly one. Context lines keep the file's own text, added lines
+//! are re-indented (and de-typographed) the way the match required, and every line keeps its own line
+//! ending (`\n`, `\r\n` or a lone `\r`); added lines take the file's most common one.
 
 use super::normalize::{fold_unicode, Level, Reindent};
 use super::{Hunk, Line, PatchError};
 
-struct Placed {
-    start: usize,
-    len: usize,
-    replacement: Vec<String>,
-    hunk: usize,
+/// A file's new content, and what the engine decided on its own that the caller should be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub text: String,
+    /// E.g. "hunk 2 has no context lines: its lines were added at the end of the file".
+    pub notes: Vec<String>,
 }
 
 /// Apply `hunks` to `original`, returning the new content, or an error naming the hunk that failed.
@@ -24,63 +27,174 @@ pub fn apply_hunks(
     hunks: &[Hunk],
     ordered: bool,
 ) -> Result<String, PatchError> {
-    let crlf = original.contains("\r\n");
-    let mut final_newline = original.is_empty() || original.ends_with('\n');
-    let lines: Vec<&str> = original
-        .lines()
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
-    let file = FileStyle::of(path, original, &lines);
-    let mut placed: Vec<Placed> = Vec::new();
-    let mut cursor = 0usize;
+    apply_hunks_noted(path, original, hunks, ordered).map(|a| a.text)
+}
+
+/// [`apply_hunks`], with the notes about choices the engine made (e.g. where a context-free addition went).
+pub fn apply_hunks_noted(
+    path: &str,
+    original: &str,
+    hunks: &[Hunk],
+    ordered: bool,
+) -> Result<Applied, PatchError> {
     for (index, hunk) in hunks.iter().enumerate() {
-        let number = index + 1;
         if let Some(first) = hunks[..index].iter().position(|h| h == hunk) {
             return Err(PatchError::NoMatch {
                 path: path.into(),
-                hunk: number,
+                hunk: index + 1,
                 detail: format!(
                     "it repeats hunk {} exactly; give each change its own context lines",
                     first + 1
                 ),
             });
         }
+    }
+    let mut notes = Vec::new();
+    if ordered {
+        let text = apply_pass(path, original, hunks, 1, true, &mut notes)?;
+        return Ok(Applied { text, notes });
+    }
+    // SEARCH/REPLACE blocks: each sees what the blocks before it made (a later block may edit a line
+    // an earlier one wrote); all-or-nothing still holds, since nothing is written until all applied.
+    let mut text = original.to_string();
+    for (index, hunk) in hunks.iter().enumerate() {
+        text = apply_pass(
+            path,
+            &text,
+            std::slice::from_ref(hunk),
+            index + 1,
+            false,
+            &mut notes,
+        )?;
+    }
+    Ok(Applied { text, notes })
+}
+
+/// A text split into lines, each with the ending it had (`""` for a last line without one).
+struct Lines<'a> {
+    text: Vec<&'a str>,
+    endings: Vec<&'a str>,
+    /// The most common ending, for lines the patch adds (`\n` when the file has none).
+    dominant: &'static str,
+}
+
+impl<'a> Lines<'a> {
+    fn split(text: &'a str) -> Self {
+        let bytes = text.as_bytes();
+        let (mut lines, mut endings) = (Vec::new(), Vec::new());
+        let (mut start, mut i) = (0, 0);
+        let mut counts = [0usize; 3]; // \n, \r\n, \r
+        while i < bytes.len() {
+            let len = match bytes[i] {
+                b'\n' => 1,
+                b'\r' if bytes.get(i + 1) == Some(&b'\n') => 2,
+                b'\r' => 1,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            lines.push(&text[start..i]);
+            let ending = &text[i..i + len];
+            counts[match ending {
+                "\n" => 0,
+                "\r\n" => 1,
+                _ => 2,
+            }] += 1;
+            endings.push(ending);
+            i += len;
+            start = i;
+        }
+        if start < bytes.len() {
+            lines.push(&text[start..]);
+            endings.push("");
+        }
+        let dominant = if counts[1] > counts[0] && counts[1] >= counts[2] {
+            "\r\n"
+        } else if counts[2] > counts[0] && counts[2] > counts[1] {
+            "\r"
+        } else {
+            "\n"
+        };
+        Self {
+            text: lines,
+            endings,
+            dominant,
+        }
+    }
+
+    fn ends_with_newline(&self) -> bool {
+        self.endings.last().is_none_or(|e| !e.is_empty())
+    }
+}
+
+struct Placed {
+    start: usize,
+    len: usize,
+    /// Each new line, with the ending it keeps from the file (`None`: the file's dominant one).
+    replacement: Vec<(String, Option<String>)>,
+    hunk: usize,
+}
+
+/// One pass over `original`: locate every hunk (after the previous one when `ordered`), then splice.
+fn apply_pass(
+    path: &str,
+    original: &str,
+    hunks: &[Hunk],
+    first_number: usize,
+    ordered: bool,
+    notes: &mut Vec<String>,
+) -> Result<String, PatchError> {
+    let split = Lines::split(original);
+    let lines = &split.text;
+    let mut final_newline = original.is_empty() || split.ends_with_newline();
+    let file = FileStyle::of(path, original, lines);
+    let mut placed: Vec<Placed> = Vec::new();
+    let mut cursor = 0usize;
+    for (index, hunk) in hunks.iter().enumerate() {
+        let number = first_number + index;
         let mut from = if ordered { cursor } else { 0 };
         if let Some(anchor) = hunk.anchor.as_deref().filter(|a| !a.trim().is_empty()) {
-            from = find_anchor(&lines, anchor, from).ok_or_else(|| PatchError::NoMatch {
+            from = find_anchor(lines, anchor, from).ok_or_else(|| PatchError::NoMatch {
                 path: path.into(),
                 hunk: number,
                 detail: format!("its anchor line `@@ {anchor}` does not occur after line {from}"),
             })? + 1;
         }
-        let old = hunk.old();
-        let (start, level) = if old.is_empty() {
-            (
-                insertion_point(path, number, hunk, &lines, from)?,
-                Level::Exact,
-            )
-        } else {
-            locate(path, number, hunk, &old, &lines, from)?
+        let (hunk, start, level) = match place(path, number, hunk, lines, from, notes) {
+            Ok((start, level)) => (std::borrow::Cow::Borrowed(hunk), start, level),
+            Err(e) => {
+                // A blank first line in the old text is often the model's, not the file's.
+                let Some(trimmed) = without_leading_blank(hunk) else {
+                    return Err(e);
+                };
+                match place(path, number, &trimmed, lines, from, notes) {
+                    Ok((start, level)) => (std::borrow::Cow::Owned(trimmed), start, level),
+                    Err(_) => return Err(e),
+                }
+            }
         };
+        let old_len = hunk.old().len();
         if let Some(newline) = hunk
             .new_final_newline
-            .filter(|_| start + old.len() == lines.len())
+            .filter(|_| start + old_len == lines.len())
         {
             final_newline = newline;
         }
         let region = Region {
-            lines: &lines[start..start + old.len()],
+            lines: &lines[start..start + old_len],
+            endings: &split.endings[start..start + old_len],
             start,
             level,
         };
-        let replacement = replacement(path, number, hunk, &region, &file)?;
+        let replacement = replacement(path, number, &hunk, &region, &file)?;
         placed.push(Placed {
             start,
-            len: old.len(),
+            len: old_len,
             replacement,
             hunk: number,
         });
-        cursor = start + old.len();
+        cursor = cursor.max(start + old_len);
     }
     placed.sort_by_key(|p| (p.start, p.hunk));
     for pair in placed.windows(2) {
@@ -96,20 +210,72 @@ pub fn apply_hunks(
             });
         }
     }
-    let mut out: Vec<&str> = Vec::with_capacity(lines.len());
+    // Splice: the file's own lines keep their endings; added lines take the file's usual one.
+    let mut out: Vec<(String, Option<String>)> = Vec::with_capacity(lines.len());
+    let own = |i: usize| (lines[i].to_string(), Some(split.endings[i].to_string()));
     let mut next = 0;
-    for p in &placed {
-        out.extend_from_slice(&lines[next..p.start]);
-        out.extend(p.replacement.iter().map(String::as_str));
+    for p in placed {
+        out.extend((next..p.start).map(own));
+        out.extend(p.replacement);
         next = p.start + p.len;
     }
-    out.extend_from_slice(&lines[next..]);
-    let ending = if crlf { "\r\n" } else { "\n" };
-    let mut text = out.join(ending);
-    if final_newline && !out.is_empty() {
-        text.push_str(ending);
+    out.extend((next..lines.len()).map(own));
+    let count = out.len();
+    let mut text = String::with_capacity(original.len() + 64);
+    for (i, (line, ending)) in out.into_iter().enumerate() {
+        text.push_str(&line);
+        let last = i + 1 == count;
+        match ending.filter(|e| !e.is_empty()) {
+            Some(_) if last && !final_newline => {}
+            Some(e) => text.push_str(&e),
+            None if last && !final_newline => {}
+            None => text.push_str(split.dominant),
+        }
     }
     Ok(text)
+}
+
+/// The hunk without a blank first old line (context or removed), when it has more lines to go by.
+fn without_leading_blank(hunk: &Hunk) -> Option<Hunk> {
+    let first = hunk.lines.first()?;
+    let blank = matches!(first, Line::Context(s) | Line::Remove(s) if s.trim().is_empty());
+    (blank && hunk.old().len() > 2).then(|| Hunk {
+        lines: hunk.lines[1..].to_vec(),
+        ..hunk.clone()
+    })
+}
+
+/// Where a hunk goes: its start line and the level its old lines matched at.
+fn place(
+    path: &str,
+    number: usize,
+    hunk: &Hunk,
+    lines: &[&str],
+    from: usize,
+    notes: &mut Vec<String>,
+) -> Result<(usize, Level), PatchError> {
+    let old = hunk.old();
+    if !old.is_empty() {
+        return locate(path, number, hunk, &old, lines, from);
+    }
+    let start = if lines.is_empty() {
+        0
+    } else if hunk.anchor.is_some() {
+        from
+    } else if hunk.at_eof {
+        lines.len()
+    } else {
+        match hunk.old_start {
+            Some(after) if after <= lines.len() && after >= from => after,
+            _ => {
+                notes.push(format!(
+                    "hunk {number} has no context lines to place it by: its lines were added at the end of the file"
+                ));
+                lines.len()
+            }
+        }
+    };
+    Ok((start, Level::Exact))
 }
 
 fn find_anchor(lines: &[&str], anchor: &str, from: usize) -> Option<usize> {
@@ -119,29 +285,19 @@ fn find_anchor(lines: &[&str], anchor: &str, from: usize) -> Option<usize> {
     })
 }
 
-/// Where a hunk without old lines goes: into an empty file, right after its anchor, or after the line
-/// its `@@ -N,0` header names.
-fn insertion_point(
-    path: &str,
-    number: usize,
-    hunk: &Hunk,
-    lines: &[&str],
-    from: usize,
-) -> Result<usize, PatchError> {
-    if lines.is_empty() {
-        return Ok(0);
+/// Every start at or after `from` where `old` matches at `level`.
+fn matches_at(old: &[&str], lines: &[&str], from: usize, level: Level) -> Vec<usize> {
+    if old.len() > lines.len() || from > lines.len() - old.len() {
+        return Vec::new();
     }
-    if hunk.anchor.is_some() {
-        return Ok(from);
-    }
-    match hunk.old_start {
-        Some(after) if after <= lines.len() && after >= from => Ok(after),
-        _ => Err(PatchError::NoMatch {
-            path: path.into(),
-            hunk: number,
-            detail: "it has no context or removed lines, so there is nothing to locate it by; add a few unchanged lines around the insertion".into(),
-        }),
-    }
+    let want: Vec<_> = old.iter().map(|l| level.normalize(l)).collect();
+    (from..=lines.len() - old.len())
+        .filter(|&start| {
+            want.iter()
+                .zip(&lines[start..])
+                .all(|(w, have)| *w == level.normalize(have))
+        })
+        .collect()
 }
 
 fn locate(
@@ -152,17 +308,24 @@ fn locate(
     lines: &[&str],
     from: usize,
 ) -> Result<(usize, Level), PatchError> {
-    if old.len() <= lines.len() {
+    // After the previous hunk first; a diff's hunks out of file order are then looked for from the
+    // top (still only where they match once).
+    let scopes: &[usize] = if from > 0 { &[from, 0] } else { &[0] };
+    for &scope in scopes {
         for level in Level::ALL {
-            let want: Vec<_> = old.iter().map(|l| level.normalize(l)).collect();
-            let matches: Vec<usize> = (from..=lines.len() - old.len())
-                .filter(|&start| {
-                    want.iter()
-                        .zip(&lines[start..])
-                        .all(|(w, have)| *w == level.normalize(have))
-                })
-                .collect();
-            match matches.as_slice() {
+            let mut found = matches_at(old, lines, scope, level);
+            if hunk.at_eof {
+                // `*** End of File`: the hunk ends where the file does, when it can.
+                let at_end: Vec<usize> = found
+                    .iter()
+                    .copied()
+                    .filter(|s| s + old.len() == lines.len())
+                    .collect();
+                if !at_end.is_empty() {
+                    found = at_end;
+                }
+            }
+            match found.as_slice() {
                 [] => continue,
                 [only] => return Ok((*only, level)),
                 many => {
@@ -174,14 +337,7 @@ fn locate(
                     {
                         return Ok((start, level));
                     }
-                    let shown: Vec<String> =
-                        many.iter().take(5).map(|m| (m + 1).to_string()).collect();
-                    return Err(PatchError::Ambiguous {
-                        path: path.into(),
-                        hunk: number,
-                        count: many.len(),
-                        lines: shown.join(", "),
-                    });
+                    return Err(ambiguous(path, number, many, old.len(), lines));
                 }
             }
         }
@@ -193,9 +349,48 @@ fn locate(
     })
 }
 
+/// The refusal for a hunk that matches in several places: every place, with a few lines around it,
+/// so the next try can add the context that tells them apart.
+fn ambiguous(
+    path: &str,
+    number: usize,
+    starts: &[usize],
+    len: usize,
+    lines: &[&str],
+) -> PatchError {
+    const SHOWN: usize = 5;
+    const AROUND: usize = 2;
+    let mut excerpts = String::new();
+    for &start in starts.iter().take(SHOWN) {
+        let end = (start + len).min(lines.len());
+        excerpts.push_str(&format!("  at lines {}-{end}:\n", start + 1));
+        let first = start.saturating_sub(AROUND);
+        let last = (end + AROUND).min(lines.len());
+        for (i, line) in lines.iter().enumerate().take(last).skip(first) {
+            let mark = if (start..end).contains(&i) { '>' } else { ' ' };
+            excerpts.push_str(&format!("  {mark}{:>5}| {line}\n", i + 1));
+        }
+    }
+    if starts.len() > SHOWN {
+        excerpts.push_str(&format!("  ... and {} more\n", starts.len() - SHOWN));
+    }
+    PatchError::Ambiguous {
+        path: path.into(),
+        hunk: number,
+        count: starts.len(),
+        lines: starts
+            .iter()
+            .map(|m| (m + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        excerpts,
+    }
+}
+
 /// Where a hunk matched, and how loosely.
 struct Region<'a> {
     lines: &'a [&'a str],
+    endings: &'a [&'a str],
     start: usize,
     level: Level,
 }
@@ -272,16 +467,21 @@ impl FileStyle {
     }
 }
 
-/// The lines that replace the matched region: the file's own context lines, and the hunk's added lines
-/// adjusted to the file the way the match required.
+/// The lines that replace the matched region: the file's own context lines (with their endings), and
+/// the hunk's added lines adjusted to the file the way the match required.
 fn replacement(
     path: &str,
     number: usize,
     hunk: &Hunk,
     region: &Region<'_>,
     file: &FileStyle,
-) -> Result<Vec<String>, PatchError> {
-    let reindent = if region.level >= Level::SurroundingWhitespace {
+) -> Result<Vec<(String, Option<String>)>, PatchError> {
+    // Only added lines are re-indented: a hunk that adds nothing (a pure deletion) needs no rule.
+    let adds_text = hunk
+        .lines
+        .iter()
+        .any(|l| matches!(l, Line::Add(s) if !s.trim().is_empty()));
+    let reindent = if region.level >= Level::SurroundingWhitespace && adds_text {
         let pairs: Vec<(&str, &str)> = hunk
             .old()
             .into_iter()
@@ -291,7 +491,7 @@ fn replacement(
             path: path.into(),
             hunk: number,
             detail: format!(
-                "its lines match lines {}-{} except for indentation, which differs unevenly; copy the indentation exactly",
+                "its lines match lines {}-{} except for indentation, which differs in a way its added lines cannot follow (one indentation of the hunk stands for two in the file); copy the indentation exactly",
                 region.start + 1,
                 region.start + region.lines.len()
             ),
@@ -300,10 +500,14 @@ fn replacement(
         Reindent::Same
     };
     let mut out = Vec::with_capacity(hunk.lines.len());
-    let mut file_lines = region.lines.iter();
+    let mut file_lines = region.lines.iter().zip(region.endings);
     for line in &hunk.lines {
         match line {
-            Line::Context(_) => out.extend(file_lines.next().map(|l| l.to_string())),
+            Line::Context(_) => out.extend(
+                file_lines
+                    .next()
+                    .map(|(l, e)| (l.to_string(), Some(e.to_string()))),
+            ),
             Line::Remove(_) => {
                 file_lines.next();
             }
@@ -317,9 +521,11 @@ fn replacement(
                 let adjusted = reindent.apply(&text).ok_or_else(|| PatchError::NoMatch {
                     path: path.into(),
                     hunk: number,
-                    detail: format!("added line {text:?} cannot be re-indented to match the file ({reindent:?})"),
+                    detail: format!(
+                        "added line {text:?} cannot be re-indented the way its old lines were ({reindent:?}); copy the indentation exactly"
+                    ),
                 })?;
-                out.push(file.conform(adjusted));
+                out.push((file.conform(adjusted), None));
             }
         }
     }
@@ -455,7 +661,7 @@ mod tests {
             "f",
             "a\nb\nc\n",
             &[hunk(&["a", "b"], &["x"]), hunk(&["b", "c"], &["y"])],
-            false,
+            true,
         )
         .unwrap_err();
         assert!(err.to_string().contains("overlaps hunk 1"), "{err}");
@@ -467,7 +673,10 @@ mod tests {
         let mut h = hunk(&[], &["mid"]);
         h.old_start = Some(1);
         assert_eq!(apply("a\nb\n", &[h]).unwrap(), "a\nmid\nb\n");
-        assert!(apply("a\n", &[hunk(&[], &["x"])]).is_err());
+        // No anchor at all: added at the end of the file, and the caller is told so.
+        let applied = apply_hunks_noted("f", "a\n", &[hunk(&[], &["x"])], true).unwrap();
+        assert_eq!(applied.text, "a\nx\n");
+        assert!(applied.notes[0].contains("end of the file"), "{applied:?}");
         let mut anchored = hunk(&["    x = 1"], &["    x = 2"]);
         anchored.anchor = Some("def g():".into());
         let file = "def f():\n    x = 1\ndef g():\n    x = 1\n";
@@ -475,5 +684,109 @@ mod tests {
             apply(file, &[anchored]).unwrap(),
             "def f():\n    x = 1\ndef g():\n    x = 2\n"
         );
+    }
+
+    #[test]
+    fn search_replace_blocks_apply_in_order_to_the_evolving_text() {
+        // The second block edits a line the first one wrote.
+        let out = apply_hunks(
+            "f",
+            "a\nb\n",
+            &[hunk(&["a"], &["a2"]), hunk(&["a2", "b"], &["a3", "b"])],
+            false,
+        )
+        .unwrap();
+        assert_eq!(out, "a3\nb\n");
+    }
+
+    #[test]
+    fn out_of_order_diff_hunks_are_found_when_they_match_once() {
+        let out = apply(
+            "a\nb\nc\nd\n",
+            &[hunk(&["c"], &["C"]), hunk(&["a"], &["A"])],
+        )
+        .unwrap();
+        assert_eq!(out, "A\nb\nC\nd\n");
+    }
+
+    #[test]
+    fn end_of_file_hunks_prefer_the_end() {
+        let mut h = hunk(&["x"], &["y"]);
+        h.at_eof = true;
+        assert_eq!(apply("x\nm\nx\n", &[h.clone()]).unwrap(), "x\nm\ny\n");
+        let mut add = hunk(&[], &["tail"]);
+        add.at_eof = true;
+        let applied = apply_hunks_noted("f", "a\nb\n", &[add], true).unwrap();
+        assert_eq!(applied.text, "a\nb\ntail\n");
+        assert!(applied.notes.is_empty());
+    }
+
+    #[test]
+    fn every_line_keeps_its_own_ending() {
+        // Lone CR (old Mac) files are lines too, and keep their convention.
+        assert_eq!(
+            apply("a\rb\rc\r", &[hunk(&["b"], &["B", "B2"])]).unwrap(),
+            "a\rB\rB2\rc\r"
+        );
+        // Mixed endings: untouched lines keep theirs, added lines take the most common one.
+        assert_eq!(
+            apply("a\r\nb\nc\r\nd\r\n", &[hunk(&["b", "c"], &["b", "x", "c"])]).unwrap(),
+            "a\r\nb\nx\r\nc\r\nd\r\n"
+        );
+        assert_eq!(apply("a\nb", &[hunk(&["b"], &["c"])]).unwrap(), "a\nc");
+    }
+
+    #[test]
+    fn pure_deletions_with_uneven_indentation_apply() {
+        let file = "def f():\n    a = 1\n        b = 2\n    c = 3\n";
+        let h = hunk(&["a = 1", "  b = 2"], &[]);
+        assert_eq!(apply(file, &[h]).unwrap(), "def f():\n    c = 3\n");
+    }
+
+    #[test]
+    fn per_line_indentation_drift_is_mapped_back() {
+        let file = "class A:\n    def f(self):\n        return 1\n";
+        // Header kept, body de-indented by 2, and the replacement repeats the drift.
+        let h = hunk(
+            &["    def f(self):", "      return 1"],
+            &["    def f(self):", "      x = 2", "      return x"],
+        );
+        assert_eq!(
+            apply(file, &[h]).unwrap(),
+            "class A:\n    def f(self):\n        x = 2\n        return x\n"
+        );
+        // An added line shallower than anything matched cannot be placed: refused.
+        let h = hunk(
+            &["    def f(self):", "      return 1"],
+            &["  oops", "      return 1"],
+        );
+        assert!(apply(file, &[h]).is_err());
+    }
+
+    #[test]
+    fn ambiguity_shows_every_place_with_its_lines() {
+        let err = apply(
+            "fn a() {\n    x();\n}\nfn b() {\n    x();\n}\n",
+            &[hunk(&["    x();"], &["    y();"])],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("lines 2, 5"), "{err}");
+        assert!(
+            err.contains("1| fn a() {") && err.contains("4| fn b() {"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_blank_first_search_line_the_file_lacks_is_dropped() {
+        let out = apply_hunks(
+            "f",
+            "a\nb\nc\n",
+            &[hunk(&["", "a", "b"], &["", "a", "B"])],
+            false,
+        )
+        .unwrap();
+        assert_eq!(out, "a\nB\nc\n");
     }
 }

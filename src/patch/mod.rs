@@ -17,7 +17,7 @@ mod unified;
 
 use std::path::{Path, PathBuf};
 
-pub use matcher::apply_hunks;
+pub use matcher::{apply_hunks, apply_hunks_noted, Applied};
 pub use normalize::Level;
 
 /// One line of a hunk.
@@ -40,6 +40,8 @@ pub struct Hunk {
     /// From a unified diff's `\ No newline at end of file`: whether the new file ends with a newline.
     /// `None` keeps the file's own final-newline state.
     pub new_final_newline: Option<bool>,
+    /// Envelope `*** End of File`: the hunk ends where the file ends (an addition goes at the end).
+    pub at_eof: bool,
 }
 
 impl Hunk {
@@ -117,12 +119,14 @@ pub enum PatchError {
         hunk: usize,
         detail: String,
     },
-    #[error("hunk {hunk} of {path} matches in {count} places (lines {lines}); add more context lines so it matches once")]
+    #[error("hunk {hunk} of {path} matches in {count} places (lines {lines}); add context lines that tell them apart so it matches once:\n{excerpts}")]
     Ambiguous {
         path: String,
         hunk: usize,
         count: usize,
         lines: String,
+        /// Each place with a few lines around it, numbered.
+        excerpts: String,
     },
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
@@ -133,6 +137,13 @@ pub enum PatchError {
 
 /// Detect the format of `text` and parse it.
 pub fn parse_any(text: &str) -> Result<(Format, Vec<FilePatch>), PatchError> {
+    // A patch written with lone `\r` line ends (old Mac files) reads like any other.
+    let text: std::borrow::Cow<'_, str> = if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        text.into()
+    };
+    let text = text.as_ref();
     let trimmed = text.lines().map(str::trim);
     let mut format = Format::Unified;
     for line in trimmed {
@@ -180,6 +191,24 @@ pub struct PlannedChange {
     pub shown: String,
     pub content: Option<Vec<u8>>,
     pub action: &'static str,
+    /// Choices the engine made that the caller should pass on (e.g. "added at the end of the file").
+    pub notes: Vec<String>,
+}
+
+impl PlannedChange {
+    /// `patched src/lib.rs`, with the engine's notes after it.
+    pub fn describe(&self) -> String {
+        self.describe_with(" ")
+    }
+
+    /// As [`describe`](Self::describe), with `separator` between the action and the path.
+    pub fn describe_with(&self, separator: &str) -> String {
+        let mut text = format!("{}{separator}{}", self.action, self.shown);
+        for note in &self.notes {
+            text.push_str(&format!(" ({note})"));
+        }
+        text
+    }
 }
 
 /// Largest file a patch edits.
@@ -272,6 +301,7 @@ pub fn plan(files: &[FilePatch], fs: &dyn Files) -> Result<Vec<PlannedChange>, P
                     shown: shown.to_string(),
                     content: None,
                     action: "deleted",
+                    notes: Vec::new(),
                 });
             }
             (old, Some((shown, full))) => {
@@ -279,35 +309,61 @@ pub fn plan(files: &[FilePatch], fs: &dyn Files) -> Result<Vec<PlannedChange>, P
                     Some((old_shown, old_full)) => read(old_shown, old_full)?,
                     None => None,
                 };
+                let mut notes = Vec::new();
+                let mut action = if old.is_some() && !creates {
+                    "patched"
+                } else {
+                    "created"
+                };
                 let content = match (source, old.is_some()) {
-                    (Some(text), _) => apply_hunks(shown, &text, &file.hunks, file.ordered)?,
+                    (Some(text), _) => {
+                        let applied =
+                            apply_hunks_noted(shown, &text, &file.hunks, file.ordered)?;
+                        notes = applied.notes;
+                        applied.text
+                    }
                     (None, true) if !creates => {
                         return Err(PatchError::File {
                             path: old.as_ref().map_or("", |o| o.0).to_string(),
                             reason: "does not exist; to create a file, add it (`--- /dev/null`, `*** Add File:`, or an empty SEARCH)".into(),
                         })
                     }
-                    (None, _) => {
-                        if old.is_none() && read(shown, full)?.is_some() {
+                    (None, _) => match (old.is_none(), read(shown, full)?) {
+                        (true, Some(existing)) => {
+                            let replaced = add_over_existing(shown, &existing, &file.hunks)?;
+                            action = if replaced == existing {
+                                "unchanged"
+                            } else {
+                                "replaced"
+                            };
+                            replaced
+                        }
+                        _ if !creates => {
                             return Err(PatchError::File {
                                 path: shown.to_string(),
-                                reason: "already exists; edit it instead of adding it".into(),
-                            });
+                                reason: "does not exist, yet the patch creates it (`--- /dev/null`) with lines to remove; a new file's hunk has only `+` lines".into(),
+                            })
                         }
-                        apply_hunks(shown, "", &file.hunks, file.ordered)?
-                    }
-                };
-                let mut action = if old.is_some() && !creates {
-                    "patched"
-                } else {
-                    "created"
+                        _ => apply_hunks(shown, "", &file.hunks, file.ordered)?,
+                    },
                 };
                 if let Some((old_shown, old_full)) = old.as_ref().filter(|(_, f)| f != full) {
+                    let target_exists = match current(&changes, full) {
+                        Some(planned) => planned.is_some(),
+                        None => read(shown, full)?.is_some(),
+                    };
+                    if target_exists {
+                        return Err(PatchError::File {
+                            path: shown.to_string(),
+                            reason: format!("already exists, so moving {old_shown} here would overwrite it; delete it first (`*** Delete File:`) or move elsewhere"),
+                        });
+                    }
                     changes.push(PlannedChange {
                         path: old_full.clone(),
                         shown: old_shown.to_string(),
                         content: None,
                         action: "moved away",
+                        notes: Vec::new(),
                     });
                     action = "moved here";
                 }
@@ -316,11 +372,41 @@ pub fn plan(files: &[FilePatch], fs: &dyn Files) -> Result<Vec<PlannedChange>, P
                     shown: shown.to_string(),
                     content: Some(content.into_bytes()),
                     action,
+                    notes,
                 });
             }
         }
     }
     Ok(changes)
+}
+
+/// A patch that adds a file which already exists (`*** Add File:`, `--- /dev/null`). Policy: when
+/// its new content is the file's content, nothing changes; when its removed lines are the whole
+/// file (a `--- /dev/null` diff that replaces everything), it is a whole-file replacement; anything
+/// else is refused, since it would silently throw away the file's current text.
+fn add_over_existing(shown: &str, existing: &str, hunks: &[Hunk]) -> Result<String, PatchError> {
+    let new: Vec<&str> = hunks.iter().flat_map(|h| h.new_lines()).collect();
+    let old: Vec<&str> = hunks.iter().flat_map(|h| h.old()).collect();
+    let lines: Vec<&str> = existing.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let same = |a: &[&str]| {
+        a.len() == lines.len()
+            && a.iter()
+                .zip(&lines)
+                .all(|(x, y)| x.trim_end() == y.trim_end())
+    };
+    if same(&new) && old.is_empty() {
+        return Ok(existing.to_string());
+    }
+    if !old.is_empty() && same(&old) {
+        return apply_hunks(shown, existing, hunks, true);
+    }
+    Err(PatchError::File {
+        path: shown.to_string(),
+        reason: format!(
+            "already exists ({} lines) and the patch adds it as a new file; edit it with a hunk of its own lines (`*** Update File:`, `--- a/{shown}`), or delete it first",
+            lines.len()
+        ),
+    })
 }
 
 /// Apply every change (`None` deletes) or none: on a failed write, files already written are restored.

@@ -67,6 +67,10 @@ pub enum Reindent {
     /// The file indents with tabs where the hunk uses this many spaces, or the reverse.
     SpacesToTabs(usize),
     TabsToSpaces(usize),
+    /// No single rule fits (the hunk drifted differently per line, e.g. the header kept and the body
+    /// de-indented by 2): each of the hunk's indentations stands for one of the file's, as the old
+    /// lines matched. Deeper indentations keep their extra whitespace on top of the nearest known one.
+    PerLine(Vec<(String, String)>),
 }
 
 impl Reindent {
@@ -90,11 +94,32 @@ impl Reindent {
             candidates.push(Reindent::SpacesToTabs(width));
             candidates.push(Reindent::TabsToSpaces(width));
         }
-        candidates.into_iter().find(|rule| {
-            pairs
-                .iter()
-                .all(|(h, f)| rule.indent(h).as_deref() == Some(*f))
-        })
+        candidates
+            .into_iter()
+            .find(|rule| {
+                pairs
+                    .iter()
+                    .all(|(h, f)| rule.indent(h).as_deref() == Some(*f))
+            })
+            .or_else(|| Self::per_line(&pairs))
+    }
+
+    /// The line-by-line mapping, when it is one: no indentation of the hunk stands for two different
+    /// ones in the file, and deeper in the hunk is deeper in the file.
+    fn per_line(pairs: &[(&str, &str)]) -> Option<Reindent> {
+        let mut map: Vec<(String, String)> = Vec::new();
+        for (h, f) in pairs {
+            match map.iter().find(|(k, _)| k == h) {
+                Some((_, v)) if v != f => return None,
+                Some(_) => {}
+                None => map.push((h.to_string(), f.to_string())),
+            }
+        }
+        map.sort_by_key(|(k, _)| k.len());
+        let monotonic = map
+            .windows(2)
+            .all(|w| w[1].0.starts_with(w[0].0.as_str()) && w[1].1.len() > w[0].1.len());
+        monotonic.then_some(Reindent::PerLine(map))
     }
 
     fn indent(&self, indent: &str) -> Option<String> {
@@ -111,6 +136,11 @@ impl Reindent {
                 ))
             }
             Reindent::TabsToSpaces(width) => Some(indent.replace('\t', &" ".repeat(*width))),
+            Reindent::PerLine(map) => map
+                .iter()
+                .rev()
+                .find(|(k, _)| indent.starts_with(k.as_str()))
+                .map(|(k, v)| format!("{v}{}", &indent[k.len()..])),
         }
     }
 
@@ -167,5 +197,30 @@ mod tests {
             Some("\t\tx".into())
         );
         assert_eq!(Reindent::Remove("  ".into()).apply("x"), None);
+    }
+
+    #[test]
+    fn learns_per_line_drift_and_refuses_what_it_cannot_map() {
+        // The header kept, the body de-indented by 2.
+        let rule = Reindent::learn(&[
+            ("    def f():", "    def f():"),
+            ("      return 1", "        return 1"),
+        ])
+        .unwrap();
+        assert!(matches!(rule, Reindent::PerLine(_)), "{rule:?}");
+        assert_eq!(
+            rule.apply("      return 2"),
+            Some("        return 2".into())
+        );
+        assert_eq!(
+            rule.apply("        deeper"),
+            Some("          deeper".into())
+        );
+        assert_eq!(rule.apply("  shallower"), None);
+        // One indentation of the hunk standing for two in the file cannot be mapped.
+        assert_eq!(
+            Reindent::learn(&[("  a", "  a"), ("  b", "      b"), ("c", "c")]),
+            None
+        );
     }
 }

@@ -39,10 +39,7 @@ impl Tool for ApplyPatch {
                 "writing the patched files failed, nothing was changed: {e}"
             ))
         })?;
-        let summary: Vec<String> = changes
-            .iter()
-            .map(|c| format!("{} {}", c.action, c.shown))
-            .collect();
+        let summary: Vec<String> = changes.iter().map(|c| c.describe()).collect();
         Ok(ToolOutput::Text(summary.join("\n")))
     }
 }
