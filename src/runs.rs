@@ -146,6 +146,7 @@ pub fn replay_turns(events: &[Event]) -> Vec<ScriptedTurn> {
             } => turns.push(ScriptedTurn {
                 content: content.clone(),
                 tool_calls: tool_calls.clone(),
+                abort: false,
             }),
             Event::RunResumed { turns: kept, .. } => turns.truncate(*kept),
             _ => {}

@@ -14,6 +14,12 @@ fn write(path: &str, content: &str) -> Value {
     json!({"content": format!("write {path}"), "tool_calls": [{"name": "write_file", "arguments": {"path": path, "content": content}}]})
 }
 
+/// A scripted turn that crashes the agent when it is asked for (`"abort": true`).
+fn crash_at(mut turn: Value) -> Value {
+    turn["abort"] = json!(true);
+    turn
+}
+
 fn finish(summary: &str) -> Value {
     json!({"tool_calls": [{"name": "finish", "arguments": {"summary": summary}}]})
 }
@@ -320,14 +326,13 @@ fn a_crash_between_the_edit_and_the_commit_is_resumed_from_the_last_accepted_ste
             write("a.txt", "a\n"),
             finish("a added"),
             write("b.txt", "ok\n"),
-            finish("b added"),
+            // The replay backend's scripted crash: b.txt is written, step 2 is not committed.
+            crash_at(finish("b added")),
             write("c.txt", "c\n"),
             finish("c added"),
         ]),
     );
-    let mut command = agent(home.path());
-    command.env("AGENT_TEST_ABORT_BEFORE_COMMIT", "2");
-    let crashed = command
+    let crashed = agent(home.path())
         .args([
             "run",
             "add a, b and c",

@@ -559,10 +559,6 @@ impl Runner<'_> {
         if self.config.check.is_none() {
             message.push_str("Agent-Verified: no\n");
         }
-        // A test hook: die the hard way between a verified edit and its commit, to test `agent resume`.
-        if std::env::var("AGENT_TEST_ABORT_BEFORE_COMMIT").is_ok_and(|n| n == number.to_string()) {
-            std::process::abort();
-        }
         let started = Instant::now();
         let committed = self.workspace.commit_all(&message);
         self.workspace_notes();

@@ -18,12 +18,19 @@ pub struct ScriptedTurn {
     pub content: String,
     #[serde(default)]
     pub tool_calls: Vec<ToolCall>,
+    /// A scripted crash, for tests of `agent resume`: the process aborts when this turn is asked
+    /// for, as a power cut or `kill -9` would stop it (after the previous turn's tools ran, before
+    /// anything of this turn). A resumed run never crashes again: the crash has happened.
+    #[serde(default)]
+    pub abort: bool,
 }
 
 pub struct ReplayModel {
     path: PathBuf,
     turns: Vec<ScriptedTurn>,
     next: usize,
+    /// Whether scripted crashes fire (not in a resumed run).
+    crashes: bool,
 }
 
 impl ReplayModel {
@@ -45,12 +52,14 @@ impl ReplayModel {
             path,
             turns,
             next: 0,
+            crashes: true,
         }
     }
 
     /// Continue after the first `turns` turns (resuming a run that had used them).
     pub fn skipping(mut self, turns: usize) -> Self {
         self.next = turns;
+        self.crashes = false;
         self
     }
 }
@@ -78,6 +87,9 @@ impl ChatModel for ReplayModel {
             });
         };
         let index = self.next;
+        if turn.abort && self.crashes {
+            std::process::abort();
+        }
         // Like constrained decoding, a script may only call what the request offers.
         if let Some(call) = turn
             .tool_calls
