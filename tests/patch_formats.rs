@@ -185,3 +185,30 @@ fn lone_carriage_returns_are_line_ends_and_stay() {
         Ok(one("old.txt", "a\rB\rc\r"))
     );
 }
+
+#[test]
+fn envelope_anchors_narrow_down_one_after_another() {
+    // `@@ class B` then `@@ def f`: the method of the second class, not the first.
+    let file = "class A:\n    def f(self):\n        return 1\n\nclass B:\n    def f(self):\n        return 1\n";
+    let patch = "*** Begin Patch\n*** Update File: m.py\n@@ class B:\n@@     def f(self):\n-        return 1\n+        return 2\n*** End Patch\n";
+    assert_eq!(
+        apply(&[("m.py", file)], patch),
+        Ok(one(
+            "m.py",
+            "class A:\n    def f(self):\n        return 1\n\nclass B:\n    def f(self):\n        return 2\n"
+        ))
+    );
+}
+
+#[test]
+fn aider_udiff_hunks_without_numbers_in_a_diff_fence() {
+    let file = "import math\n\nclass Web:\n    pass\n\ndef is_prime(x):\n    return x > 1\n\ndef nth(n):\n    return is_prime(n)\n";
+    let patch = "```diff\n--- web.py\n+++ web.py\n@@ ... @@\n-class Web:\n+import sympy\n+\n+class Web:\n@@ ... @@\n-def nth(n):\n-    return is_prime(n)\n+def nth(n):\n+    return sympy.isprime(n)\n```\n";
+    assert_eq!(
+        apply(&[("web.py", file)], patch),
+        Ok(one(
+            "web.py",
+            "import math\n\nimport sympy\n\nclass Web:\n    pass\n\ndef is_prime(x):\n    return x > 1\n\ndef nth(n):\n    return sympy.isprime(n)\n"
+        ))
+    );
+}
