@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: task → model turns → tool calls → edits/commands → verification → commit →
 //! report. `agent` holds the loop; `model`, `tools`, `patch`, `sandbox` and `vcs` are the leaves it
-//! drives; `report` shows what happened; `app` wires them together for the CLI.
+//! drives; `protocol` is the vocabulary the loop emits and `report` shows (neither imports the other);
+//! `text` holds small helpers every layer may use; `app` wires them together for the CLI.
 
 pub mod agent;
 pub mod app;
@@ -12,8 +13,10 @@ pub mod eval;
 pub mod hostfs;
 pub mod model;
 pub mod patch;
+pub mod protocol;
 pub mod report;
 pub mod runs;
 pub mod sandbox;
+pub mod text;
 pub mod tools;
 pub mod vcs;

@@ -21,10 +21,9 @@ pub mod verify;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::{AssistantTurn, ChatModel, Message, ModelError, ToolSpec};
-use crate::report::{diff, first_line, Event, Outcome, Reporter};
+use crate::protocol::{Event, Outcome, Reporter};
+use crate::report::diff;
 use crate::sandbox::Sandbox;
 use crate::vcs::{VcsError, Workspace};
 
@@ -77,34 +76,7 @@ pub struct ResumePoint {
     pub turns: usize,
 }
 
-/// An accepted step, as later steps and the summary see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub step: usize,
-    pub title: String,
-    pub summary: String,
-    /// `None` for a step that changed nothing.
-    pub commit: Option<String>,
-    /// How it was verified, e.g. "`cargo test` passed".
-    pub check: String,
-}
-
-impl StepRecord {
-    pub fn line(&self) -> String {
-        let commit = self
-            .commit
-            .as_deref()
-            .map_or("no changes".to_string(), |c| {
-                format!("commit {}", &c[..c.len().min(10)])
-            });
-        format!(
-            "{}: {} ({commit}; {})",
-            self.title,
-            first_line(&self.summary, 120),
-            self.check
-        )
-    }
-}
+pub use crate::protocol::StepRecord;
 
 /// What a run produced.
 #[derive(Debug, Clone)]

@@ -25,39 +25,7 @@ pub struct Plan {
     pub steps: Vec<PlanStep>,
 }
 
-/// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PlanStep {
-    /// A short imperative title; it becomes the commit title.
-    #[schemars(length(min = 1, max = 72))]
-    pub title: String,
-    /// What the step changes and why, in a sentence or two.
-    #[serde(default)]
-    #[schemars(length(max = 200))]
-    pub intent: String,
-    /// Paths the step will likely read or change.
-    #[serde(default)]
-    #[schemars(length(max = 4), inner(length(max = 100)))]
-    pub files: Vec<String>,
-    /// A shell command that proves this step works (e.g. `cargo build`), or empty to use the task's
-    /// check.
-    #[serde(default)]
-    #[schemars(length(max = 120))]
-    pub check: String,
-}
-
-impl PlanStep {
-    /// The step of a one-step plan: the whole task.
-    pub fn whole_task(task: &str) -> Self {
-        Self {
-            title: crate::report::first_line(task.trim_start_matches(['#', ' ']), 72),
-            intent: "Complete the whole task.".into(),
-            files: Vec::new(),
-            check: String::new(),
-        }
-    }
-}
+pub use crate::protocol::PlanStep;
 
 /// The plan as a tool spec, with every sub-schema inlined: the one-call schema embeds a tool's
 /// parameters under `arguments`, where a `$ref` into `$defs` would no longer resolve.
@@ -96,7 +64,7 @@ pub fn parse(reply: &AssistantTurn, max_steps: usize) -> Result<Plan, NotAPlan> 
         return Err(NotAPlan::Invalid("it has no step with a title".into()));
     }
     for step in &mut plan.steps {
-        step.title = crate::report::first_line(&step.title, 72);
+        step.title = crate::text::first_line(&step.title, 72);
         step.check = step.check.trim().to_string();
         step.files.retain(|f| !f.trim().is_empty());
     }

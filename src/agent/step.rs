@@ -8,7 +8,8 @@
 use super::prompt::{self, StepBrief};
 use super::{guard::Escalation, repo_map, Check, Halt, PlanStep, Runner, StepEnd, StepRecord};
 use crate::model::Message;
-use crate::report::{first_line, Event, Outcome};
+use crate::protocol::{Event, Outcome};
+use crate::text::first_line;
 use crate::tools::{ToolContext, ToolOutput};
 
 /// Model turns per attempt at a step before its work is checked anyway.

@@ -104,7 +104,7 @@ pub fn detect_fetch(root: &Path) -> Result<Option<String>, String> {
             return Err(format!(
                 "requirements.txt not fetched: `{}` is not a plain `name[extras] version` requirement \
                  (options, paths, URLs and VCS requirements could run the repository's code with network)",
-                crate::report::first_line(line, 80)
+                crate::text::first_line(line, 80)
             ));
         }
         // Wheels only (an sdist's setup.py is code), isolated from the environment, the user's pip
@@ -214,7 +214,7 @@ pub fn fetch(
         Ok(outcome) => format!(
             "WARNING: `{command}` failed ({}); offline builds may miss dependencies:\n{}",
             outcome.status_line(),
-            crate::report::first_line(
+            crate::text::first_line(
                 outcome
                     .output
                     .lines()

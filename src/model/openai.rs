@@ -268,7 +268,7 @@ fn error_message(body: &str) -> String {
                 .or_else(|| v.get("detail"))
                 .map(|m| m.as_str().map_or_else(|| m.to_string(), String::from))
         })
-        .unwrap_or_else(|| crate::report::first_line(body, 300))
+        .unwrap_or_else(|| crate::text::first_line(body, 300))
 }
 
 /// Parse a whole (non-streamed) chat completion.
@@ -276,7 +276,7 @@ fn parse_completion(text: &str) -> Result<Reply, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         format!(
             "the reply is not JSON ({e}): {}",
-            crate::report::first_line(text, 200)
+            crate::text::first_line(text, 200)
         )
     })?;
     if let Some(err) = value.get("error") {

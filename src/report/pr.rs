@@ -2,7 +2,7 @@
 //! accepted step with its commit and check, what was not done, the diffstat, tokens, time and model.
 //! Also the comment-ready explanation when nothing was accepted.
 
-use crate::agent::{PlanStep, StepRecord};
+use crate::protocol::{PlanStep, StepRecord};
 
 /// What the PR text is made from.
 pub struct PrDraft<'a> {
@@ -122,7 +122,7 @@ mod tests {
             commit: Some("0123456789abcdef".into()),
             check: "`cargo test` passed".into(),
         }];
-        let not_done = vec![crate::agent::PlanStep::whole_task("Document it")];
+        let not_done = vec![crate::protocol::PlanStep::whole_task("Document it")];
         let draft = PrDraft {
             task_title: "# Add --verbose",
             task: "# Add --verbose\n\nPlease.",
