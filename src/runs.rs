@@ -43,7 +43,7 @@ pub struct RunRecord {
     pub branch: String,
     pub base: String,
     pub dry_run: bool,
-    /// The process that ran it, to refuse resuming a run that is still going.
+    /// The process that ran it (shown when a resume is refused; the lock file decides).
     pub pid: u32,
 }
 
@@ -63,13 +63,36 @@ impl RunRecord {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", path.display()))
     }
+}
 
-    /// Is the process that started the run still alive?
-    pub fn still_running(&self) -> bool {
-        self.pid != std::process::id()
-            && std::fs::read_to_string(format!("/proc/{}/cmdline", self.pid))
-                .is_ok_and(|cmd| cmd.contains("agent"))
+/// An exclusive lock on `<run dir>/lock`, held by the process working on a run for as long as it
+/// runs (the kernel drops it when the process ends, however it ends). `agent resume` refuses a run
+/// whose lock is held: a process id alone can be reused by an unrelated process.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Take the lock; `Ok(None)` when another process holds it.
+    pub fn acquire(dir: &Path) -> std::io::Result<Option<Self>> {
+        std::fs::create_dir_all(dir)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
+}
+
+/// Is a process still working on the run in `dir`?
+pub fn still_running(dir: &Path) -> bool {
+    matches!(RunLock::acquire(dir), Ok(None))
 }
 
 /// The directory of run `id`: an exact id, a unique prefix, or `last` (the newest run).
@@ -231,6 +254,33 @@ pub fn resume_point(events: &[Event], tip: Option<(&StepTrailers, &str)>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_is_running_while_its_lock_is_held_and_not_after() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!still_running(dir.path()), "no lock yet");
+        let lock = RunLock::acquire(dir.path()).unwrap().expect("free");
+        assert!(still_running(dir.path()));
+        assert!(RunLock::acquire(dir.path()).unwrap().is_none());
+        drop(lock);
+        assert!(!still_running(dir.path()), "released when its holder goes");
+        // Another process holding it: flock(1) keeps it while `sleep` runs (`-o`: sleep itself
+        // does not inherit it, so killing flock releases it).
+        let mut holder = std::process::Command::new("flock")
+            .arg("-o")
+            .arg(dir.path().join("lock"))
+            .args(["sleep", "3"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !still_running(dir.path()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(still_running(dir.path()), "held by another process");
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(!still_running(dir.path()));
+    }
 
     #[test]
     fn trailers_round_trip_from_a_commit_message() {

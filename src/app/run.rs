@@ -77,7 +77,7 @@ pub fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    if record.still_running() {
+    if runs::still_running(&dir) {
         return Err(UsageError(format!(
             "run {} is still running (process {}); stop it first or wait for it",
             record.run_id, record.pid
@@ -247,6 +247,23 @@ fn execute(args: RunArgs, task: String, start: Start) -> anyhow::Result<u8> {
             );
         }
     }
+    // Held until this function returns: `agent resume` refuses the run while it is going.
+    let _lock = match runs::RunLock::acquire(&run_dir) {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => {
+            return Err(UsageError(format!(
+                "run {run_id} is being worked on by another process; stop it first or wait for it"
+            ))
+            .into())
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: cannot lock the run in {}: {e}; a concurrent `agent resume` would not be refused",
+                run_dir.display()
+            );
+            None
+        }
+    };
     let log_path = run_dir.join("events.jsonl");
     let mut sinks: Vec<Box<dyn Reporter>> = vec![if args.json {
         Box::new(JsonReporter)

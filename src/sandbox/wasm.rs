@@ -114,13 +114,21 @@ fn host() -> Result<&'static Host, String> {
 
 /// The file a compiled module is cached in: `<cache>/<sha256 of module + engine>.cwasm`.
 fn cwasm_path(host: &Host, module_hash: &[u8; 32]) -> Option<PathBuf> {
-    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    host.engine
-        .precompile_compatibility_hash()
-        .hash(&mut engine_hash);
-    let mut key = Sha256::new();
-    key.update(module_hash);
-    key.update(engine_hash.finish().to_le_bytes());
+    // The engine's compatibility hash is fed straight into SHA-256 (not `DefaultHasher`, whose output
+    // may change between Rust releases), so the on-disk key is stable for the same engine.
+    struct Sha256Hasher(Sha256);
+    impl Hasher for Sha256Hasher {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+        fn finish(&self) -> u64 {
+            0 // never asked: the digest is read from the inner state
+        }
+    }
+    let mut key = Sha256Hasher(Sha256::new());
+    key.0.update(module_hash);
+    host.engine.precompile_compatibility_hash().hash(&mut key);
+    let mut key = key.0;
     key.update(env!("CARGO_PKG_VERSION").as_bytes());
     let hex: String = key.finalize().iter().map(|b| format!("{b:02x}")).collect();
     host.cache_dir
