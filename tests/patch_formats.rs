@@ -212,3 +212,22 @@ fn aider_udiff_hunks_without_numbers_in_a_diff_fence() {
         ))
     );
 }
+
+#[test]
+fn aider_elisions_apply_piece_by_piece_and_a_real_ellipsis_still_matches_whole() {
+    let file = "def a():\n    x = 1\n    y = 3\n    return x\n";
+    let patch = "m.py\n<<<<<<< SEARCH\ndef a():\n    x = 1\n...\n    return x\n=======\ndef a():\n    x = 2\n...\n    return x + 1\n>>>>>>> REPLACE\n";
+    assert_eq!(
+        apply(&[("m.py", file)], patch),
+        Ok(one(
+            "m.py",
+            "def a():\n    x = 2\n    y = 3\n    return x + 1\n"
+        ))
+    );
+    let stub = "def b():\n    ...\n";
+    let patch = "m.py\n<<<<<<< SEARCH\ndef b():\n    ...\n=======\ndef b():\n    ...\n    return 1\n>>>>>>> REPLACE\n";
+    assert_eq!(
+        apply(&[("m.py", stub)], patch),
+        Ok(one("m.py", "def b():\n    ...\n    return 1\n"))
+    );
+}

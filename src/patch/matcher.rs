@@ -58,14 +58,34 @@ pub fn apply_hunks_noted(
     // an earlier one wrote); all-or-nothing still holds, since nothing is written until all applied.
     let mut text = original.to_string();
     for (index, hunk) in hunks.iter().enumerate() {
-        text = apply_pass(
+        let whole = apply_pass(
             path,
             &text,
             std::slice::from_ref(hunk),
             index + 1,
             false,
             &mut notes,
-        )?;
+        );
+        text = match whole {
+            Ok(text) => text,
+            // `...` elided code between the pieces: each piece must match on its own, in order.
+            Err(e) if !hunk.elided.is_empty() => {
+                let mut pieces = text.clone();
+                for piece in &hunk.elided {
+                    pieces = apply_pass(
+                        path,
+                        &pieces,
+                        std::slice::from_ref(piece),
+                        index + 1,
+                        false,
+                        &mut notes,
+                    )
+                    .map_err(|_| e.clone())?;
+                }
+                pieces
+            }
+            Err(e) => return Err(e),
+        };
     }
     Ok(Applied { text, notes })
 }
@@ -788,5 +808,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a\nB\nc\n");
+    }
+
+    #[test]
+    fn elided_blocks_apply_piece_by_piece() {
+        let mut h = hunk(
+            &["def a():", "    x = 1", "...", "    return x"],
+            &["def a():", "    x = 2", "...", "    return x + 1"],
+        );
+        h.elided = vec![
+            hunk(&["def a():", "    x = 1"], &["def a():", "    x = 2"]),
+            hunk(&["    return x"], &["    return x + 1"]),
+        ];
+        let file = "def a():\n    x = 1\n    y = 3\n    return x\n";
+        assert_eq!(
+            apply_hunks("f", file, &[h], false).unwrap(),
+            "def a():\n    x = 2\n    y = 3\n    return x + 1\n"
+        );
     }
 }

@@ -42,6 +42,9 @@ pub struct Hunk {
     pub new_final_newline: Option<bool>,
     /// Envelope `*** End of File`: the hunk ends where the file ends (an addition goes at the end).
     pub at_eof: bool,
+    /// SEARCH/REPLACE with `...` elision lines at the same places on both sides: the pieces between
+    /// them, each its own hunk, tried in order when the whole block does not match.
+    pub elided: Vec<Hunk>,
 }
 
 impl Hunk {

@@ -74,10 +74,12 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
             }
         }
         let owned = |range: &[&str]| range.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let hunk = Hunk::from_old_new(
-            &owned(&lines[start..divider]),
-            &owned(&lines[divider + 1..end]),
+        let (old, new) = (
+            owned(&lines[start..divider]),
+            owned(&lines[divider + 1..end]),
         );
+        let mut hunk = Hunk::from_old_new(&old, &new);
+        hunk.elided = elided_pieces(&old, &new);
         match files
             .iter_mut()
             .find(|f| f.old_path.as_deref() == Some(path.as_str()))
@@ -97,6 +99,37 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
         return Err(PatchError::Empty);
     }
     Ok(files)
+}
+
+/// The pieces of a block whose two sides elide unchanged code with `...` lines at the same places
+/// (Aider's convention): each pair of pieces between the elisions becomes its own hunk. Empty when
+/// there are no elisions, when the sides disagree on them, or when a piece would have nothing to
+/// find (an empty old piece cannot be placed).
+fn elided_pieces(old: &[String], new: &[String]) -> Vec<Hunk> {
+    let split = |side: &[String]| -> Vec<Vec<String>> {
+        side.split(|l| l.trim() == "...")
+            .map(<[String]>::to_vec)
+            .collect()
+    };
+    let (old_pieces, new_pieces) = (split(old), split(new));
+    if old_pieces.len() < 2 || old_pieces.len() != new_pieces.len() {
+        return Vec::new();
+    }
+    let pairs: Vec<_> = old_pieces
+        .into_iter()
+        .zip(new_pieces)
+        .filter(|(o, n)| !(o.is_empty() && n.is_empty()))
+        .collect();
+    if pairs
+        .iter()
+        .any(|(o, _)| o.iter().all(|l| l.trim().is_empty()))
+    {
+        return Vec::new();
+    }
+    pairs
+        .into_iter()
+        .map(|(o, n)| Hunk::from_old_new(&o, &n))
+        .collect()
 }
 
 /// The first line at or after `from` that `is_end` accepts; any other marker line before it means the
@@ -234,5 +267,18 @@ mod tests {
         // Long `=` runs are content (a heading underline), not dividers.
         let files = parse("f.rst\n<<<<<<< SEARCH\nTitle\n============\n=======\nName\n============\n>>>>>>> REPLACE\n").unwrap();
         assert_eq!(files[0].hunks[0].old(), vec!["Title", "============"]);
+    }
+
+    #[test]
+    fn elisions_on_both_sides_become_pieces() {
+        let files = parse("f.py\n<<<<<<< SEARCH\ndef a():\n    x = 1\n...\n    return x\n=======\ndef a():\n    x = 2\n...\n    return x + 1\n>>>>>>> REPLACE\n").unwrap();
+        let pieces = &files[0].hunks[0].elided;
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(pieces[0].old(), vec!["def a():", "    x = 1"]);
+        assert_eq!(pieces[1].new_lines(), vec!["    return x + 1"]);
+        // Unpaired elisions are no elisions.
+        let files =
+            parse("f.py\n<<<<<<< SEARCH\na\n...\nb\n=======\nc\n>>>>>>> REPLACE\n").unwrap();
+        assert!(files[0].hunks[0].elided.is_empty());
     }
 }
