@@ -127,15 +127,25 @@ for url in ["https://index.crates.io/config.json", "https://example.com/", "http
         !saw_connection(&listener),
         "the host's loopback listener saw a connection"
     );
-    // The fetch profile still writes only where it may.
+    // The fetch profile still writes only where it may: a folder this user can write outside the
+    // worktree (not /etc, which only root could write anyway, so the test would prove nothing for
+    // others) stays untouched, whether the write fails or lands in a private view.
+    let outside = tempfile::tempdir().unwrap();
+    let canary = outside.path().join("agent-fetch-escape");
     let out = Command::new(env!("CARGO_BIN_EXE_agent"))
         .args(["sandbox", "exec", "--profile", "fetch", "--dir"])
         .arg(dir.path())
-        .args(["--", "sh", "-c", "echo x > /etc/agent-fetch-escape"])
+        .args(["--", "sh", "-c"])
+        .arg(format!("echo x > {}", canary.display()))
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(!std::path::Path::new("/etc/agent-fetch-escape").exists());
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!canary.exists(), "the write outside the worktree landed");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
 
 #[test]
