@@ -369,7 +369,7 @@ impl Workspace {
                 .find_commit(commit)
                 .ctx(|| format!("reading {commit}"))?
                 .tree_id();
-            copy_tree(&scratch_odb, &user_odb, tree)?;
+            copy_tree(&self.scratch, &scratch_odb, &user_odb, tree)?;
             copy_object(&scratch_odb, &user_odb, commit)?;
         }
         let refname = format!("refs/heads/{}", self.branch);
@@ -699,50 +699,29 @@ fn copy_object(from: &git2::Odb<'_>, to: &git2::Odb<'_>, oid: Oid) -> Result<boo
 }
 
 /// Copy a tree and everything under it that the target lacks. A tree already present implies its
-/// children are present, so unchanged subtrees cost one lookup.
-fn copy_tree(from: &git2::Odb<'_>, to: &git2::Odb<'_>, tree: Oid) -> Result<(), VcsError> {
+/// children are present, so unchanged subtrees cost one lookup. libgit2 reads the tree's entries;
+/// the objects are copied byte for byte.
+fn copy_tree(
+    repo: &git2::Repository,
+    from: &git2::Odb<'_>,
+    to: &git2::Odb<'_>,
+    tree: Oid,
+) -> Result<(), VcsError> {
     if to.exists(tree) {
         return Ok(());
     }
-    let object = from.read(tree).ctx(|| format!("reading tree {tree}"))?;
-    for entry in parse_tree_entries(object.data()) {
-        match entry {
-            (ObjectType::Tree, oid) => copy_tree(from, to, oid)?,
-            (ObjectType::Blob, oid) => {
-                copy_object(from, to, oid)?;
+    let entries = repo
+        .find_tree(tree)
+        .ctx(|| format!("reading tree {tree}"))?;
+    for entry in entries.iter() {
+        match entry.kind() {
+            Some(ObjectType::Tree) => copy_tree(repo, from, to, entry.id())?,
+            Some(ObjectType::Blob) => {
+                copy_object(from, to, entry.id())?;
             }
             _ => {} // submodule commits live in other repositories
         }
     }
-    to.write(ObjectType::Tree, object.data())
-        .ctx(|| format!("writing tree {tree} into the repository"))?;
+    copy_object(from, to, tree)?;
     Ok(())
-}
-
-/// Raw tree format: `<octal mode> <name>\0<20-byte id>` repeated.
-fn parse_tree_entries(data: &[u8]) -> Vec<(ObjectType, Oid)> {
-    let mut entries = Vec::new();
-    let mut rest = data;
-    while let Some(space) = rest.iter().position(|&b| b == b' ') {
-        let mode = &rest[..space];
-        let Some(nul) = rest[space..]
-            .iter()
-            .position(|&b| b == 0)
-            .map(|p| p + space)
-        else {
-            break;
-        };
-        let Some(id) = rest.get(nul + 1..nul + 21) else {
-            break;
-        };
-        let Ok(oid) = Oid::from_bytes(id) else { break };
-        let kind = match mode {
-            b"40000" | b"040000" => ObjectType::Tree,
-            b"160000" => ObjectType::Commit,
-            _ => ObjectType::Blob,
-        };
-        entries.push((kind, oid));
-        rest = &rest[nul + 21..];
-    }
-    entries
 }
