@@ -14,7 +14,8 @@ use crate::agent::{PlanStep, ResumePoint, StepRecord};
 use crate::model::replay::ScriptedTurn;
 use crate::report::Event;
 
-/// `$XDG_STATE_HOME/agent`, else `~/.local/state/agent`: run logs and saved patches, outside every repository.
+/// `$XDG_STATE_HOME/agent`, else `~/.local/state/agent`: run logs and saved patches, outside every repository
+/// (on every OS, as the docs say; `dirs` has no state dir on macOS).
 pub fn state_dir() -> PathBuf {
     std::env::var_os("XDG_STATE_HOME")
         .filter(|p| !p.is_empty())

@@ -245,7 +245,8 @@ pub fn models_dir() -> PathBuf {
     cache_dir().join("models")
 }
 
-/// `$XDG_CACHE_HOME/agent`, else `$HOME/.cache/agent`.
+/// `$XDG_CACHE_HOME/agent`, else `$HOME/.cache/agent`. Our own lookup rather than `dirs`: the same
+/// path on every OS, as scripts/setup.sh and scripts/fetch-model.py use (`dirs` picks ~/Library on macOS).
 pub fn cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|p| !p.is_empty())

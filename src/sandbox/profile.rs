@@ -89,7 +89,8 @@ impl Profile {
     }
 }
 
-/// The user's agent config folder: `$XDG_CONFIG_HOME/agent`, else `~/.config/agent`.
+/// The user's agent config folder: `$XDG_CONFIG_HOME/agent`, else `~/.config/agent` (on every OS, as
+/// the docs say; `dirs` would pick ~/Library on macOS).
 pub fn config_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_CONFIG_HOME")
         .filter(|p| !p.is_empty())
