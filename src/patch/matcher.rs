@@ -230,27 +230,35 @@ fn apply_pass(
             });
         }
     }
-    // Splice: the file's own lines keep their endings; added lines take the file's usual one.
-    let mut out: Vec<(String, Option<String>)> = Vec::with_capacity(lines.len());
-    let own = |i: usize| (lines[i].to_string(), Some(split.endings[i].to_string()));
+    // Splice: the file's own lines keep their endings; added lines take the file's usual one. Every
+    // line is written with an ending, and the last one is taken off again for a file without a
+    // final newline.
+    let mut text = String::with_capacity(original.len() + 64);
+    let mut last_ending = 0;
+    let mut push = |text: &mut String, line: &str, ending: Option<&str>| {
+        let ending = ending.filter(|e| !e.is_empty()).unwrap_or(split.dominant);
+        text.push_str(line);
+        text.push_str(ending);
+        last_ending = ending.len();
+    };
     let mut next = 0;
-    for p in placed {
-        out.extend((next..p.start).map(own));
-        out.extend(p.replacement);
+    for p in &placed {
+        for (line, ending) in lines[next..p.start]
+            .iter()
+            .zip(&split.endings[next..p.start])
+        {
+            push(&mut text, line, Some(ending));
+        }
+        for (line, ending) in &p.replacement {
+            push(&mut text, line, ending.as_deref());
+        }
         next = p.start + p.len;
     }
-    out.extend((next..lines.len()).map(own));
-    let count = out.len();
-    let mut text = String::with_capacity(original.len() + 64);
-    for (i, (line, ending)) in out.into_iter().enumerate() {
-        text.push_str(&line);
-        let last = i + 1 == count;
-        match ending.filter(|e| !e.is_empty()) {
-            Some(_) if last && !final_newline => {}
-            Some(e) => text.push_str(&e),
-            None if last && !final_newline => {}
-            None => text.push_str(split.dominant),
-        }
+    for (line, ending) in lines[next..].iter().zip(&split.endings[next..]) {
+        push(&mut text, line, Some(ending));
+    }
+    if !final_newline {
+        text.truncate(text.len() - last_ending);
     }
     Ok(text)
 }
