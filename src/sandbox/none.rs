@@ -47,7 +47,7 @@ mod tests {
             command: command.into(),
             cwd: std::env::temp_dir(),
             timeout: Duration::from_millis(timeout_ms),
-            env: vec![("AGENT_TEST_VAR".into(), "hello".into())],
+            env: vec![("PASSED_THROUGH".into(), "hello".into())],
             output_limit: 4096,
         }
     }
@@ -86,7 +86,7 @@ mod tests {
     fn reports_exit_code_and_interleaved_output() {
         let out = NoSandbox
             .run(&spec(
-                "echo out; echo err >&2; echo $AGENT_TEST_VAR; exit 3",
+                "echo out; echo err >&2; echo $PASSED_THROUGH; exit 3",
                 10_000,
             ))
             .unwrap();
