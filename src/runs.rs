@@ -93,7 +93,11 @@ impl RunLock {
 
 /// Is a process still working on the run in `dir`?
 pub fn still_running(dir: &Path) -> bool {
-    matches!(RunLock::acquire(dir), Ok(None))
+    // Only looks: no folder or lock file is made for a run that never had one.
+    let Ok(file) = std::fs::File::open(dir.join("lock")) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
 /// The directory of run `id`: an exact id, a unique prefix, or `last` (the newest run).
