@@ -69,35 +69,90 @@ impl RunRecord {
 /// An exclusive lock on `<run dir>/lock`, held by the process working on a run for as long as it
 /// runs (the kernel drops it when the process ends, however it ends). `agent resume` refuses a run
 /// whose lock is held: a process id alone can be reused by an unrelated process.
+///
+/// A POSIX record lock (`fcntl(F_SETLK)`), not `flock` (std's `File::lock`): an flock belongs to
+/// the open file, which a child forked to run a command shares until it execs, so a `kill -9` in that
+/// instant left the run locked by an orphan. A record lock belongs to the process alone. Its one
+/// trap, that closing *any* descriptor of the file drops the process's lock, is why this process
+/// keeps its own list of held locks and never opens a lock file it holds.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: std::fs::File,
+    file: Option<std::fs::File>,
+    key: PathBuf,
+}
+
+/// Lock files this process holds (canonical paths); guards every open of a lock file.
+static HELD: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn whole_file_lock(kind: libc::c_int) -> libc::flock {
+    // SAFETY: flock is a plain C struct; all-zero is a valid value (start 0, length 0 = whole file).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
 }
 
 impl RunLock {
-    /// Take the lock; `Ok(None)` when another process holds it.
+    /// Take the lock; `Ok(None)` when a process (this one included) holds it.
     pub fn acquire(dir: &Path) -> std::io::Result<Option<Self>> {
+        use std::os::fd::AsRawFd;
         std::fs::create_dir_all(dir)?;
+        let key = dir.canonicalize()?.join("lock");
+        let mut held = held();
+        if held.contains(&key) {
+            return Ok(None);
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join("lock"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Self { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+            .open(&key)?;
+        let lock = whole_file_lock(libc::F_WRLCK);
+        // SAFETY: F_SETLK reads a valid flock struct; the descriptor is open.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } != 0 {
+            let error = std::io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(None),
+                _ => Err(error),
+            };
         }
+        held.push(key.clone());
+        Ok(Some(Self {
+            file: Some(file),
+            key,
+        }))
     }
 }
 
-/// Is a process still working on the run in `dir`?
-pub fn still_running(dir: &Path) -> bool {
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Close under the guard: once the key is gone, another thread may take the lock again.
+        let mut held = held();
+        held.retain(|k| *k != self.key);
+        drop(self.file.take());
+    }
+}
+
+/// The process working on the run in `dir`, if one is.
+pub fn lock_holder(dir: &Path) -> Option<u32> {
+    use std::os::fd::AsRawFd;
     // Only looks: no folder or lock file is made for a run that never had one.
-    let Ok(file) = std::fs::File::open(dir.join("lock")) else {
-        return false;
-    };
-    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    let key = dir.canonicalize().ok()?.join("lock");
+    let held = held();
+    if held.contains(&key) {
+        return Some(std::process::id());
+    }
+    let file = std::fs::File::open(&key).ok()?;
+    let mut lock = whole_file_lock(libc::F_WRLCK);
+    // SAFETY: F_GETLK reads and writes a valid flock struct; the descriptor is open.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) } != 0 {
+        return None;
+    }
+    (lock.l_type != libc::F_UNLCK as libc::c_short).then_some(lock.l_pid as u32)
 }
 
 /// The directory of run `id`: an exact id, a unique prefix, or `last` (the newest run).
@@ -260,31 +315,97 @@ pub fn resume_point(events: &[Event], tip: Option<(&StepTrailers, &str)>) -> Res
 mod tests {
     use super::*;
 
+    /// A forked child, killed and reaped when dropped (also when an assertion fails first).
+    struct Forked(libc::pid_t);
+
+    impl Drop for Forked {
+        fn drop(&mut self) {
+            // SAFETY: `self.0` is this process's own child.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+                libc::waitpid(self.0, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+
+    /// Forks a child that runs `child` (async-signal-safe calls only) and then waits to be killed.
+    fn fork_then_pause(child: impl FnOnce()) -> Forked {
+        // SAFETY: the child makes only async-signal-safe calls (fcntl, write, pause, _exit).
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                child();
+                loop {
+                    // SAFETY: pause(2) has no preconditions.
+                    unsafe { libc::pause() };
+                }
+            }
+            pid => Forked(pid),
+        }
+    }
+
     #[test]
     fn a_run_is_running_while_its_lock_is_held_and_not_after() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(!still_running(dir.path()), "no lock yet");
+        assert_eq!(lock_holder(dir.path()), None, "no lock yet");
         let lock = RunLock::acquire(dir.path()).unwrap().expect("free");
-        assert!(still_running(dir.path()));
+        assert_eq!(lock_holder(dir.path()), Some(std::process::id()));
         assert!(RunLock::acquire(dir.path()).unwrap().is_none());
+        assert_eq!(
+            lock_holder(dir.path()),
+            Some(std::process::id()),
+            "a refused second take in the same process leaves the first one held"
+        );
         drop(lock);
-        assert!(!still_running(dir.path()), "released when its holder goes");
-        // Another process holding it: flock(1) keeps it while `sleep` runs (`-o`: sleep itself
-        // does not inherit it, so killing flock releases it).
-        let mut holder = std::process::Command::new("flock")
-            .arg("-o")
-            .arg(dir.path().join("lock"))
-            .args(["sleep", "3"])
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !still_running(dir.path()) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(still_running(dir.path()), "held by another process");
-        holder.kill().unwrap();
-        holder.wait().unwrap();
-        assert!(!still_running(dir.path()));
+        assert_eq!(
+            lock_holder(dir.path()),
+            None,
+            "released when its holder goes"
+        );
+    }
+
+    #[test]
+    fn a_lock_held_by_another_process_is_seen_and_goes_with_it() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("lock")).unwrap();
+        let (fd, lock) = (file.as_raw_fd(), whole_file_lock(libc::F_WRLCK));
+        let mut pipe = [0; 2];
+        // SAFETY: pipe(2) fills two descriptors.
+        assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
+        let holder = fork_then_pause(|| {
+            // SAFETY: fcntl and write on open descriptors, with a valid struct and buffer.
+            unsafe {
+                libc::fcntl(fd, libc::F_SETLK, &lock);
+                libc::write(pipe[1], b"x".as_ptr().cast(), 1);
+            }
+        });
+        let mut byte = [0u8];
+        // SAFETY: read(2) into a one-byte buffer.
+        assert_eq!(
+            unsafe { libc::read(pipe[0], byte.as_mut_ptr().cast(), 1) },
+            1
+        );
+        assert_eq!(lock_holder(dir.path()), Some(holder.0 as u32));
+        assert!(RunLock::acquire(dir.path()).unwrap().is_none());
+        drop(holder);
+        assert_eq!(lock_holder(dir.path()), None);
+        assert!(RunLock::acquire(dir.path()).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_child_forked_while_the_lock_is_held_does_not_keep_it() {
+        // The child shares the lock file's descriptor, as a child forked to exec a command does in
+        // the instant before its exec; it must not keep the run locked once the holder is gone.
+        let dir = tempfile::tempdir().unwrap();
+        let lock = RunLock::acquire(dir.path()).unwrap().expect("free");
+        let child = fork_then_pause(|| {});
+        drop(lock);
+        let holder = lock_holder(dir.path());
+        let retaken = RunLock::acquire(dir.path()).unwrap().is_some();
+        drop(child);
+        assert_eq!(holder, None, "the forked child kept the run locked");
+        assert!(retaken);
     }
 
     #[test]

@@ -370,35 +370,20 @@ fn a_crash_between_the_edit_and_the_commit_is_resumed_from_the_last_accepted_ste
     );
     assert_eq!(user_state(repo.path()), before);
 
-    // While another process holds the run (its lock file), resuming it is refused.
-    let lock = home.path().join(format!("state/agent/runs/{run_id}/lock"));
-    let mut holder = std::process::Command::new("flock")
-        .arg("-o")
-        .arg(&lock)
-        .args(["sleep", "20"])
-        .spawn()
-        .unwrap();
-    // Wait until the lock is taken (`flock -n` fails while it is held).
-    while std::process::Command::new("flock")
-        .arg("-n")
-        .arg(&lock)
-        .arg("true")
-        .status()
+    // While another process (this test) holds the run's lock, resuming it is refused.
+    let run_dir = home.path().join(format!("state/agent/runs/{run_id}"));
+    let lock = agent::runs::RunLock::acquire(&run_dir)
         .unwrap()
-        .success()
-    {
-        assert!(holder.try_wait().unwrap().is_none(), "flock(1) ended early");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        .expect("the crashed run left its lock free");
     let refused = agent(home.path())
         .args(["resume", &run_id])
         .output()
         .unwrap();
-    holder.kill().unwrap();
-    holder.wait().unwrap();
+    drop(lock);
     assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("still running"),
+        String::from_utf8_lossy(&refused.stderr)
+            .contains(&format!("still running (process {})", std::process::id())),
         "{}",
         describe(&refused)
     );

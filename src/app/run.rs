@@ -77,10 +77,10 @@ pub fn resume(args: ResumeArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    if runs::still_running(&dir) {
+    if let Some(pid) = runs::lock_holder(&dir) {
         return Err(UsageError(format!(
-            "run {} is still running (process {}); stop it first or wait for it",
-            record.run_id, record.pid
+            "run {} is still running (process {pid}); stop it first or wait for it",
+            record.run_id
         ))
         .into());
     }
