@@ -8,7 +8,9 @@
 //!
 //! Run: `cargo bench --profile dev --bench model_speed` (dependencies are optimised in the dev profile;
 //! a release build would recompile mistral.rs). `AGENT_BENCH_THREADS` (default 2) and `AGENT_MODEL`
-//! choose the threads and the GGUF; `AGENT_BENCH_PARTS` (default `speed,conversation`) picks the
+//! choose the threads and the GGUF; `AGENT_BENCH_PROMPT_REPEAT` (default 1) repeats the user message
+//! that many times, for prompt speed at agent-turn lengths (12 repeats: ~450 tokens);
+//! `AGENT_BENCH_PARTS` (default `speed,conversation`) picks the
 //! parts: `speed` takes about two minutes, `conversation` about fifteen (most of it with the prefix
 //! cache off), `conversation-cached` only the prefix-cache-on half.
 
@@ -40,7 +42,16 @@ fn main() {
         "no model at {}; run scripts/setup.sh",
         model.display()
     );
-    println!("model: {} · threads: {threads}", model.display());
+    let repeat: usize = std::env::var("AGENT_BENCH_PROMPT_REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let user = vec![USER; repeat].join("\n");
+    println!(
+        "model: {} · threads: {threads} · user message repeated {repeat}x",
+        model.display()
+    );
     let parts = std::env::var("AGENT_BENCH_PARTS").unwrap_or_else(|_| "speed,conversation".into());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
     const KNOWN: [&str; 3] = ["speed", "conversation", "conversation-cached"];
@@ -48,7 +59,7 @@ fn main() {
         panic!("AGENT_BENCH_PARTS: unknown part {unknown:?} (known: {KNOWN:?})");
     }
     if parts.contains(&"speed") {
-        engine_speeds(&model, threads);
+        engine_speeds(&model, threads, &user);
     }
     if parts.contains(&"conversation") {
         conversations(&model, threads, &[true, false]);
@@ -58,10 +69,10 @@ fn main() {
 }
 
 /// Part 1: mistral.rs and llama.cpp on the same prompt.
-fn engine_speeds(model: &Path, threads: usize) {
-    let (m_prompt, m_decode) = mistralrs_speed(model);
+fn engine_speeds(model: &Path, threads: usize, user: &str) {
+    let (m_prompt, m_decode) = mistralrs_speed(model, user);
     println!("mistral.rs  prompt {m_prompt:7.1} tok/s   decode {m_decode:6.1} tok/s");
-    match llama_cpp_speed(model, threads) {
+    match llama_cpp_speed(model, threads, user) {
         Ok((l_prompt, l_decode)) => {
             println!("llama.cpp   prompt {l_prompt:7.1} tok/s   decode {l_decode:6.1} tok/s");
             println!(
@@ -90,7 +101,7 @@ fn conversations(model: &Path, threads: usize, prefix_cache: &[bool]) {
 }
 
 /// Prompt and decode tok/s for one plain generation, as mistral.rs reports them.
-fn mistralrs_speed(model: &Path) -> (f64, f64) {
+fn mistralrs_speed(model: &Path, user: &str) -> (f64, f64) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = model.parent().unwrap().to_string_lossy().into_owned();
     let file = model.file_name().unwrap().to_string_lossy().into_owned();
@@ -106,7 +117,7 @@ fn mistralrs_speed(model: &Path) -> (f64, f64) {
     let request = || {
         RequestBuilder::new()
             .add_message(TextMessageRole::System, SYSTEM)
-            .add_message(TextMessageRole::User, USER)
+            .add_message(TextMessageRole::User, user)
             .set_deterministic_sampler()
             .set_sampler_max_len(NEW_TOKENS)
     };
@@ -139,7 +150,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// The same messages through llama-cpp-python; prompt time from a 1-token completion.
-fn llama_cpp_speed(model: &Path, threads: usize) -> Result<(f64, f64), String> {
+fn llama_cpp_speed(model: &Path, threads: usize, user: &str) -> Result<(f64, f64), String> {
     let python = agent::model::cache_dir().join("llama-venv/bin/python");
     if !python.is_file() {
         return Err(format!(
@@ -178,7 +189,7 @@ print(json.dumps({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 
         .arg(threads.to_string())
         .arg(NEW_TOKENS.to_string())
         .arg(RUNS.to_string())
-        .args([SYSTEM, USER])
+        .args([SYSTEM, user])
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {

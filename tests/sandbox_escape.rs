@@ -65,6 +65,9 @@ fn out(o: &Output) -> String {
 
 #[test]
 fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
+    // Cgroups other processes left on this machine before (e.g. agents killed by other tests) are
+    // not this test's doing.
+    let cgroups_before = agent_cgroups(Path::new("/sys/fs/cgroup"), 4);
     let outer = tempfile::tempdir().unwrap();
     let dir = outer.path().join("work");
     std::fs::create_dir_all(dir.join(".git")).unwrap();
@@ -300,7 +303,10 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         host.push("the hostname changed");
     }
     let _ = host_sleeper.kill();
-    let leftovers = agent_cgroups(Path::new("/sys/fs/cgroup"), 4);
+    let leftovers: Vec<PathBuf> = agent_cgroups(Path::new("/sys/fs/cgroup"), 4)
+        .into_iter()
+        .filter(|c| !cgroups_before.contains(c))
+        .collect();
     if !leftovers.is_empty() {
         escaped.push(format!("host: cgroups left behind: {leftovers:?}"));
     }

@@ -49,9 +49,10 @@ fn own_path(controller: &str) -> Option<String> {
     })
 }
 
-/// Remove the cgroups (`agent-<pid>-<n>`) of agent processes that no longer exist: a process killed
-/// with SIGKILL cannot remove its own. Empty cgroups only (rmdir refuses others); once per directory
-/// per process.
+/// Remove the cgroups (`agent-<pid>-<n>`, `agent-<pid>-probe`, `agent-probe-<pid>`) of agent processes that no longer
+/// exist: a process killed with SIGKILL cannot remove its own. A pid in use again by a process
+/// that started after the cgroup was made counts as gone. Empty cgroups only (rmdir refuses
+/// others); once per directory per process.
 fn reap_stale(parent: &Path) {
     static REAPED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let Ok(mut reaped) = REAPED.lock() else {
@@ -65,15 +66,56 @@ fn reap_stale(parent: &Path) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
             .strip_prefix("agent-")
+            // `agent-probe-<pid>`: the probe's name in earlier versions.
+            .map(|rest| rest.strip_prefix("probe-").unwrap_or(rest))
             .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;
         };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        if pid == std::process::id() {
+            continue;
+        }
+        let made = entry.metadata().and_then(|m| m.modified()).ok();
+        let owner_alive = match (process_start(pid), made) {
+            (None, _) => false,
+            // The owner made its cgroup after it started (a second of slack for clock ticks).
+            (Some(started), Some(made)) => started <= made + std::time::Duration::from_secs(1),
+            (Some(_), None) => true,
+        };
+        if !owner_alive {
             let _ = std::fs::remove_dir(entry.path());
         }
     }
+}
+
+/// When process `pid` started, from `/proc/<pid>/stat` (clock ticks since boot) and the boot time.
+fn process_start(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; starttime is field 22.
+    let ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&hz| hz > 0)?;
+    Some(
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(boot)
+            + std::time::Duration::from_millis(ticks * 1000 / hz),
+    )
 }
 
 fn make(dir: &Path, settings: &[(&str, String)]) -> Option<PathBuf> {
@@ -202,5 +244,73 @@ impl Drop for CommandCgroup {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn made_at(dir: &Path, when: SystemTime) {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::File::open(dir)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    #[test]
+    fn cgroups_of_gone_or_replaced_owners_are_reaped_and_live_ones_kept() {
+        let parent = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let hour_ago = now - Duration::from_secs(3600);
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let live = sleeper.id();
+        let dead = {
+            let mut gone = std::process::Command::new("true").spawn().unwrap();
+            let pid = gone.id();
+            gone.wait().unwrap();
+            pid
+        };
+        let own = std::process::id();
+        let dir = |name: String| parent.path().join(name);
+        made_at(&dir(format!("agent-{dead}-0")), now);
+        made_at(&dir(format!("agent-{dead}-probe")), now);
+        made_at(&dir(format!("agent-probe-{dead}")), now);
+        // `live` started after this cgroup was made: the pid was reused.
+        made_at(&dir(format!("agent-{live}-0")), hour_ago);
+        made_at(
+            &dir(format!("agent-{live}-1")),
+            now + Duration::from_secs(1),
+        );
+        made_at(&dir(format!("agent-{own}-0")), hour_ago);
+        made_at(&dir("other-1".into()), hour_ago);
+        reap_stale(parent.path());
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        let mut left: Vec<String> = std::fs::read_dir(parent.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            format!("agent-{live}-1"),
+            format!("agent-{own}-0"),
+            "other-1".to_string(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn a_process_start_time_is_read_from_proc() {
+        let started = process_start(std::process::id()).expect("own start time");
+        assert!(started <= SystemTime::now());
+        assert!(SystemTime::now().duration_since(started).unwrap() < Duration::from_secs(3600));
+        assert_eq!(process_start(u32::MAX), None);
     }
 }

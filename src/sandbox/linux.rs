@@ -269,7 +269,7 @@ fn landlock_enforced(helper: &Path) -> bool {
 /// Can per-command cgroups be made here?
 pub fn cgroups_available() -> bool {
     CommandCgroup::create(
-        &format!("agent-probe-{}", std::process::id()),
+        &format!("agent-{}-probe", std::process::id()),
         CgroupLimits::default(),
     )
     .is_some()
