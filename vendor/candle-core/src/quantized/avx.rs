@@ -325,7 +325,6 @@ pub(crate) fn vec_dot_q6k_q8k(n: usize, xs: &[BlockQ6K], ys: &[BlockQ8K]) -> f32
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let m2 = _mm256_set1_epi8(3);
-        let m32s = _mm256_set1_epi8(32);
         let mut acc = _mm256_setzero_ps();
         for (x, y) in xs.iter().zip(ys.iter()) {
             let d = y.d * x.d.to_f32();
@@ -334,7 +333,19 @@ pub(crate) fn vec_dot_q6k_q8k(n: usize, xs: &[BlockQ6K], ys: &[BlockQ8K]) -> f32
             let mut q8 = y.qs.as_ptr();
 
             let scales = _mm_loadu_si128(x.scales.as_ptr() as *const __m128i);
-            let mut sumi = _mm256_setzero_si256();
+            // Patched in by agent (vendor/README.md): the quants' offset of 32 is taken off once per
+            // block, as 32 × Σ scale × (sum of the group's activations), from the Q8K block's group
+            // sums, instead of once per 32 activations (two instructions fewer per 32).
+            let mut sumi = _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_slli_epi32(
+                    _mm256_madd_epi16(
+                        _mm256_cvtepi8_epi16(scales),
+                        _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i),
+                    ),
+                    5,
+                ),
+            );
 
             for j in 0..QK_K / 128 {
                 let is = j * 4;
@@ -374,20 +385,10 @@ pub(crate) fn vec_dot_q6k_q8k(n: usize, xs: &[BlockQ6K], ys: &[BlockQ8K]) -> f32
                 let q8_3 = _mm256_loadu_si256(q8 as *const __m256i);
                 q8 = q8.add(32);
 
-                let q8s_0 = _mm256_maddubs_epi16(m32s, q8_0);
-                let q8s_1 = _mm256_maddubs_epi16(m32s, q8_1);
-                let q8s_2 = _mm256_maddubs_epi16(m32s, q8_2);
-                let q8s_3 = _mm256_maddubs_epi16(m32s, q8_3);
-
                 let p16_0 = _mm256_maddubs_epi16(q4_0, q8_0);
                 let p16_1 = _mm256_maddubs_epi16(q4_1, q8_1);
                 let p16_2 = _mm256_maddubs_epi16(q4_2, q8_2);
                 let p16_3 = _mm256_maddubs_epi16(q4_3, q8_3);
-
-                let p16_0 = _mm256_sub_epi16(p16_0, q8s_0);
-                let p16_1 = _mm256_sub_epi16(p16_1, q8s_1);
-                let p16_2 = _mm256_sub_epi16(p16_2, q8s_2);
-                let p16_3 = _mm256_sub_epi16(p16_3, q8s_3);
 
                 let p16_0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_0), p16_0);
                 let p16_1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_1), p16_1);
@@ -400,6 +401,83 @@ pub(crate) fn vec_dot_q6k_q8k(n: usize, xs: &[BlockQ6K], ys: &[BlockQ8K]) -> f32
             acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&d), _mm256_cvtepi32_ps(sumi), acc);
         }
         hsum_float_8(acc)
+    }
+}
+
+/// Patched in by agent (vendor/README.md): `vec_dot_q6k_q8k` of one Q6K row with four Q8K rows.
+/// Each weight block's 6-bit quants are assembled and its scales widened once for the four rows;
+/// every row's sums are formed in the same order and lanes as in `vec_dot_q6k_q8k`, so the results
+/// are bit-identical to four calls of it.
+#[inline(always)]
+pub(crate) fn vec_dot_q6k_q8k_x4(n: usize, xs: &[BlockQ6K], ys: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK_K),
+        "vec_dot_q6k_q8k_x4: {n} is not divisible by {QK_K}"
+    );
+    let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
+    unsafe {
+        let m4 = _mm256_set1_epi8(0xF);
+        let m2 = _mm256_set1_epi8(3);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in 0..nb {
+            let x = xs.get_unchecked(i);
+            let xd = x.d.to_f32();
+            let q8: [*const i8; 4] = [
+                ys[0].get_unchecked(i).qs.as_ptr(),
+                ys[1].get_unchecked(i).qs.as_ptr(),
+                ys[2].get_unchecked(i).qs.as_ptr(),
+                ys[3].get_unchecked(i).qs.as_ptr(),
+            ];
+            let scales = _mm_loadu_si128(x.scales.as_ptr() as *const __m128i);
+            let scales16 = _mm256_cvtepi8_epi16(scales);
+            let mut sumi = [0, 1, 2, 3].map(|r| {
+                let bsums = ys[r].get_unchecked(i).bsums.as_ptr() as *const __m256i;
+                _mm256_sub_epi32(
+                    _mm256_setzero_si256(),
+                    _mm256_slli_epi32(_mm256_madd_epi16(scales16, _mm256_loadu_si256(bsums)), 5),
+                )
+            });
+            for j in 0..QK_K / 128 {
+                let is = j * 4;
+                let sc = [
+                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, get_scale_shuffle(is))),
+                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, get_scale_shuffle(is + 1))),
+                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, get_scale_shuffle(is + 2))),
+                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, get_scale_shuffle(is + 3))),
+                ];
+                let q4bits1 = _mm256_loadu_si256(x.ql.as_ptr().add(64 * j) as *const __m256i);
+                let q4bits2 = _mm256_loadu_si256(x.ql.as_ptr().add(64 * j + 32) as *const __m256i);
+                let q4bits_h = _mm256_loadu_si256(x.qh.as_ptr().add(32 * j) as *const __m256i);
+                let q4h_0 = _mm256_slli_epi16(_mm256_and_si256(q4bits_h, m2), 4);
+                let q4h_1 =
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bits_h, 2), m2), 4);
+                let q4h_2 =
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bits_h, 4), m2), 4);
+                let q4h_3 =
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bits_h, 6), m2), 4);
+                let q = [
+                    _mm256_or_si256(_mm256_and_si256(q4bits1, m4), q4h_0),
+                    _mm256_or_si256(_mm256_and_si256(q4bits2, m4), q4h_1),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m4), q4h_2),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m4), q4h_3),
+                ];
+                for r in 0..4 {
+                    let mut p = [_mm256_setzero_si256(); 4];
+                    for k in 0..4 {
+                        let q8k = _mm256_loadu_si256(q8[r].add(128 * j + 32 * k) as *const __m256i);
+                        p[k] = _mm256_madd_epi16(sc[k], _mm256_maddubs_epi16(q[k], q8k));
+                    }
+                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p[0], p[1]));
+                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p[2], p[3]));
+                }
+            }
+            for r in 0..4 {
+                let d = ys[r].get_unchecked(i).d * xd;
+                acc[r] =
+                    _mm256_fmadd_ps(_mm256_broadcast_ss(&d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            }
+        }
+        acc.map(|a| hsum_float_8(a))
     }
 }
 
