@@ -88,10 +88,10 @@ fn held() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn whole_file_lock(kind: libc::c_int) -> libc::flock {
+fn whole_file_lock() -> libc::flock {
     // SAFETY: flock is a plain C struct; all-zero is a valid value (start 0, length 0 = whole file).
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = kind as libc::c_short;
+    lock.l_type = libc::F_WRLCK as libc::c_short;
     lock.l_whence = libc::SEEK_SET as libc::c_short;
     lock
 }
@@ -111,7 +111,7 @@ impl RunLock {
             .truncate(false)
             .write(true)
             .open(&key)?;
-        let lock = whole_file_lock(libc::F_WRLCK);
+        let lock = whole_file_lock();
         // SAFETY: F_SETLK reads a valid flock struct; the descriptor is open.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } != 0 {
             let error = std::io::Error::last_os_error();
@@ -147,7 +147,7 @@ pub fn lock_holder(dir: &Path) -> Option<u32> {
         return Some(std::process::id());
     }
     let file = std::fs::File::open(&key).ok()?;
-    let mut lock = whole_file_lock(libc::F_WRLCK);
+    let mut lock = whole_file_lock();
     // SAFETY: F_GETLK reads and writes a valid flock struct; the descriptor is open.
     if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) } != 0 {
         return None;
@@ -330,7 +330,7 @@ mod tests {
 
     /// Forks a child that runs `child` (async-signal-safe calls only) and then waits to be killed.
     fn fork_then_pause(child: impl FnOnce()) -> Forked {
-        // SAFETY: the child makes only async-signal-safe calls (fcntl, write, pause, _exit).
+        // SAFETY: the child makes only async-signal-safe calls (fcntl, write, pause).
         match unsafe { libc::fork() } {
             -1 => panic!("fork: {}", std::io::Error::last_os_error()),
             0 => {
@@ -369,7 +369,7 @@ mod tests {
         use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
         let file = std::fs::File::create(dir.path().join("lock")).unwrap();
-        let (fd, lock) = (file.as_raw_fd(), whole_file_lock(libc::F_WRLCK));
+        let (fd, lock) = (file.as_raw_fd(), whole_file_lock());
         let mut pipe = [0; 2];
         // SAFETY: pipe(2) fills two descriptors.
         assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
