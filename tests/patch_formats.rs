@@ -82,7 +82,10 @@ fn envelope_refuses_unknown_markers_and_overwrites() {
         "*** Begin Patch\n*** Frobnicate File: a.txt\n+y\n*** End Patch\n",
     )
     .unwrap_err();
-    assert!(err.contains("no file changes"), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("`*** Frobnicate File: a.txt` is not a marker"),
+        "{err}"
+    );
     let err = apply(
         &[("a.txt", "x\n")],
         "*** Begin Patch\n*** Add File: b.txt\n+y\n*** Frobnicate File: a.txt\n*** End Patch\n",
@@ -230,4 +233,35 @@ fn aider_elisions_apply_piece_by_piece_and_a_real_ellipsis_still_matches_whole()
         apply(&[("m.py", stub)], patch),
         Ok(one("m.py", "def b():\n    ...\n    return 1\n"))
     );
+}
+
+#[test]
+fn git_renames_with_and_without_hunks_move_the_file_once() {
+    let pure = "diff --git a/old.txt b/sub/new.txt\nsimilarity index 100%\nrename from old.txt\nrename to sub/new.txt\n";
+    assert_eq!(
+        apply(&[("old.txt", "a\n")], pure),
+        Ok(one("sub/new.txt", "a\n"))
+    );
+    let edited = "diff --git a/old.txt b/new.txt\nsimilarity index 50%\nrename from old.txt\nrename to new.txt\nindex 1..2 100644\n--- a/old.txt\n+++ b/new.txt\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n";
+    assert_eq!(
+        apply(&[("old.txt", "a\nb\n")], edited),
+        Ok(one("new.txt", "a\nB\n"))
+    );
+}
+
+#[test]
+fn aider_paths_in_bold_with_colons_and_in_the_fence_info() {
+    let block = "<<<<<<< SEARCH\n    return 1\n=======\n    return 2\n>>>>>>> REPLACE\n```\n";
+    let file = "def f():\n    return 1\n";
+    for above in [
+        "**pkg/m.py**:\n```python\n",
+        "```pkg/m.py\n",
+        "# `pkg/m.py`\n```python\n",
+    ] {
+        assert_eq!(
+            apply(&[("pkg/m.py", file)], &format!("{above}{block}")),
+            Ok(one("pkg/m.py", "def f():\n    return 2\n")),
+            "{above:?}"
+        );
+    }
 }

@@ -69,7 +69,11 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
             continue;
         }
         let Some(kind) = &section else {
-            // Fences, heredoc lines and prose before the first file carry nothing.
+            // Fences, heredoc lines and prose before the first file carry nothing; a misspelt file
+            // marker would leave the patch empty, so it is named instead.
+            if is_unknown_marker(marker) && !marker.starts_with("*** Begin") {
+                return Err(unknown_marker(number, marker));
+            }
             continue;
         };
         let Some(file) = files.last_mut() else {

@@ -179,14 +179,27 @@ fn is_fence(line: &str) -> bool {
 }
 
 /// The nearest non-blank line above a block that is not a fence: the path, stripped of the decoration
-/// models put around it (backticks, bold, a trailing colon, a `File:` label). `None` when that line
-/// is not a path: prose, an elision (`...`), or the end of the previous block.
+/// models put around it (backticks, bold, `#`, a trailing colon, a `File:` label, in any nesting:
+/// `**src/a.py**:`). A fence whose info string is a path (```` ```src/a.py ````) names it too, as
+/// Aider reads it. `None` when that line is not a path: prose, an elision (`...`), or the end of the
+/// previous block.
 fn path_before(lines: &[&str]) -> Option<String> {
-    let line = lines
+    let mut above = lines
         .iter()
         .rev()
         .map(|l| l.trim())
-        .find(|l| !l.is_empty() && !is_fence(l))?;
+        .filter(|l| !l.is_empty());
+    let line = loop {
+        let line = above.next()?;
+        if !is_fence(line) {
+            break line;
+        }
+        let info = line.trim_start_matches(['`', '~']).trim();
+        let markdown = info.len() < line.len();
+        if markdown && (info.contains('.') || info.contains('/')) && !info.contains(' ') {
+            return Some(info.to_string());
+        }
+    };
     if is_replace_marker(line) || is_divider(line) || is_search_marker(line) {
         return None;
     }
@@ -194,13 +207,17 @@ fn path_before(lines: &[&str]) -> Option<String> {
         .strip_prefix("File:")
         .or_else(|| line.strip_prefix("file:"))
         .unwrap_or(line);
-    let path = line
-        .trim()
-        .trim_matches(|c| c == '`' || c == '*' || c == '#')
-        .trim()
-        .trim_end_matches(':')
-        .trim()
-        .replace("\\_", "_");
+    let mut path = line;
+    loop {
+        let stripped = path
+            .trim_matches(|c: char| c.is_whitespace() || matches!(c, '`' | '*' | '#'))
+            .trim_end_matches(':');
+        if stripped == path {
+            break;
+        }
+        path = stripped;
+    }
+    let path = path.replace("\\_", "_");
     let elision = path.chars().all(|c| c == '.');
     (!path.is_empty() && !elision && !path.contains(' ') && !path.contains('<')).then_some(path)
 }
@@ -222,6 +239,22 @@ mod tests {
             vec!["fn a() {", "    2", "}"]
         );
         assert!(!files[0].ordered);
+    }
+
+    #[test]
+    fn paths_in_nested_decoration_and_in_the_fence_info_are_read() {
+        let block = "<<<<<<< SEARCH\na\n=======\nb\n>>>>>>> REPLACE\n```\n";
+        for (above, path) in [
+            ("**src/m.py**:\n```python\n", "src/m.py"),
+            ("`src/m.py`:\n```\n", "src/m.py"),
+            ("## **src/m.py**\n", "src/m.py"),
+            ("```src/m.py\n", "src/m.py"),
+            ("Makefile\n```make\n", "Makefile"),
+            ("lib/a.rs\n~~~rust\n", "lib/a.rs"),
+        ] {
+            let files = parse(&format!("{above}{block}")).unwrap();
+            assert_eq!(files[0].old_path.as_deref(), Some(path), "{above:?}");
+        }
     }
 
     #[test]

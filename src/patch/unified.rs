@@ -18,9 +18,30 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
             line.strip_prefix("--- "),
             lines.get(i + 1).and_then(|n| n.strip_prefix("+++ ")),
         ) {
+            let (old_path, new_path) = (header_path(old), header_path(new));
+            // After `rename from`/`rename to` git repeats the two names in the headers: one file.
+            let same_rename = files.last().is_some_and(|f| {
+                f.hunks.is_empty() && f.old_path == old_path && f.new_path == new_path
+            });
+            if !same_rename {
+                files.push(FilePatch {
+                    old_path,
+                    new_path,
+                    hunks: Vec::new(),
+                    ordered: true,
+                });
+            }
+            i += 2;
+            continue;
+        }
+        if let (Some(from), Some(to)) = (
+            line.strip_prefix("rename from "),
+            lines.get(i + 1).and_then(|n| n.strip_prefix("rename to ")),
+        ) {
+            // git's pure rename (`similarity index 100%`) has no hunks: a move as it stands.
             files.push(FilePatch {
-                old_path: header_path(old),
-                new_path: header_path(new),
+                old_path: Some(from.trim_matches('"').to_string()),
+                new_path: Some(to.trim_matches('"').to_string()),
                 hunks: Vec::new(),
                 ordered: true,
             });
@@ -39,7 +60,8 @@ pub fn parse(text: &str) -> Result<Vec<FilePatch>, PatchError> {
             i = next;
             continue;
         }
-        // Fences, `diff --git`, `index`, mode lines and prose around the diff carry nothing we need.
+        // Fences, `diff --git`, `index`, mode and similarity lines and prose around the diff carry
+        // nothing we need.
         i += 1;
     }
     if files.is_empty() {
