@@ -151,7 +151,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// The same messages through llama-cpp-python; prompt time from a 1-token completion.
 fn llama_cpp_speed(model: &Path, threads: usize, user: &str) -> Result<(f64, f64), String> {
-    let python = agent::model::cache_dir().join("llama-venv/bin/python");
+    let python = agent::dirs::cache_dir().join("llama-venv/bin/python");
     if !python.is_file() {
         return Err(format!(
             "{} missing; run scripts/setup.sh",

@@ -3,12 +3,14 @@
 //! Data flows one way: task → model turns → tool calls → edits/commands → verification → commit →
 //! report. `agent` holds the loop; `model`, `tools`, `patch`, `sandbox` and `vcs` are the leaves it
 //! drives; `protocol` is the vocabulary the loop emits and `report` shows (neither imports the other);
-//! `text` holds small helpers every layer may use; `app` wires them together for the CLI.
+//! `text` and `dirs` are small leaves every layer may use (text helpers; the host folders the agent
+//! keeps its files in); `app` wires them together for the CLI.
 
 pub mod agent;
 pub mod app;
 pub mod ci;
 pub mod cli;
+pub mod dirs;
 pub mod eval;
 pub mod hostfs;
 pub mod model;

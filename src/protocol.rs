@@ -256,3 +256,12 @@ impl StepRecord {
         )
     }
 }
+
+/// Where an interrupted run continues: the steps it accepted and the plan still to do.
+#[derive(Debug, Clone, Default)]
+pub struct ResumePoint {
+    pub done: Vec<StepRecord>,
+    pub remaining: Vec<PlanStep>,
+    /// Model turns already spent.
+    pub turns: usize,
+}

@@ -10,23 +10,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{PlanStep, ResumePoint, StepRecord};
 use crate::model::replay::ScriptedTurn;
-use crate::report::Event;
-
-/// `$XDG_STATE_HOME/agent`, else `~/.local/state/agent`: run logs and saved patches, outside every repository
-/// (on every OS, as the docs say; `dirs` has no state dir on macOS).
-pub fn state_dir() -> PathBuf {
-    std::env::var_os("XDG_STATE_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("agent")
-}
+use crate::protocol::Event;
+use crate::protocol::{PlanStep, ResumePoint, StepRecord};
 
 pub fn runs_dir() -> PathBuf {
-    state_dir().join("runs")
+    crate::dirs::state_dir().join("runs")
 }
 
 /// What a run was asked to do; written once when it starts.

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use crate::model::{AssistantTurn, ChatModel, Message, ModelError, ToolSpec};
 use crate::protocol::{Event, Outcome, Reporter};
-use crate::report::diff;
 use crate::sandbox::Sandbox;
 use crate::vcs::{VcsError, Workspace};
 
@@ -67,16 +66,7 @@ pub struct RunConfig {
     pub tools: crate::tools::Toolbox,
 }
 
-/// Where an interrupted run continues: the steps it accepted and the plan still to do.
-#[derive(Debug, Clone, Default)]
-pub struct ResumePoint {
-    pub done: Vec<StepRecord>,
-    pub remaining: Vec<PlanStep>,
-    /// Model turns already spent.
-    pub turns: usize,
-}
-
-pub use crate::protocol::StepRecord;
+pub use crate::protocol::{ResumePoint, StepRecord};
 
 /// What a run produced.
 #[derive(Debug, Clone)]
@@ -562,7 +552,7 @@ impl Runner<'_> {
                 self.plan_revision
             ));
             let written = std::fs::create_dir_all(dir)
-                .and_then(|_| std::fs::write(&path, diff::render(&changes, false)));
+                .and_then(|_| std::fs::write(&path, crate::vcs::patch_text(&changes)));
             match written {
                 Ok(()) => saved = Some(path),
                 Err(e) => self.note(format!(

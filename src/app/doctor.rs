@@ -124,10 +124,10 @@ fn run_in(sandbox: &dyn Sandbox, worktree: &Path, command: String) -> String {
 /// listener on the host's loopback, a unix socket beside the secret.
 fn probe_offline(sandbox: &dyn Sandbox, worktree: &Path) -> anyhow::Result<Vec<Verdict>> {
     let mut verdicts = Vec::new();
-    std::fs::create_dir_all(crate::model::cache_dir())?;
+    std::fs::create_dir_all(crate::dirs::cache_dir())?;
     let canary_dir = tempfile::Builder::new()
         .prefix("doctor-")
-        .tempdir_in(crate::model::cache_dir())?;
+        .tempdir_in(crate::dirs::cache_dir())?;
     let secret_bytes = format!("doctor-secret-{}", std::process::id());
     let secret = canary_dir.path().join("secret");
     std::fs::write(&secret, &secret_bytes)?;

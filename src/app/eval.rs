@@ -38,7 +38,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<u8> {
         crate::model::ModelSpec::parse(Some(spec))?;
     }
     let out = args.out.clone().unwrap_or_else(|| {
-        crate::runs::state_dir()
+        crate::dirs::state_dir()
             .join("evals")
             .join(format!("{}", chrono_like_stamp()))
     });

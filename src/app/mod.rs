@@ -103,12 +103,9 @@ pub fn sandbox_exec(args: SandboxExecArgs) -> anyhow::Result<u8> {
     if let Some(warning) = warning {
         eprintln!("warning: {warning}");
     }
-    let command = args
-        .command
-        .iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ");
+    // The sandbox runs a shell command line; the words given are quoted back into one.
+    let command = shlex::try_join(args.command.iter().map(String::as_str))
+        .map_err(|e| UsageError(format!("the command cannot be quoted for the shell: {e}")))?;
     let spec = CommandSpec {
         command,
         cwd: dir,
@@ -137,16 +134,4 @@ pub fn sandbox_exec(args: SandboxExecArgs) -> anyhow::Result<u8> {
             124
         }
     })
-}
-
-fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', "'\\''"))
-    }
 }

@@ -15,8 +15,9 @@ use crate::agent::{self, verify, Check, Limits, ResumePoint, RunConfig};
 use crate::ci::github::{gh_command, GitHub};
 use crate::ci::CiTask;
 use crate::cli::{Cli, Command, ReplayArgs, ResumeArgs, RunArgs};
+use crate::dirs::cache_dir;
 use crate::model::replay::{ReplayModel, ScriptedTurn};
-use crate::model::{cache_dir, ChatModel, ModelSpec};
+use crate::model::{ChatModel, ModelSpec};
 use crate::report::pr::{self, PrDraft};
 use crate::report::{
     diff, Event, Fanout, JsonReporter, LogReporter, Outcome, Reporter, TerminalReporter,

@@ -101,7 +101,7 @@ pub fn from_event(event: &Value, trigger: &Trigger) -> Result<CiTask, EventError
         return Ok(CiTask {
             text: input.trim().to_string(),
             issue,
-            title: crate::report::first_line(input, 72),
+            title: crate::text::first_line(input, 72),
         });
     }
     let issue = &event["issue"];

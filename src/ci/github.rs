@@ -111,7 +111,7 @@ fn describe(what: &str, error: ureq::Error) -> String {
             };
             format!(
                 "{what}: GitHub answered {status}{hint}: {}",
-                crate::report::first_line(&body, 300)
+                crate::text::first_line(&body, 300)
             )
         }
         other => format!("{what}: {other}"),

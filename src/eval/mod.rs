@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::report::Event;
+use crate::protocol::Event;
 use crate::sandbox::{CommandSpec, Sandbox};
 
 /// One task.

@@ -242,16 +242,5 @@ pub fn small_model_folder() -> PathBuf {
 
 /// Where scripts/setup.sh and scripts/fetch-model.py install models.
 pub fn models_dir() -> PathBuf {
-    cache_dir().join("models")
-}
-
-/// `$XDG_CACHE_HOME/agent`, else `$HOME/.cache/agent`. Our own lookup rather than `dirs`: the same
-/// path on every OS, as scripts/setup.sh and scripts/fetch-model.py use (`dirs` picks ~/Library on macOS).
-pub fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("agent")
+    crate::dirs::cache_dir().join("models")
 }

@@ -1,62 +1,38 @@
-//! Unified diffs of file changes, plain (for patch files) or coloured (for terminals), via `similar`.
+//! Diffs of file changes for people: the `git apply` text from `vcs`, coloured for terminals, and a
+//! one-line summary of its size.
 
 use console::Style;
 use similar::{ChangeTag, TextDiff};
 
-use crate::vcs::FileChange;
+use crate::vcs::{patch_text, FileChange};
 
-/// A unified diff of `changes`, `git apply`-compatible when `color` is false.
+/// A unified diff of `changes`: exactly [`patch_text`] (`git apply`-compatible) when `color` is
+/// false; for a terminal, the same lines coloured, with the files' own control bytes made harmless.
 pub fn render(changes: &[FileChange], color: bool) -> String {
-    let mut out = String::new();
-    for change in changes {
-        let old = change.old.as_deref().map(String::from_utf8_lossy);
-        let new = change.new.as_deref().map(String::from_utf8_lossy);
-        // A name with a newline would forge header lines: quote odd names the way git does (and
-        // `git apply` reads them back).
-        let quoted = |prefix: &str| crate::hostfs::quote_path(&format!("{prefix}{}", change.path));
-        let old_name = if old.is_some() {
-            quoted("a/")
+    let text = patch_text(changes);
+    if !color {
+        return text;
+    }
+    // Coloured output is for a terminal: the file's own bytes must not steer it.
+    let text = crate::report::terminal_safe(&text);
+    let mut out = String::with_capacity(text.len() * 2);
+    for line in text.lines() {
+        let style = if line.starts_with("diff --git ")
+            || line.starts_with("+++")
+            || line.starts_with("---")
+        {
+            Style::new().bold()
+        } else if line.starts_with("@@") {
+            Style::new().cyan()
+        } else if line.starts_with('+') {
+            Style::new().green()
+        } else if line.starts_with('-') {
+            Style::new().red()
         } else {
-            "/dev/null".into()
+            Style::new()
         };
-        let new_name = if new.is_some() {
-            quoted("b/")
-        } else {
-            "/dev/null".into()
-        };
-        let header = format!("diff --git {} {}\n", quoted("a/"), quoted("b/"));
-        let old_text = old.as_deref().unwrap_or("");
-        let new_text = new.as_deref().unwrap_or("");
-        let diff = TextDiff::from_lines(old_text, new_text);
-        let mut unified = diff.unified_diff();
-        let body = unified
-            .context_radius(3)
-            .header(&old_name, &new_name)
-            .missing_newline_hint(true)
-            .to_string();
-        if !color {
-            out.push_str(&header);
-            out.push_str(&body);
-            continue;
-        }
-        out.push_str(&Style::new().bold().apply_to(header).to_string());
-        // Coloured output is for a terminal: the file's own bytes must not steer it.
-        let body = crate::report::terminal_safe(&body);
-        for line in body.lines() {
-            let styled = if line.starts_with("+++") || line.starts_with("---") {
-                Style::new().bold().apply_to(line)
-            } else if line.starts_with("@@") {
-                Style::new().cyan().apply_to(line)
-            } else if line.starts_with('+') {
-                Style::new().green().apply_to(line)
-            } else if line.starts_with('-') {
-                Style::new().red().apply_to(line)
-            } else {
-                Style::new().apply_to(line)
-            };
-            out.push_str(&styled.force_styling(true).to_string());
-            out.push('\n');
-        }
+        out.push_str(&style.apply_to(line).force_styling(true).to_string());
+        out.push('\n');
     }
     out
 }
@@ -86,40 +62,30 @@ pub fn stat(changes: &[FileChange]) -> String {
 mod tests {
     use super::*;
 
+    fn change(path: &str, old: Option<&[u8]>, new: &[u8]) -> FileChange {
+        FileChange {
+            path: path.into(),
+            old: old.map(<[u8]>::to_vec),
+            new: Some(new.to_vec()),
+        }
+    }
+
     #[test]
-    fn renders_git_style_diff_and_stat() {
+    fn plain_is_the_git_text_and_colour_only_adds_styles() {
         let changes = vec![
-            FileChange {
-                path: "a.txt".into(),
-                old: Some(b"one\ntwo\n".to_vec()),
-                new: Some(b"one\n2\n".to_vec()),
-            },
-            FileChange {
-                path: "new.txt".into(),
-                old: None,
-                new: Some(b"hi\n".to_vec()),
-            },
+            change("a.txt", Some(b"one\ntwo\n"), b"one\n2\n"),
+            change("new.txt", None, b"hi\n"),
         ];
-        let plain = render(&changes, false);
-        assert!(
-            plain.contains("--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n one\n-two\n+2\n"),
-            "{plain}"
-        );
-        assert!(plain.contains("--- /dev/null\n+++ b/new.txt\n"), "{plain}");
-        assert!(render(&changes, true).contains("\u{1b}["));
+        assert_eq!(render(&changes, false), patch_text(&changes));
+        let coloured = render(&changes, true);
+        assert!(coloured.contains("\u{1b}[32m+2\u{1b}[0m"), "{coloured:?}");
+        assert_eq!(console::strip_ansi_codes(&coloured), patch_text(&changes));
         assert_eq!(stat(&changes), "2 files changed, +2 -1");
     }
 
     #[test]
-    fn odd_names_are_quoted_and_escapes_never_reach_a_terminal() {
-        let changes = vec![FileChange {
-            path: "x\n+++ b/evil".into(),
-            old: None,
-            new: Some(b"\x1b]52;c;aGk=\x07hi\n".to_vec()),
-        }];
-        let plain = render(&changes, false);
-        assert!(plain.contains("+++ \"b/x\\n+++ b/evil\"\n"), "{plain}");
-        assert_eq!(plain.matches("\n+++ ").count(), 1, "{plain}");
+    fn escapes_in_a_file_never_reach_a_terminal() {
+        let changes = vec![change("x", None, b"\x1b]52;c;aGk=\x07hi\n")];
         let coloured = render(&changes, true);
         assert!(
             !coloured.contains('\x07') && !coloured.contains("\x1b]"),

@@ -56,7 +56,7 @@ impl Profile {
             let text = std::fs::read_to_string(name)
                 .map_err(|e| format!("cannot read sandbox profile {name}: {e}"))?;
             (name.to_string(), text)
-        } else if let Some(text) = config_dir()
+        } else if let Some(text) = crate::dirs::config_dir()
             .map(|d| d.join("sandboxes").join(format!("{name}.toml")))
             .and_then(|p| std::fs::read_to_string(p).ok())
         {
@@ -87,16 +87,6 @@ impl Profile {
             })
             .collect()
     }
-}
-
-/// The user's agent config folder: `$XDG_CONFIG_HOME/agent`, else `~/.config/agent` (on every OS, as
-/// the docs say; `dirs` would pick ~/Library on macOS).
-pub fn config_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .map(|d| d.join("agent"))
 }
 
 #[cfg(test)]

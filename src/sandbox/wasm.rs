@@ -101,7 +101,7 @@ fn host() -> Result<&'static Host, String> {
         let cache_dir = std::env::var_os("AGENT_PLUGIN_CACHE")
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
-            .or_else(|| Some(crate::model::cache_dir().join("plugins")));
+            .or_else(|| Some(crate::dirs::cache_dir().join("plugins")));
         Ok(Host {
             engine,
             modules: Mutex::new(HashMap::new()),

@@ -106,7 +106,7 @@ pub const SUPPORTED: bool = cfg!(feature = "plugins");
 
 /// The user's plugin folder: `$XDG_CONFIG_HOME/agent/tools`, else `~/.config/agent/tools`.
 pub fn user_dir() -> Option<PathBuf> {
-    crate::sandbox::profile::config_dir().map(|d| d.join("tools"))
+    crate::dirs::config_dir().map(|d| d.join("tools"))
 }
 
 /// Plugins from `<repo>/tools/` and the user's folder. Folders without a manifest are not plugins and

@@ -7,6 +7,7 @@
 //! branch `agent/<slug>`, with compare-and-swap. This module must never touch the user's HEAD, index,
 //! working tree, config or any other ref; a dry run never writes to the user's repository at all.
 
+mod patch_text;
 mod remote;
 mod slug;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{IndexAddOption, ObjectType, Oid, Repository, Signature, Tree};
 
+pub use patch_text::patch_text;
 pub use remote::{prepare_branch, push_branch, RemoteBranch};
 pub use slug::slugify;
 

@@ -202,7 +202,7 @@ impl LlamaServer {
     pub fn start(model: &Path, log_dir: &Path) -> Self {
         let venv = std::env::var_os("AGENT_LLAMA_VENV")
             .map(PathBuf::from)
-            .unwrap_or_else(|| agent::model::cache_dir().join("llama-venv"));
+            .unwrap_or_else(|| agent::dirs::cache_dir().join("llama-venv"));
         let python = venv.join("bin/python");
         assert!(
             python.is_file(),
