@@ -66,7 +66,7 @@ fn distinct_lines() -> impl Strategy<Value = Vec<String>> {
     })
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Drift {
     NoLineNumbers,
     TrailingSpaces,
@@ -127,27 +127,20 @@ proptest! {
         prop_assert_eq!(apply(&unified(&old, &new), &old), Ok(new));
     }
 
+    /// Drift a model commonly adds (lost line numbers, trailing spaces, shifted indentation, CRLF,
+    /// a markdown fence) still applies, to exactly the intended file. Tabs for spaces may be refused
+    /// (it changes what the lines say), but never yields a wrong file.
     #[test]
-    fn drift_never_yields_a_wrong_file(
+    fn drift_applies_exactly_or_is_refused_never_wrong(
         (old, new) in distinct_lines().prop_flat_map(edit),
         kind in prop::sample::select(vec![Drift::NoLineNumbers, Drift::TrailingSpaces, Drift::IndentShift, Drift::SpacesToTabs, Drift::Crlf, Drift::Fenced]),
     ) {
         let (old, new) = (text(&old), text(&new));
         prop_assume!(old != new);
         let patch = drift(&unified(&old, &new), kind);
-        if let Ok(result) = apply(&patch, &old) {
-            prop_assert_eq!(result, new, "{:?} produced a wrong file from\n{}", kind, patch);
+        match apply(&patch, &old) {
+            Ok(result) => prop_assert_eq!(result, new, "{:?} produced a wrong file from\n{}", kind, patch),
+            Err(why) => prop_assert_eq!(kind, Drift::SpacesToTabs, "{:?} was refused: {}\n{}", kind, why, patch),
         }
-    }
-
-    #[test]
-    fn tolerable_drift_applies(
-        (old, new) in distinct_lines().prop_flat_map(edit),
-        kind in prop::sample::select(vec![Drift::NoLineNumbers, Drift::TrailingSpaces, Drift::IndentShift, Drift::Crlf, Drift::Fenced]),
-    ) {
-        let (old, new) = (text(&old), text(&new));
-        prop_assume!(old != new);
-        let patch = drift(&unified(&old, &new), kind);
-        prop_assert_eq!(apply(&patch, &old), Ok(new), "{:?}\n{}", kind, patch);
     }
 }

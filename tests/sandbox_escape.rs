@@ -127,16 +127,38 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_nonblocking(true).unwrap();
     let udp_port = udp.local_addr().unwrap().port();
-    let mut host_sleeper = Command::new("sleep").arg("600").spawn().unwrap();
+    // A host process with a secret in its environment (as a shell with exported tokens would have).
+    const HOST_PROCESS_SECRET: &str = "host-process-secret-93d2";
+    let mut host_sleeper = Command::new("sleep")
+        .arg("600")
+        .env("AGENT_ESCAPE_HOST_TOKEN", HOST_PROCESS_SECRET)
+        .spawn()
+        .unwrap();
     let sleeper_pid = host_sleeper.id();
 
-    let fails = |o: &Output| {
-        if o.status.success() {
-            Err(format!("exit 0: {}", out(o)))
-        } else {
-            Ok(())
+    // Blocked when the command failed *and* says why in the sandbox's words: a command that fails for
+    // another reason (a missing binary, a typo, a timeout) proves nothing about the sandbox.
+    let denied = |reasons: &'static [&'static str]| {
+        move |o: &Output| {
+            let all = format!("{}{}", out(o), String::from_utf8_lossy(&o.stderr));
+            let lower = all.to_lowercase();
+            if o.status.success() {
+                Err(format!("exit 0: {all}"))
+            } else if !reasons.iter().any(|r| lower.contains(&r.to_lowercase())) {
+                Err(format!(
+                    "failed, but not as the sandbox refuses (expected one of {reasons:?}): {all}"
+                ))
+            } else {
+                Ok(())
+            }
         }
     };
+    const NO_NETWORK: &[&str] = &["Operation not permitted", "Network is unreachable"];
+    const READ_ONLY: &[&str] = &["Read-only file system", "Permission denied"];
+    const PROXY_REFUSED: &[&str] = &["the registry proxy refused"];
+    // An abstract socket of the host is in another network namespace; a pathname socket outside the
+    // view is not there at all (and the listeners below see no connection either way).
+    const NO_HOST_SOCKET: &[&str] = &["Connection refused", "No such file or directory"];
     let py = |code: &str| format!("python3 -c '{code}'");
     // Blocked when `needle` appears in neither stdout nor stderr.
     let leaks = |needle: &str| {
@@ -152,14 +174,14 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
     };
     let outer_path = outer.path().display().to_string();
     let cases: Vec<Case> = vec![
-        Case { name: "tcp to the host's 127.0.0.1", script: py(&format!("import socket; socket.create_connection((\"127.0.0.1\", {tcp_port}), 2)")), timeout: 20, blocked: Box::new(fails) },
-        Case { name: "tcp to the internet", script: py("import socket; socket.create_connection((\"1.1.1.1\", 80), 2)"), timeout: 20, blocked: Box::new(fails) },
-        Case { name: "dns lookup", script: py("import socket; socket.getaddrinfo(\"crates.io\", 443)"), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "tcp to the host's 127.0.0.1", script: py(&format!("import socket; socket.create_connection((\"127.0.0.1\", {tcp_port}), 2)")), timeout: 20, blocked: Box::new(denied(NO_NETWORK)) },
+        Case { name: "tcp to the internet", script: py("import socket; socket.create_connection((\"1.1.1.1\", 80), 2)"), timeout: 20, blocked: Box::new(denied(NO_NETWORK)) },
+        Case { name: "dns lookup", script: py("import socket; socket.getaddrinfo(\"crates.io\", 443)"), timeout: 20, blocked: Box::new(denied(&["Temporary failure in name resolution", "Operation not permitted"])) },
         Case { name: "udp to the host", script: py(&format!("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"127.0.0.1\", {udp_port}))")), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "write to $HOME", script: "echo x > \"$HOME/escaped\"".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
-        Case { name: "write to /etc", script: "echo x > /etc/agent-escaped".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "write to /etc", script: "echo x > /etc/agent-escaped".into(), timeout: 20, blocked: Box::new(denied(READ_ONLY)) },
         Case { name: "write to the host's /tmp", script: format!("echo x > {}", host_tmp_marker.display()), timeout: 20, blocked: Box::new(|_| Ok(())) },
-        Case { name: "write to the worktree's .git", script: "echo evil > .git/HEAD".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "write to the worktree's .git", script: "echo evil > .git/HEAD".into(), timeout: 20, blocked: Box::new(denied(READ_ONLY)) },
         Case { name: "write through ..", script: "echo x > ../escaped-dotdot".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "write through a symlink", script: "echo x > up/escaped-link".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "write through /proc/self/root", script: format!("echo x > /proc/self/root{outer_path}/escaped-proc"), timeout: 20, blocked: Box::new(|_| Ok(())) },
@@ -167,47 +189,50 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         Case { name: "delete a file outside", script: format!("rm -f {outer_path}/victim.txt"), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "read a secret under $HOME", script: "cat \"$HOME/.ssh/id_rsa\"".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("PRIVATE KEY") { Err("secret leaked".into()) } else { Ok(()) }) },
         Case { name: "read the cargo registry token", script: "cat \"$HOME/.cargo/credentials.toml\"".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("cio-publish-token") { Err("token leaked".into()) } else { Ok(()) }) },
-        Case { name: "connect to a host service's unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", service_path.display())), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "connect to a host service's unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", service_path.display())), timeout: 20, blocked: Box::new(denied(NO_HOST_SOCKET)) },
         Case { name: "read a secret from the environment", script: "echo \"token=$AGENT_SECRET_TOKEN\"".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("hunter2") { Err("env leaked".into()) } else { Ok(()) }) },
         Case { name: "kill a host process", script: format!("kill -9 {sleeper_pid}"), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "see host processes", script: "ls /proc | grep -c '^[0-9]'".into(), timeout: 20, blocked: Box::new(|o| if out(o).trim().parse::<u32>().unwrap_or(99) > 5 { Err(format!("sees {} processes", out(o).trim())) } else { Ok(()) }) },
         Case { name: "keep capabilities", script: "grep CapEff /proc/self/status".into(), timeout: 20, blocked: Box::new(|o| if out(o).contains("0000000000000000") { Ok(()) } else { Err(out(o)) }) },
-        Case { name: "mount a filesystem", script: "mkdir -p m && mount -t tmpfs none m".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "mount a filesystem", script: "mkdir -p m && mount -t tmpfs none m".into(), timeout: 20, blocked: Box::new(denied(&["permission denied", "Operation not permitted"])) },
         Case { name: "change the hostname", script: "hostname agent-evil".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "infinite loop", script: "while :; do :; done".into(), timeout: 2, blocked: Box::new(|o| if o.status.code() == Some(124) { Ok(()) } else { Err(format!("{:?}", o.status)) }) },
         Case { name: "daemon that outlives the command", script: "setsid sh -c 'sleep 2; echo late > late.txt' > /dev/null 2>&1 & exit 0".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
-        Case { name: "memory hog (20 GB)", script: py("b = bytearray(20 * 1024**3)"), timeout: 30, blocked: Box::new(fails) },
+        Case { name: "memory hog (20 GB)", script: py("b = bytearray(20 * 1024**3)"), timeout: 30, blocked: Box::new(denied(&["MemoryError", "Killed", "out of memory"])) },
         Case { name: "10 GB output stream", script: "yes 0123456789abcdef | head -c 10000000000".into(), timeout: 90, blocked: Box::new(|o| if o.stdout.len() < 20 << 20 { Ok(()) } else { Err(format!("{} bytes of output", o.stdout.len())) }) },
-        Case { name: "huge file (past the file-size limit)", script: "head -c 3000000000 /dev/zero > big.bin".into(), timeout: 60, blocked: Box::new(fails) },
-        Case { name: "fill /tmp", script: "head -c 2000000000 /dev/zero > /tmp/fill".into(), timeout: 60, blocked: Box::new(fails) },
+        Case { name: "huge file (past the file-size limit)", script: "head -c 3000000000 /dev/zero > big.bin".into(), timeout: 60, blocked: Box::new(denied(&["File size limit exceeded"])) },
+        Case { name: "fill /tmp", script: "head -c 2000000000 /dev/zero > /tmp/fill".into(), timeout: 60, blocked: Box::new(denied(&["No space left on device"])) },
         Case { name: "core dumps", script: "ulimit -c".into(), timeout: 20, blocked: Box::new(|o| if out(o).trim() == "0" { Ok(()) } else { Err(out(o)) }) },
-        Case { name: "raw block devices", script: "ls /dev | grep -E '^(sd|vd|nvme|xvd)'".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "raw block devices", script: "ls /dev".into(), timeout: 20, blocked: Box::new(|o| {
+            let devices: Vec<String> = out(o).lines().filter(|l| ["sd", "vd", "nvme", "xvd", "loop", "dm-"].iter().any(|p| l.starts_with(p))).map(str::to_owned).collect();
+            if o.status.success() && devices.is_empty() { Ok(()) } else { Err(format!("{:?}, devices seen: {devices:?}", o.status)) }
+        }) },
         Case { name: "write to the host's /dev/shm", script: "echo x > /dev/shm/agent-escaped".into(), timeout: 20, blocked: Box::new(|_| Ok(())) },
         Case { name: "fork bomb", script: "f() { f | f & }; f 2>/dev/null; sleep 30".into(), timeout: 5, blocked: Box::new(|o| {
             let processes = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit())).count();
             if o.status.code() == Some(124) && processes < 2000 { Ok(()) } else { Err(format!("{:?}, {processes} processes on the host afterwards", o.status)) }
         }) },
-        Case { name: "ptrace a host process", script: format!("cat /proc/{sleeper_pid}/environ"), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "read a host process's environment", script: format!("cat /proc/{sleeper_pid}/environ 2>&1; tr '\\0' '\\n' < /proc/1/environ 2>&1"), timeout: 20, blocked: Box::new(leaks(HOST_PROCESS_SECRET)) },
         Case { name: "read secrets outside $HOME (/var/tmp, /opt, another user's home, another checkout)", script: outside_secrets.iter().map(|p| format!("cat {} 2>&1; ", p.display())).collect(), timeout: 20, blocked: Box::new(leaks(OUTSIDE_SECRET)) },
         Case { name: "list the host's other folders", script: "ls -a /srv /opt /mnt /media /home /var /root /work /farm 2>&1".into(), timeout: 20, blocked: Box::new(leaks(&format!("agent-escape-{pid}"))) },
         Case { name: "read /etc/shadow", script: "cat /etc/shadow /etc/gshadow 2>&1".into(), timeout: 20, blocked: Box::new(leaks("root:")) },
-        Case { name: "connect to a host service's abstract unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"\\0{abstract_name}\")")), timeout: 20, blocked: Box::new(fails) },
-        Case { name: "connect to a host unix socket outside /run", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", var_socket_path.display())), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "connect to a host service's abstract unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"\\0{abstract_name}\")")), timeout: 20, blocked: Box::new(denied(NO_HOST_SOCKET)) },
+        Case { name: "connect to a host unix socket outside /run", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", var_socket_path.display())), timeout: 20, blocked: Box::new(denied(NO_HOST_SOCKET)) },
     ];
     // The same attacks from the dependency-fetch profile, whose only network is the registry proxy.
     let curl = |url: &str| format!("curl -fsS --max-time 15 -o /dev/null {url}");
     let fetch_cases: Vec<Case> = vec![
-        Case { name: "fetch: tcp to the host's 127.0.0.1", script: py(&format!("import socket; socket.create_connection((\"127.0.0.1\", {tcp_port}), 2)")), timeout: 20, blocked: Box::new(fails) },
-        Case { name: "fetch: the host's 127.0.0.1 through the proxy", script: curl(&format!("https://127.0.0.1:{tcp_port}/")), timeout: 30, blocked: Box::new(fails) },
-        Case { name: "fetch: cloud metadata through the proxy", script: curl("http://169.254.169.254/latest/meta-data/"), timeout: 30, blocked: Box::new(fails) },
-        Case { name: "fetch: a host that is not a registry", script: curl("https://example.com/"), timeout: 30, blocked: Box::new(fails) },
-        Case { name: "fetch: a registry on another port", script: curl("https://pypi.org:8443/"), timeout: 30, blocked: Box::new(fails) },
-        Case { name: "fetch: udp to the internet", script: py("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"1.1.1.1\", 53)); s.settimeout(3); s.recv(10)"), timeout: 20, blocked: Box::new(fails) },
-        Case { name: "fetch: connect to a host service's unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", service_path.display())), timeout: 20, blocked: Box::new(fails) },
-        Case { name: "fetch: connect to a host service's abstract unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"\\0{abstract_name}\")")), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "fetch: tcp to the host's 127.0.0.1", script: py(&format!("import socket; socket.create_connection((\"127.0.0.1\", {tcp_port}), 2)")), timeout: 20, blocked: Box::new(denied(&["Operation not permitted", "Network is unreachable", "Connection refused"])) },
+        Case { name: "fetch: the host's 127.0.0.1 through the proxy", script: curl(&format!("https://127.0.0.1:{tcp_port}/")), timeout: 30, blocked: Box::new(denied(PROXY_REFUSED)) },
+        Case { name: "fetch: cloud metadata through the proxy", script: curl("http://169.254.169.254/latest/meta-data/"), timeout: 30, blocked: Box::new(denied(PROXY_REFUSED)) },
+        Case { name: "fetch: a host that is not a registry", script: curl("https://example.com/"), timeout: 30, blocked: Box::new(denied(PROXY_REFUSED)) },
+        Case { name: "fetch: a registry on another port", script: curl("https://pypi.org:8443/"), timeout: 30, blocked: Box::new(denied(PROXY_REFUSED)) },
+        Case { name: "fetch: udp to the internet", script: py("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"1.1.1.1\", 53)); s.settimeout(3); s.recv(10)"), timeout: 20, blocked: Box::new(denied(NO_NETWORK)) },
+        Case { name: "fetch: connect to a host service's unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{}\")", service_path.display())), timeout: 20, blocked: Box::new(denied(NO_HOST_SOCKET)) },
+        Case { name: "fetch: connect to a host service's abstract unix socket", script: py(&format!("import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"\\0{abstract_name}\")")), timeout: 20, blocked: Box::new(denied(NO_HOST_SOCKET)) },
         Case { name: "fetch: read the cargo registry token", script: "cat \"$HOME/.cargo/credentials.toml\" 2>&1".into(), timeout: 20, blocked: Box::new(leaks("cio-publish-token")) },
         Case { name: "fetch: read secrets outside $HOME", script: outside_secrets.iter().map(|p| format!("cat {} 2>&1; ", p.display())).collect(), timeout: 20, blocked: Box::new(leaks(OUTSIDE_SECRET)) },
-        Case { name: "fetch: write to /etc", script: "echo x > /etc/agent-escaped".into(), timeout: 20, blocked: Box::new(fails) },
+        Case { name: "fetch: write to /etc", script: "echo x > /etc/agent-escaped".into(), timeout: 20, blocked: Box::new(denied(READ_ONLY)) },
     ];
 
     // The sandbox must really run commands; otherwise every attempt would "fail" and prove nothing.
@@ -249,6 +274,7 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         );
     }
     std::thread::sleep(Duration::from_secs(3)); // let a surviving daemon show itself
+    let big = std::fs::metadata(dir.join("big.bin")).map_or(0, |m| m.len());
     let _ = std::fs::remove_file(dir.join("big.bin"));
 
     // The host is untouched.
@@ -289,6 +315,9 @@ fn adversarial_commands_are_stopped_and_the_host_is_untouched() {
         if path.exists() {
             host.push(what);
         }
+    }
+    if big >= 3_000_000_000 {
+        host.push("the huge file was written whole (no file-size limit)");
     }
     if std::fs::read_to_string(&victim).ok().as_deref() != Some("original") {
         host.push("a file outside was changed or deleted");
