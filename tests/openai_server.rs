@@ -22,7 +22,6 @@ fn real_server_turns_are_valid_calls_and_a_run_completes() {
     let mut backend = spec.load(&options).unwrap();
     assert!(backend.describe().contains("OpenAI-compatible"));
     let specs = agent::tools::specs();
-    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let mut messages = vec![
         Message::system(agent::agent::prompt::system(&specs)),
         Message::user("Add a function `double(x: i32) -> i32` to src/lib.rs.\n\nFiles in the repository:\nCargo.toml\nsrc/lib.rs"),
@@ -33,8 +32,11 @@ fn real_server_turns_are_valid_calls_and_a_run_completes() {
             .unwrap_or_else(|e| panic!("turn {turn}: {e}\n{}", server.log_tail()));
         assert_eq!(reply.tool_calls.len(), 1, "turn {turn}: {reply:?}");
         let call = &reply.tool_calls[0];
-        assert!(names.contains(&call.name), "turn {turn}: {call:?}");
-        assert!(call.arguments.is_object(), "turn {turn}: {call:?}");
+        let spec = specs
+            .iter()
+            .find(|s| s.name == call.name)
+            .unwrap_or_else(|| panic!("turn {turn}: a tool never offered: {call:?}"));
+        assert_call_fits(spec, &call.arguments);
         println!("turn {turn}: {}({})", call.name, call.arguments);
         messages.push(Message::assistant(
             reply.content.clone(),
@@ -77,12 +79,17 @@ fn real_server_turns_are_valid_calls_and_a_run_completes() {
         "{}",
         describe(&output)
     );
-    for turn in of_kind(&events, "model_turn") {
-        assert_eq!(
-            turn["tool_calls"].as_array().map(Vec::len),
-            Some(1),
-            "every turn is one call: {turn}"
-        );
-    }
+    let calls = assert_calls_fit_their_schemas(&events);
+    assert_eq!(
+        calls.len() as u64,
+        finished[0]["turns"].as_u64().unwrap(),
+        "every turn is logged: {}",
+        describe(&output)
+    );
+    assert_eq!(
+        calls.first().map(String::as_str),
+        Some("plan"),
+        "a run starts with its plan"
+    );
     assert_eq!(user_state(repo.path()), before);
 }

@@ -298,3 +298,43 @@ pub fn installed_model_folder() -> PathBuf {
     );
     folder
 }
+
+/// Every model turn in `events` made exactly one call, of a tool the agent offers (or `plan`), with
+/// arguments its JSON schema accepts: what constrained decoding promises. Length bounds are left out
+/// (an OpenAI-compatible server may be sent the schema without them). Returns the calls' names.
+pub fn assert_calls_fit_their_schemas(events: &[serde_json::Value]) -> Vec<String> {
+    let mut specs = agent::tools::specs();
+    specs.push(agent::agent::plan::spec());
+    let mut names = Vec::new();
+    for turn in of_kind(events, "model_turn") {
+        let calls = turn["tool_calls"].as_array().expect("tool_calls");
+        assert_eq!(
+            calls.len(),
+            1,
+            "constrained decoding yields one call: {turn}"
+        );
+        let name = calls[0]["name"].as_str().unwrap_or_default();
+        let spec = specs
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("a call of a tool never offered: {turn}"));
+        assert_call_fits(spec, &calls[0]["arguments"]);
+        names.push(name.to_string());
+    }
+    names
+}
+
+/// `arguments` are valid for `spec`'s parameter schema (without length bounds).
+pub fn assert_call_fits(spec: &agent::model::ToolSpec, arguments: &serde_json::Value) {
+    let schema = agent::model::schema::without_length_bounds(&spec.parameters);
+    let validator = jsonschema::validator_for(&schema).expect("a tool's schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(arguments)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{}({arguments}) does not fit its schema: {errors:?}",
+        spec.name
+    );
+}
