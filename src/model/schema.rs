@@ -4,7 +4,9 @@
 //!
 //! Only schema plumbing lives here; no backend and no tool code.
 
-use serde_json::{json, Map, Value};
+use schemars::transform::{RecursiveTransform, Transform};
+use schemars::Schema;
+use serde_json::{json, Value};
 
 use super::{AssistantTurn, Message, ToolCall, ToolSpec, Usage};
 
@@ -12,56 +14,43 @@ use super::{AssistantTurn, Message, ToolCall, ToolSpec, Usage};
 /// call from being cut off by the token budget in the middle of a string.
 pub const MAX_THOUGHT_CHARS: u64 = 400;
 
+/// `schema` with `change` applied to it and to every subschema, walked by schemars (which knows that
+/// the keys under `properties` are field names, not keywords). A value that is no schema is returned
+/// as it is.
+fn transformed(schema: &Value, change: impl FnMut(&mut Schema)) -> Value {
+    let Ok(mut schema) = Schema::try_from(schema.clone()) else {
+        return schema.clone();
+    };
+    RecursiveTransform(change).transform(&mut schema);
+    schema.to_value()
+}
+
 /// Remove the parts of a schemars schema that describe rather than constrain (`$schema`, `title`,
 /// `format`), which grammar compilers reject or ignore.
 pub fn sanitize(schema: &Value) -> Value {
-    match schema {
-        Value::Object(map) => {
-            let cleaned: Map<String, Value> = map
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "$schema" | "title" | "format"))
-                .map(|(k, v)| {
-                    // Under `properties` the keys are field names, not keywords: a field may be
-                    // called `title` or `format`.
-                    let v = match (k.as_str(), v) {
-                        ("properties", Value::Object(fields)) => Value::Object(
-                            fields
-                                .iter()
-                                .map(|(name, field)| (name.clone(), sanitize(field)))
-                                .collect(),
-                        ),
-                        _ => sanitize(v),
-                    };
-                    (k.clone(), v)
-                })
-                .collect();
-            Value::Object(cleaned)
+    transformed(schema, |s: &mut Schema| {
+        for keyword in ["$schema", "title", "format"] {
+            s.remove(keyword);
         }
-        Value::Array(items) => Value::Array(items.iter().map(sanitize).collect()),
-        other => other.clone(),
-    }
+    })
 }
 
 /// The same schema without length bounds, for servers whose grammar compilers expand `maxLength` into
 /// one nested rule per character (llama.cpp's JSON-schema-to-GBNF fails to parse a few hundred levels).
 /// There the token budget and the cut-off retry bound a call instead.
 pub fn without_length_bounds(schema: &Value) -> Value {
-    match schema {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "maxLength" | "minLength" | "x-guidance"))
-                .map(|(k, v)| (k.clone(), without_length_bounds(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(without_length_bounds).collect()),
-        other => other.clone(),
-    }
+    transformed(schema, |s: &mut Schema| {
+        for keyword in ["maxLength", "minLength", "x-guidance"] {
+            s.remove(keyword);
+        }
+    })
 }
 
 /// Tokens enough for the longest reply `schema` admits, so that a budget this size can never cut a call
 /// off mid-string: every string counted at its `maxLength` (one token per character, the worst case),
 /// plus keys and punctuation. Unbounded strings count as [`UNBOUNDED_STRING_CHARS`]; every free-text
-/// field of the built-in tools is bounded.
+/// field of the built-in tools is bounded. A fold of our own: schemars' transforms rewrite schemas, they
+/// do not compute over them.
 pub fn max_reply_tokens(schema: &Value) -> usize {
     let Some(map) = schema.as_object() else {
         return 8;
@@ -134,36 +123,22 @@ pub fn tool_call_schema_within(tools: &[ToolSpec], budget: usize) -> Value {
 }
 
 fn scale_string_bounds(schema: &Value, factor: f64) -> Value {
-    match schema {
-        Value::Object(map) => {
-            let mut out: Map<String, Value> = map
-                .iter()
-                .map(|(k, v)| (k.clone(), scale_string_bounds(v, factor)))
-                .collect();
-            let is_string = match map.get("type") {
-                Some(Value::String(t)) => t == "string",
-                Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
-                _ => false,
-            };
-            if is_string {
-                let bound = map
-                    .get("maxLength")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(UNBOUNDED_STRING_CHARS as u64);
-                let min = map.get("minLength").and_then(Value::as_u64).unwrap_or(0);
-                let scaled = ((bound as f64 * factor) as u64).max(min).max(8);
-                out.insert("maxLength".into(), json!(scaled));
-            }
-            Value::Object(out)
+    transformed(schema, |s: &mut Schema| {
+        let is_string = match s.get("type") {
+            Some(Value::String(t)) => t == "string",
+            Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+            _ => false,
+        };
+        if is_string {
+            let bound = s
+                .get("maxLength")
+                .and_then(Value::as_u64)
+                .unwrap_or(UNBOUNDED_STRING_CHARS as u64);
+            let min = s.get("minLength").and_then(Value::as_u64).unwrap_or(0);
+            let scaled = ((bound as f64 * factor) as u64).max(min).max(8);
+            s.insert("maxLength".into(), json!(scaled));
         }
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| scale_string_bounds(v, factor))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
+    })
 }
 
 /// What [`max_reply_tokens`] assumes for a string without `maxLength`.
@@ -309,6 +284,35 @@ mod tests {
             ("plan", &json!({"a": "x\ny"}))
         );
         assert!(parse_tool_call_json("{\"tool\": \"plan\"\n, \"oops\"}").is_err());
+    }
+
+    #[test]
+    fn walkers_reach_every_subschema_and_leave_field_names_alone() {
+        let schema = json!({
+            "title": "Args",
+            "type": "object",
+            "properties": {
+                "title": {"type": "string", "title": "T", "maxLength": 100},
+                "items": {"type": "array", "items": {"type": "string", "format": "uri", "minLength": 2}},
+                "either": {"anyOf": [{"type": "string", "maxLength": 50}, {"type": "null"}]},
+            },
+            "required": ["title"],
+        });
+        let clean = sanitize(&schema);
+        assert!(clean.get("title").is_none());
+        assert_eq!(
+            clean["properties"]["title"],
+            json!({"type": "string", "maxLength": 100})
+        );
+        assert!(clean["properties"]["items"]["items"]
+            .get("format")
+            .is_none());
+        let unbounded = without_length_bounds(&schema);
+        assert!(!unbounded.to_string().contains("Length"), "{unbounded}");
+        let halved = scale_string_bounds(&schema, 0.5);
+        assert_eq!(halved["properties"]["title"]["maxLength"], 50);
+        assert_eq!(halved["properties"]["either"]["anyOf"][0]["maxLength"], 25);
+        assert_eq!(halved["properties"]["items"]["items"]["maxLength"], 2048);
     }
 
     #[test]
