@@ -338,3 +338,43 @@ pub fn assert_call_fits(spec: &agent::model::ToolSpec, arguments: &serde_json::V
         spec.name
     );
 }
+
+/// One HTTP/1.1 request as a test server on 127.0.0.1 received it.
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    /// Header lines as sent (`Name: value`).
+    pub headers: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+/// Read one request (request line, headers, a `Content-Length` body) from `stream`.
+pub fn read_http_request(stream: &std::net::TcpStream) -> HttpRequest {
+    use std::io::{BufRead, Read};
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).unwrap();
+    let mut headers = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+        headers.push(line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let mut parts = request_line.split_whitespace();
+    HttpRequest {
+        method: parts.next().unwrap_or("").to_string(),
+        path: parts.next().unwrap_or("").to_string(),
+        headers,
+        body,
+    }
+}
