@@ -435,3 +435,51 @@ fn agent_run_through_a_recorded_ollama_commits_the_step() {
         .expect("the result is sent as a tool message");
     assert_eq!(result["tool_call_id"], "call_7k2n1x0q");
 }
+
+#[test]
+fn a_hostile_server_cannot_make_the_client_allocate_without_bound() {
+    // A streamed call numbered 10^9: the client must not make room for a billion calls.
+    let huge_index = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1000000000,\"id\":\"c\",",
+        "\"function\":{\"name\":\"read_file\",\"arguments\":\"{}\"}}]}}]}\n\ndata: [DONE]\n\n"
+    );
+    // A whole reply past the cap, and a stream whose one line never ends.
+    let padding = "x".repeat((agent::model::openai::MAX_REPLY_BYTES + (1 << 20)) as usize);
+    let long_json = format!(
+        r#"{{"choices":[{{"index":0,"message":{{"role":"assistant","content":"{padding}"}},"finish_reason":"stop"}}]}}"#
+    );
+    let long_line = format!("data: {padding}");
+    let (url, seen) = serve(
+        None,
+        vec![
+            Canned {
+                status: 200,
+                content_type: "text/event-stream",
+                body: huge_index.into(),
+            },
+            ok_body(&long_json),
+            Canned {
+                status: 200,
+                content_type: "text/event-stream",
+                body: long_line,
+            },
+        ],
+    );
+    let mut model = load(&url, ToolCallMode::Native, Some(8192));
+    let specs = agent::tools::specs();
+    let err = model
+        .complete(&conversation(), &specs)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tool call number 1000000000"), "{err}");
+    // The broken stream is asked again without streaming (the client's recovery), which gets the
+    // over-long JSON reply: refused whole, not parsed.
+    assert!(err.contains("longer than 32 MiB"), "{err}");
+    let err = model
+        .complete(&conversation(), &specs)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("longer than 32 MiB"), "{err}");
+    // Each broken stream was asked once more without streaming; nothing else was sent.
+    assert_eq!(seen.lock().unwrap().len(), 4);
+}

@@ -27,6 +27,21 @@ const FALLBACK_CONTEXT: usize = 8192;
 /// Environment variables holding the API key, first found wins.
 pub const API_KEY_VARS: &[&str] = &["AGENT_API_KEY", "OPENAI_API_KEY"];
 
+/// The most a server may send for one turn. A turn is at most a few thousand tokens (a few hundred
+/// bytes each when streamed), so a reply past this is a broken or hostile server, and reading stops.
+pub const MAX_REPLY_BYTES: u64 = 32 << 20;
+
+/// The most tool calls one reply may hold (the agent uses one). A server naming call number 10^9
+/// must not make the client allocate a slot for each.
+pub const MAX_CALLS_PER_REPLY: usize = 64;
+
+/// The longest one request may take, first byte to last. A server that sends a byte now and then
+/// would otherwise keep a turn open forever (each read is also bounded, by [`READ_TIMEOUT`]).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The longest a server may stay silent: a CPU server can take minutes on a long prompt.
+const READ_TIMEOUT: Duration = Duration::from_secs(900);
+
 pub struct OpenAiModel {
     base_url: String,
     model: String,
@@ -43,8 +58,8 @@ impl OpenAiModel {
     pub fn new(base_url: &str, model: &str, options: &ModelOptions) -> Result<Self, ModelError> {
         let http = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15))
-            // A CPU server can take minutes on a long prompt; the loop's own budgets bound the run.
-            .timeout_read(Duration::from_secs(900))
+            .timeout_read(READ_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .build();
         let api_key = API_KEY_VARS
             .iter()
@@ -195,7 +210,7 @@ impl OpenAiModel {
         let streamed = response
             .header("content-type")
             .is_some_and(|t| t.contains("event-stream"));
-        let reader = BufReader::new(response.into_reader());
+        let reader = BufReader::new(response.into_reader().take(MAX_REPLY_BYTES + 1));
         if streamed {
             read_stream(reader, started).or_else(|e| {
                 // A stream that breaks off after it started hides the server's error (llama-cpp-python
@@ -219,9 +234,13 @@ impl OpenAiModel {
             })
         } else {
             let mut text = String::new();
-            BufReader::new(reader)
+            let mut reader = reader;
+            reader
                 .read_to_string(&mut text)
                 .map_err(|e| server_err(format!("reading the reply: {e}")))?;
+            if text.len() as u64 > MAX_REPLY_BYTES {
+                return Err(server_err(too_long()));
+            }
             let mut reply = parse_completion(&text).map_err(server_err)?;
             reply.ttft = started.elapsed();
             Ok(reply)
@@ -289,17 +308,39 @@ fn parse_completion(text: &str) -> Result<Reply, String> {
     let choice = value
         .pointer("/choices/0")
         .ok_or("the reply has no choices")?;
-    absorb(&mut reply, choice, "message");
+    absorb(&mut reply, choice, "message")?;
     Ok(reply)
 }
 
-/// Read a server-sent-event stream of chunks until `[DONE]` or the end.
-fn read_stream(reader: impl BufRead, started: Instant) -> Result<Reply, String> {
+/// What a reply past [`MAX_REPLY_BYTES`] is told.
+fn too_long() -> String {
+    format!(
+        "the server's reply is longer than {} MiB; stopped reading it (a broken or hostile server)",
+        MAX_REPLY_BYTES >> 20
+    )
+}
+
+/// Read a server-sent-event stream of chunks until `[DONE]` or the end. `reader` ends after
+/// [`MAX_REPLY_BYTES`] + 1 bytes; reaching that is an error, never a truncated reply.
+fn read_stream(mut reader: impl BufRead, started: Instant) -> Result<Reply, String> {
     let mut reply = Reply::default();
     let mut first = true;
-    for line in reader.lines() {
-        let line = line.map_err(|e| format!("reading the stream: {e}"))?;
-        let Some(data) = line.strip_prefix("data:") else {
+    let mut read = 0u64;
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let n = reader
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| format!("reading the stream: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        if read > MAX_REPLY_BYTES {
+            return Err(too_long());
+        }
+        let line = String::from_utf8_lossy(&raw);
+        let Some(data) = line.trim_end().strip_prefix("data:") else {
             continue;
         };
         let data = data.trim();
@@ -309,8 +350,12 @@ fn read_stream(reader: impl BufRead, started: Instant) -> Result<Reply, String> 
         if data.is_empty() {
             continue;
         }
-        let chunk: Value = serde_json::from_str(data)
-            .map_err(|e| format!("a stream chunk is not JSON ({e}): {data}"))?;
+        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+            format!(
+                "a stream chunk is not JSON ({e}): {}",
+                crate::text::first_line(data, 200)
+            )
+        })?;
         if let Some(err) = chunk.get("error") {
             return Err(error_message(&err.to_string()));
         }
@@ -322,31 +367,42 @@ fn read_stream(reader: impl BufRead, started: Instant) -> Result<Reply, String> 
                 first = false;
                 reply.ttft = started.elapsed();
             }
-            absorb(&mut reply, choice, "delta");
+            absorb(&mut reply, choice, "delta")?;
             reply.chunks += 1;
         }
     }
     Ok(reply)
 }
 
-/// Merge one choice (`message` of a completion, `delta` of a chunk) into the reply.
-fn absorb(reply: &mut Reply, choice: &Value, key: &str) {
+/// Merge one choice (`message` of a completion, `delta` of a chunk) into the reply. A call index
+/// past [`MAX_CALLS_PER_REPLY`] is an error.
+fn absorb(reply: &mut Reply, choice: &Value, key: &str) -> Result<(), String> {
     if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
         reply.finish_reason = reason.to_string();
     }
-    let Some(part) = choice.get(key) else { return };
+    let Some(part) = choice.get(key) else {
+        return Ok(());
+    };
     if let Some(text) = part.get("content").and_then(Value::as_str) {
         reply.content.push_str(text);
     }
     let Some(calls) = part.get("tool_calls").and_then(Value::as_array) else {
-        return;
+        return Ok(());
     };
     for (position, call) in calls.iter().enumerate() {
         // Streamed fragments carry an index; whole messages may not. Missing index: its position.
         let index = call
             .get("index")
             .and_then(Value::as_u64)
-            .map_or(position, |i| i as usize);
+            .map_or(position as u64, |i| i);
+        let index = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < MAX_CALLS_PER_REPLY)
+            .ok_or_else(|| {
+                format!(
+                    "the server sent tool call number {index}; a reply holds at most {MAX_CALLS_PER_REPLY}"
+                )
+            })?;
         while reply.calls.len() <= index {
             reply.calls.push(PartialCall::default());
         }
@@ -364,6 +420,7 @@ fn absorb(reply: &mut Reply, choice: &Value, key: &str) {
             _ => {}
         }
     }
+    Ok(())
 }
 
 /// A call written into the content instead of `tool_calls` (some servers and templates do this):
