@@ -346,6 +346,11 @@ pub struct EvalArgs {
     /// Wall-clock limit per task, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub time_limit: u64,
+
+    /// How each run's tool calls are produced, as for `agent run --tool-calls` (to compare the formats
+    /// on the same tasks).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub tool_calls: Option<ToolCallMode>,
 }
 
 #[derive(Debug, Args)]
@@ -377,10 +382,13 @@ pub struct ReplayArgs {
 /// How to run the model.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// How tool calls are produced. `constrained` decodes under a JSON schema that admits only valid
-    /// calls of the offered tools (any model; on a server, through response_format). `native` uses the
-    /// model's own tool-call format (models trained for it; arguments are checked afterwards).
-    #[arg(long, value_enum, default_value = "constrained", value_name = "MODE")]
+    /// How tool calls are produced. `auto`: in-process, a model whose chat template writes Hermes-style
+    /// `<tool_call>` calls (Qwen2.5, Qwen3, ...) is decoded in that format under a grammar of it; any
+    /// other model, and every server, as `constrained`. `constrained`: a generic JSON call under a
+    /// schema that admits only valid calls of the offered tools (any model; on a server, through
+    /// response_format). `native`: the model's own format (in-process and Hermes-style: constrained;
+    /// otherwise unconstrained, arguments checked afterwards).
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
     pub tool_calls: ToolCallMode,
 
     /// A chat template replacing the model's own: a .jinja file, or a JSON file with a `chat_template`

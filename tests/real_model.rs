@@ -1,7 +1,9 @@
-//! A real run with the embedded SmolLM2-135M GGUF through mistral.rs (installed by scripts/setup.sh).
-//! Whether the tiny model solves the task is not the point; the run must complete without a crash, log
-//! every model turn, decode only valid tool calls, and change nothing outside its worktree. Once with the
-//! GGUF file, once with the same model as a safetensors folder quantised in place (`--isq`).
+//! Real runs with embedded models through mistral.rs (installed by scripts/setup.sh). Whether the model
+//! solves the task is not the point; the run must complete without a crash, log every model turn,
+//! decode only valid tool calls, and change nothing outside its worktree. SmolLM2-135M (a chat template
+//! without tools: generic constrained calls) once as a GGUF file and once as a safetensors folder
+//! quantised in place (`--isq`); the default Qwen2.5-Coder-1.5B in its own `<tool_call>` format under a
+//! grammar.
 #![cfg(feature = "embedded")]
 
 mod common;
@@ -14,17 +16,36 @@ use common::*;
 #[test]
 fn embedded_smollm2_run_completes_and_touches_nothing_outside_the_worktree() {
     let model = installed_model();
-    run_and_check(&[model.into()]);
+    let events = run_and_check(&[model.into()], 4);
+    assert_model(&events, "(embedded mistral.rs, constrained tool calls)");
+}
+
+#[test]
+fn the_default_coder_model_calls_tools_in_its_own_format_under_a_grammar() {
+    let model = installed_coder_model();
+    let events = run_and_check(&[model.into()], 3);
+    assert_model(
+        &events,
+        "(embedded mistral.rs, native <tool_call> format, constrained)",
+    );
+}
+
+/// The run says how the model's calls were decoded.
+fn assert_model(events: &[serde_json::Value], how: &str) {
+    let started = of_kind(events, "run_started")[0];
+    let model = started["model"].as_str().unwrap();
+    assert!(model.ends_with(how), "{model}");
 }
 
 #[test]
 fn a_safetensors_folder_with_in_situ_quantisation_runs_the_same_way() {
     let folder = installed_model_folder();
-    run_and_check(&[folder.into(), "--isq".into(), "Q8_0".into()]);
+    run_and_check(&[folder.into(), "--isq".into(), "Q8_0".into()], 4);
 }
 
-/// `agent run --model MODEL_ARGS...` on the bundled example, and every check of the module comment.
-fn run_and_check(model_args: &[OsString]) {
+/// `agent run --model MODEL_ARGS...` on the bundled example for at most `turns` model turns, and every
+/// check of the module comment. Returns the run's events.
+fn run_and_check(model_args: &[OsString], turns: usize) -> Vec<serde_json::Value> {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/examples");
     let files: Vec<(String, String)> = ["greet.py", "greet_test.py"]
         .iter()
@@ -40,7 +61,13 @@ fn run_and_check(model_args: &[OsString]) {
     let home = tempfile::tempdir().unwrap();
 
     let output = agent(home.path())
-        .args(["run", "--json", "--max-turns", "4", "--model"])
+        .args([
+            "run",
+            "--json",
+            "--max-turns",
+            &turns.to_string(),
+            "--model",
+        ])
         .args(model_args)
         .arg("--task-file")
         .arg(example.join("hello.md"))
@@ -103,4 +130,5 @@ fn run_and_check(model_args: &[OsString]) {
         commits == 0,
         "a branch exists exactly when a step was accepted: {branches}"
     );
+    events
 }

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::run::command_env;
@@ -164,6 +165,9 @@ fn run_and_judge(
         .stderr(Stdio::piped());
     if let Some(model) = &model {
         command.args(["--model", model]);
+    }
+    if let Some(mode) = args.tool_calls.and_then(|m| m.to_possible_value()) {
+        command.args(["--tool-calls", mode.get_name()]);
     }
     let started = Instant::now();
     let mut child = command

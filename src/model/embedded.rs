@@ -1,6 +1,8 @@
 //! The embedded backend: a model run in-process through mistral.rs (a GGUF file, a Hugging Face folder of
-//! safetensors, or a hub id), by default with every turn decoded under a JSON schema that admits exactly
-//! one valid call of one offered tool.
+//! safetensors, or a hub id), with every turn decoded under a grammar that admits exactly one valid call
+//! of one offered tool: in the model's own format when its chat template writes Hermes-style
+//! `<tool_call>` calls (the tools rendered by the template, see [`super::hermes`]), else as a generic
+//! JSON object described in the system prompt.
 //!
 //! Constraining the decoder is what keeps small local models from emitting malformed tool calls: the
 //! model cannot produce an unknown tool name or wrongly typed arguments. The conversation is sent
@@ -13,7 +15,7 @@ use std::time::Instant;
 use either::Either;
 use mistralrs::{
     Constraint, GgufModelBuilder, Model, RequestBuilder, StopTokens, TextMessageRole, TextMessages,
-    TextModelBuilder, TokenSource,
+    TextModelBuilder, TokenSource, ToolChoice,
 };
 use serde_json::json;
 
@@ -22,7 +24,7 @@ use super::schema::{
     tool_call_schema_within,
 };
 use super::{
-    AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ModelSpec, Role, ToolCall,
+    hermes, AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ModelSpec, Role, ToolCall,
     ToolCallMode, ToolSpec, Usage,
 };
 
@@ -47,12 +49,24 @@ const END_TOKENS: &[&str] = &[
 /// Used when the model does not say how long its context is.
 const FALLBACK_CONTEXT: usize = 8192;
 
+/// How this model's calls are produced, settled at load from `--tool-calls` and its chat template.
+#[derive(Debug, Clone, PartialEq)]
+enum CallFormat {
+    /// The generic `{"thought", "tool", "arguments"}` object under a JSON schema.
+    Generic,
+    /// The template's own Hermes format under a grammar of it.
+    Hermes(hermes::Markers),
+    /// The template's own format, unconstrained, read by mistral.rs's parser (`--tool-calls native`
+    /// for a template whose format this backend cannot constrain).
+    Free,
+}
+
 pub struct EmbeddedModel {
     runtime: tokio::runtime::Runtime,
     model: Model,
     name: String,
     context_window: usize,
-    mode: ToolCallMode,
+    format: CallFormat,
     /// Ids of the END_TOKENS this model's vocabulary has as single tokens.
     stop_ids: Vec<u32>,
 }
@@ -153,12 +167,20 @@ impl EmbeddedModel {
                 (ids.len() == 1).then(|| ids[0])
             })
             .collect();
+        let format = match options.tool_calls {
+            ToolCallMode::Constrained => CallFormat::Generic,
+            mode => match hermes_markers(&runtime, &model) {
+                Some(markers) => CallFormat::Hermes(markers),
+                None if mode == ToolCallMode::Native => CallFormat::Free,
+                None => CallFormat::Generic,
+            },
+        };
         Ok(Self {
             runtime,
             model,
             name,
             context_window,
-            mode: options.tool_calls,
+            format,
             stop_ids,
         })
     }
@@ -173,8 +195,8 @@ impl EmbeddedModel {
         let mut request = RequestBuilder::new()
             .set_deterministic_sampler()
             .set_sampler_max_len(max_len);
-        match self.mode {
-            ToolCallMode::Constrained => {
+        match &self.format {
+            CallFormat::Generic => {
                 let schema = match squeeze {
                     Some(fit) => tool_call_schema_within(tools, fit),
                     None => tool_call_schema(tools),
@@ -185,7 +207,23 @@ impl EmbeddedModel {
                     request = request.add_message(role, text);
                 }
             }
-            ToolCallMode::Native => {
+            CallFormat::Hermes(markers) => {
+                let schema = match squeeze {
+                    Some(fit) => hermes::call_schema_within(tools, fit),
+                    None => super::schema::hermes_call_schema(tools),
+                };
+                // The reply is read here (`hermes::parse_reply`), thought included; mistral.rs's own
+                // parser would drop the text before the call.
+                request = request
+                    .set_tools(native_tools(tools))
+                    .set_constraint(Constraint::Lark(hermes::grammar(markers, &schema)))
+                    .set_tool_choice(ToolChoice::None);
+                for message in messages {
+                    let (role, text) = render_hermes(message);
+                    request = request.add_message(role, text);
+                }
+            }
+            CallFormat::Free => {
                 request = request.set_tools(native_tools(tools));
                 for message in messages {
                     request = match message.role {
@@ -213,14 +251,17 @@ impl EmbeddedModel {
         request
     }
 
-    /// The exact prompt length as the chat template renders it (tool calls rendered as text in native
-    /// mode, which is close).
+    /// The exact prompt length as the chat template renders it (with the unconstrained native format,
+    /// tool calls are counted in the generic rendering, which is close).
     fn prompt_tokens(&self, messages: &[Message], tools: &[ToolSpec]) -> Result<usize, ModelError> {
         let text = messages.iter().fold(TextMessages::new(), |acc, m| {
-            let (role, text) = render(m);
+            let (role, text) = match self.format {
+                CallFormat::Hermes(_) => render_hermes(m),
+                _ => render(m),
+            };
             acc.add_message(role, text)
         });
-        let tools = (self.mode == ToolCallMode::Native).then(|| native_tools(tools));
+        let tools = (self.format != CallFormat::Generic).then(|| native_tools(tools));
         self.runtime
             .block_on(
                 self.model
@@ -307,6 +348,42 @@ fn split_file(path: &Path) -> Result<(String, String), String> {
     Ok((dir.to_string_lossy().into_owned(), file))
 }
 
+/// The Hermes markers, when this model's chat template renders offered tools and asks for
+/// `<tool_call>` calls: a probe conversation with one tool is rendered and read back.
+fn hermes_markers(runtime: &tokio::runtime::Runtime, model: &Model) -> Option<hermes::Markers> {
+    const PROBE: &str = "agent_probe_tool";
+    let probe = ToolSpec {
+        name: PROBE.into(),
+        description: "probe".into(),
+        parameters: json!({"type": "object", "properties": {}}),
+    };
+    let conversation = TextMessages::new().add_message(TextMessageRole::User, "hello");
+    let ids = runtime
+        .block_on(model.tokenize(
+            Either::Left(conversation),
+            Some(native_tools(&[probe])),
+            true,
+            true,
+            None,
+        ))
+        .ok()?;
+    let prompt = runtime.block_on(model.detokenize(ids, false)).ok()?;
+    if !(prompt.contains(PROBE) && prompt.contains(hermes::OPEN) && prompt.contains(hermes::CLOSE))
+    {
+        return None;
+    }
+    let single_token = |marker: &str| {
+        let ids = runtime
+            .block_on(model.tokenize(Either::Right(marker.to_string()), None, false, false, None))
+            .ok()?;
+        (ids.len() == 1).then(|| ids[0])
+    };
+    Some(hermes::Markers::new(
+        single_token(hermes::OPEN),
+        single_token(hermes::CLOSE),
+    ))
+}
+
 fn native_tools(tools: &[ToolSpec]) -> Vec<mistralrs::Tool> {
     tools
         .iter()
@@ -347,9 +424,28 @@ fn render(message: &Message) -> (TextMessageRole, String) {
     }
 }
 
+/// The Hermes format: calls shown exactly as the model wrote them (the template would show the
+/// arguments as a JSON-encoded string, since mistral.rs passes them as one), results in the tool role,
+/// which the template wraps in `<tool_response>`.
+fn render_hermes(message: &Message) -> (TextMessageRole, String) {
+    match message.role {
+        Role::Assistant => (
+            TextMessageRole::Assistant,
+            hermes::render_turn(&message.content, &message.tool_calls),
+        ),
+        Role::Tool => (TextMessageRole::Tool, message.content.clone()),
+        _ => render(message),
+    }
+}
+
 impl ChatModel for EmbeddedModel {
     fn describe(&self) -> String {
-        format!("{} (embedded mistral.rs, {})", self.name, self.mode.label())
+        let format = match self.format {
+            CallFormat::Generic => "constrained tool calls",
+            CallFormat::Hermes(_) => "native <tool_call> format, constrained",
+            CallFormat::Free => "native tool calls, unconstrained",
+        };
+        format!("{} (embedded mistral.rs, {format})", self.name)
     }
 
     fn context_window(&self) -> usize {
@@ -403,14 +499,15 @@ impl ChatModel for EmbeddedModel {
                 continue;
             }
             usage.elapsed_ms = started.elapsed().as_millis() as u64;
-            if self.mode == ToolCallMode::Native {
-                return Ok(native_turn(
+            return Ok(match self.format {
+                CallFormat::Generic => constrained_turn(&text, cut_off, usage),
+                CallFormat::Hermes(_) => hermes::parse_reply(&text, cut_off, usage),
+                CallFormat::Free => native_turn(
                     text,
                     choice.message.tool_calls.as_deref().unwrap_or_default(),
                     usage,
-                ));
-            }
-            return Ok(constrained_turn(&text, cut_off, usage));
+                ),
+            });
         }
     }
 }

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod hermes;
 pub mod openai;
 pub mod replay;
 pub mod schema;
@@ -180,12 +181,17 @@ pub struct ModelOptions {
 /// How a backend obtains tool calls from the model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ToolCallMode {
+    /// The model's own format, constrained, where the backend can do that (in-process, with a chat
+    /// template that writes Hermes-style `<tool_call>` calls: Qwen2.5, Qwen3 and their kin); otherwise
+    /// `constrained`.
+    #[default]
+    Auto,
     /// Decode under a JSON schema that admits exactly one valid call of an offered tool: a malformed
     /// call, an unknown tool or a wrongly typed argument cannot be produced. Works with any model.
-    #[default]
     Constrained,
-    /// The model's own tool-calling format, through its chat template (or the server's `tools`
-    /// parameter). Only for models trained for it; arguments are validated after the fact.
+    /// The model's own tool-call format, through its chat template (or the server's `tools`
+    /// parameter). In-process with a Hermes-style template the call is still decoded under a grammar
+    /// of that format; otherwise only for models trained for it, arguments checked after the fact.
     Native,
 }
 
@@ -193,6 +199,7 @@ impl ToolCallMode {
     /// How backends describe the mode in `describe()`.
     pub fn label(self) -> &'static str {
         match self {
+            Self::Auto => "tool calls chosen by the backend",
             Self::Constrained => "constrained tool calls",
             Self::Native => "native tool calls",
         }

