@@ -16,6 +16,11 @@ use crate::sandbox::Choice;
     after_help = "Exit codes: 0 task finished and the check passes; 1 gave up, budget exhausted, check failing or no check to verify with; 2 usage or configuration error."
 )]
 pub struct Cli {
+    /// When to colour output: `auto` (on a terminal, unless NO_COLOR or CLICOLOR=0 is set), `always`,
+    /// `never`.
+    #[arg(long, global = true, value_enum, default_value_t = clap::ColorChoice::Auto, value_name = "WHEN")]
+    pub color: clap::ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,6 +51,13 @@ pub enum Command {
     /// Probe each protection layer on this machine (a planted secret, a loopback listener, a host
     /// socket, the fetch proxy, landlock, seccomp, cgroups); exits 1 when a required one is missing.
     Doctor,
+    /// Print a shell completion script to stdout, e.g. `agent completions bash >
+    /// ~/.local/share/bash-completion/completions/agent` (zsh: a `_agent` file on `$fpath`; fish:
+    /// `~/.config/fish/completions/agent.fish`).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) to stdout (`agent man | man -l -`), or write one page per command
+    /// into a directory (`agent man --dir ~/.local/share/man/man1`).
+    Man(ManArgs),
     /// Internal: applies landlock and seccomp inside the sandbox, then runs the command.
     #[command(name = "__sandbox-helper", hide = true)]
     SandboxHelper {
@@ -61,6 +73,20 @@ pub enum Command {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `agent.1` and one `agent-COMMAND.1` per command into this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

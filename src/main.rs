@@ -8,8 +8,19 @@ use clap::Parser;
 use agent::app::{self, UsageError};
 use agent::cli::{Cli, Command};
 
+fn colors(on: bool) {
+    console::set_colors_enabled(on);
+    console::set_colors_enabled_stderr(on);
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `auto` leaves it to console, which looks at the terminal, NO_COLOR, CLICOLOR and CLICOLOR_FORCE.
+    match cli.color {
+        clap::ColorChoice::Always => colors(true),
+        clap::ColorChoice::Never => colors(false),
+        clap::ColorChoice::Auto => {}
+    }
     let result = match cli.command {
         Command::Run(args) => app::run(*args),
         Command::Resume(args) => app::resume(args),
@@ -20,6 +31,8 @@ fn main() -> ExitCode {
         Command::Tools(args) => app::tools(args),
         Command::Sandbox(agent::cli::SandboxCommand::Exec(args)) => app::sandbox_exec(args),
         Command::Doctor => app::doctor(),
+        Command::Completions(args) => app::completions(args),
+        Command::Man(args) => app::man(args),
         Command::SandboxHelper {
             writable,
             network,

@@ -138,14 +138,36 @@ fn dry_run_prints_the_patch_and_leaves_the_repository_byte_identical() {
     );
     let task_file = home.path().join("task.md");
     std::fs::write(&task_file, "# Make greet greet\n\nReturn `Hello, NAME!`.\n").unwrap();
-    let output = agent(home.path())
-        .args(["run", "--dry-run", "--model", &model, "--task-file"])
-        .arg(&task_file)
-        .arg("--repo")
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let dry_run = |color: &[&str], env: &[(&str, &str)]| {
+        agent(home.path())
+            .args(color)
+            .args(["run", "--dry-run", "--model", &model, "--task-file"])
+            .arg(&task_file)
+            .arg("--repo")
+            .arg(repo.path())
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    // Colour follows --color, then NO_COLOR / CLICOLOR_FORCE, then whether stdout is a terminal.
+    for (color, env, coloured) in [
+        (&[][..], &[][..], false),
+        (&["--color", "always"], &[("NO_COLOR", "1")], true),
+        (&[], &[("CLICOLOR_FORCE", "1")], true),
+        (&["--color", "never"], &[("CLICOLOR_FORCE", "1")], false),
+    ] {
+        let output = dry_run(color, env);
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            stdout.contains("\x1b["),
+            coloured,
+            "{color:?} {env:?}: {stdout}"
+        );
+    }
+    let output = dry_run(&[], &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("-    return 'hi'\n+    return f'Hello, {name}!'"),

@@ -335,7 +335,8 @@ impl Runner<'_> {
         ];
         let conversation = format!("plan-{}", self.plan_revision + 1);
         let reply = self.ask(&conversation, &mut messages, &[plan::spec()])?;
-        let steps = match plan::parse(&reply, max_steps) {
+        let task_check = self.config.check.as_ref().map(|c| c.command.as_str());
+        let steps = match plan::parse(&reply, max_steps, task_check) {
             Ok(plan) => {
                 let asked = reply.tool_calls[0].arguments["steps"]
                     .as_array()

@@ -51,8 +51,13 @@ pub enum NotAPlan {
     Invalid(String),
 }
 
-/// Read a plan out of a model reply; steps beyond `max_steps` are dropped, blank fields tidied.
-pub fn parse(reply: &AssistantTurn, max_steps: usize) -> Result<Plan, NotAPlan> {
+/// Read a plan out of a model reply; steps beyond `max_steps` are dropped, blank fields tidied, and a
+/// step's check that repeats `task_check` is left blank (which means the task's check).
+pub fn parse(
+    reply: &AssistantTurn,
+    max_steps: usize,
+    task_check: Option<&str>,
+) -> Result<Plan, NotAPlan> {
     let call = reply.tool_calls.first().ok_or(NotAPlan::NoCall)?;
     if call.name != PLAN_TOOL {
         return Err(NotAPlan::OtherTool(call.name.clone()));
@@ -66,6 +71,9 @@ pub fn parse(reply: &AssistantTurn, max_steps: usize) -> Result<Plan, NotAPlan> 
     for step in &mut plan.steps {
         step.title = crate::text::first_line(&step.title, 72);
         step.check = step.check.trim().to_string();
+        if task_check.is_some_and(|task| task.trim() == step.check) {
+            step.check.clear();
+        }
         step.files.retain(|f| !f.trim().is_empty());
     }
     plan.steps = fold_steps_that_change_nothing(std::mem::take(&mut plan.steps));
@@ -122,8 +130,13 @@ pub fn fold_steps_that_change_nothing(steps: Vec<PlanStep>) -> Vec<PlanStep> {
             pending.push(step);
             continue;
         }
-        if TESTING.contains(&word.as_str()) && step.check.is_empty() && pending.is_empty() {
-            if let Some(previous) = kept.last_mut() {
+        if TESTING.contains(&word.as_str()) && pending.is_empty() {
+            // A check of its own keeps the step (its check is how it is verified), unless the step
+            // before runs the same one.
+            if let Some(previous) = kept
+                .last_mut()
+                .filter(|p| step.check.is_empty() || p.check == step.check)
+            {
                 absorb(previous, &step);
                 continue;
             }
@@ -263,8 +276,18 @@ mod tests {
         let mut build = step("Run the build", "", &[]);
         build.check = "make".into();
         assert_eq!(
-            fold_steps_that_change_nothing(vec![step("Add x", "", &[]), build]).len(),
+            fold_steps_that_change_nothing(vec![step("Add x", "", &[]), build.clone()]).len(),
             2
+        );
+        // ... unless the step before runs the same check (Qwen2.5-Coder-1.5B: "Fix the bug",
+        // "Verify the fix", both checked by the task's tests).
+        let mut fix = step("Fix the bug", "", &["a.py"]);
+        fix.check = "make".into();
+        let folded = fold_steps_that_change_nothing(vec![fix, build]);
+        assert_eq!(folded.len(), 1);
+        assert_eq!(
+            (folded[0].title.as_str(), folded[0].check.as_str()),
+            ("Fix the bug", "make")
         );
         // Nothing but looking keeps one step; trailing looking joins the last change.
         let only = fold_steps_that_change_nothing(vec![
@@ -296,35 +319,51 @@ mod tests {
                                  {"title": "Add format"}]}),
             ),
             8,
+            None,
         )
         .unwrap();
         assert_eq!(plan.steps.len(), 2);
         assert_eq!(plan.steps[0].check, "cargo build");
         assert_eq!(plan.steps[0].files, vec!["src/lib.rs"]);
         assert_eq!(plan.steps[1].check, "");
+        // A step's check that repeats the task's is the task's check, so a "Run the tests" step
+        // after the fix joins it.
+        let fix_then_test = parse(
+            &reply(
+                "plan",
+                json!({"steps": [{"title": "Fix the bug"}, {"title": "Run the tests", "check": "make test "}]}),
+            ),
+            8,
+            Some("make test"),
+        )
+        .unwrap();
+        assert_eq!(fix_then_test.steps.len(), 1);
+        assert_eq!(fix_then_test.steps[0].check, "");
         let one = parse(
             &reply("plan", json!({"steps": [{"title": "a"}, {"title": "b"}]})),
             1,
+            None,
         )
         .unwrap();
         assert_eq!(one.steps.len(), 1);
         assert!(matches!(
-            parse(&reply("read_file", json!({})), 8),
+            parse(&reply("read_file", json!({})), 8, None),
             Err(NotAPlan::OtherTool(_))
         ));
         assert!(matches!(
-            parse(&reply("plan", json!({"steps": []})), 8),
+            parse(&reply("plan", json!({"steps": []})), 8, None),
             Err(NotAPlan::Invalid(_))
         ));
         assert!(matches!(
             parse(
                 &reply("plan", json!({"steps": [{"title": "a", "extra": 1}]})),
-                8
+                8,
+                None
             ),
             Err(NotAPlan::Invalid(_))
         ));
         assert!(matches!(
-            parse(&AssistantTurn::default(), 8),
+            parse(&AssistantTurn::default(), 8, None),
             Err(NotAPlan::NoCall)
         ));
     }

@@ -170,5 +170,13 @@ pub fn step_failed(report: &str, attempt: usize, tries: usize) -> String {
     )
 }
 
+/// What the model is told when it finishes a step (not the last) without changing any file.
+pub fn nothing_changed(title: &str) -> String {
+    format!(
+        "You called finish, but no file has changed. This step is \"{title}\": make its change with apply_patch \
+         or write_file, then call finish. If it really needs no change, call finish again and say why."
+    )
+}
+
 pub const NO_CHANGE_YET: &str =
     "The step's turns ran out without a change or a finish. Make the change this step needs, then call finish.";

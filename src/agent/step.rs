@@ -62,6 +62,7 @@ impl Runner<'_> {
             Message::user(brief),
         ];
         let tries = self.config.limits.step_tries.max(1);
+        let mut told_nothing_changed = false;
         for attempt in 1..=tries {
             let summary = match self.work(&mut messages, &specs)? {
                 WorkEnd::Finished(summary) => summary,
@@ -73,6 +74,18 @@ impl Runner<'_> {
             if !changed && !is_last {
                 if summary.is_empty() {
                     self.reject(number, attempt, prompt::NO_CHANGE_YET, &mut messages);
+                    continue;
+                }
+                // Small models call finish on a "Fix the bug" step having only read the code, and
+                // say it is fixed: asked once, a step that really changes nothing is finished again.
+                if !told_nothing_changed {
+                    told_nothing_changed = true;
+                    self.reject(
+                        number,
+                        attempt,
+                        &prompt::nothing_changed(&step.title),
+                        &mut messages,
+                    );
                     continue;
                 }
                 // An exploratory step (read, decide) has nothing to verify or commit.

@@ -1,12 +1,13 @@
 //! The commands' wiring, one module per command: everything that touches the user's terminal or
 //! environment lives here or in `report`. `run` (with `resume` and `replay`, which start the same run
 //! in another way) is in [`run`], a folder of its phases; `log`, `apply`, `sandbox exec`, `doctor`,
-//! `eval` and `tools` each in a file of their own.
+//! `eval` and `tools` each in a file of their own; `completions` and `man` in [`manual`].
 
 mod apply;
 mod doctor;
 mod eval;
 mod log;
+mod manual;
 mod run;
 mod sandbox;
 mod tools;
@@ -15,6 +16,7 @@ pub use apply::apply;
 pub use doctor::doctor;
 pub use eval::eval;
 pub use log::log;
+pub use manual::{completions, man};
 pub use run::{replay, resume, run};
 pub use sandbox::sandbox_exec;
 pub use tools::tools;

@@ -43,15 +43,18 @@ impl Markers {
 }
 
 /// The Lark grammar of one turn: at most one line of text without `<` (the model's short reason), then
-/// one call whose JSON is `call_schema` (see [`schema::hermes_call_schema`]).
+/// one call whose JSON is `call_schema` (see [`schema::hermes_call_schema`]). The line may not start
+/// with a backtick: Qwen2.5-Coder-1.5B otherwise opens a Markdown fence there (` ```json `) on every
+/// turn.
 pub fn grammar(markers: &Markers, call_schema: &Value) -> String {
     format!(
         "start: thought? {open} \"\\n\" call \"\\n\" {close}\n\
          thought: THOUGHT \"\\n\"\n\
-         THOUGHT: /[^<\\n]{{1,{MAX_THOUGHT_CHARS}}}/\n\
+         THOUGHT: /[^<`\\n][^<\\n]{{0,{thought_tail}}}/\n\
          call: %json {call_schema}\n",
         open = markers.open,
         close = markers.close,
+        thought_tail = MAX_THOUGHT_CHARS - 1,
     )
 }
 
@@ -250,6 +253,10 @@ mod tests {
         let by_id = grammar(&Markers::new(Some(151657), Some(151658)), &schema);
         assert!(
             by_id.starts_with("start: thought? <[151657]> \"\\n\" call \"\\n\" <[151658]>\n"),
+            "{by_id}"
+        );
+        assert!(
+            by_id.contains("THOUGHT: /[^<`\\n][^<\\n]{0,399}/\n"),
             "{by_id}"
         );
         let by_text = grammar(&Markers::new(None, None), &schema);

@@ -38,11 +38,19 @@ impl TerminalReporter {
         }
     }
 
+    /// Colours follow `--color` (console's flags: a terminal, NO_COLOR, CLICOLOR, CLICOLOR_FORCE).
     fn line(&self, text: String) {
+        let plain = |on: bool| {
+            if on {
+                text.clone()
+            } else {
+                console::strip_ansi_codes(&text).into_owned()
+            }
+        };
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None if self.stdout => println!("{}", console::strip_ansi_codes(&text)),
-            None => eprintln!("{}", console::strip_ansi_codes(&text)),
+            Some(bar) => bar.println(plain(console::colors_enabled_stderr())),
+            None if self.stdout => println!("{}", plain(console::colors_enabled())),
+            None => eprintln!("{}", plain(console::colors_enabled_stderr())),
         }
     }
 

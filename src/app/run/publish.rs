@@ -3,7 +3,7 @@
 //! pushed (`--pr`), the `finished` event is emitted, a dry run prints its diff, and a replay is
 //! compared with the run it replays.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -212,7 +212,7 @@ pub(super) fn print_dry_run(landed: &Landed, user_repo: &Path) -> anyhow::Result
         writeln!(out, "No verified changes to propose.")?;
         return Ok(());
     }
-    let colour = std::io::stdout().is_terminal();
+    let colour = console::colors_enabled();
     write!(out, "{}", diff::render(&landed.accepted, colour))?;
     writeln!(
         out,
