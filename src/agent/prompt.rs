@@ -108,6 +108,8 @@ pub struct StepBrief<'a> {
     pub map: &'a str,
     pub done: &'a [StepRecord],
     pub step: &'a PlanStep,
+    /// The text of the step's likely files that are short (see `repo_map::likely_files`).
+    pub files_shown: &'a str,
     pub remaining: &'a [PlanStep],
     pub number: usize,
     pub of: usize,
@@ -139,6 +141,12 @@ pub fn step_brief(brief: &StepBrief<'_>) -> String {
     }
     if !step.files.is_empty() {
         text.push_str(&format!("Likely files: {}\n", step.files.join(", ")));
+    }
+    if !brief.files_shown.is_empty() {
+        text.push_str(&format!(
+            "\nAs they are now (line numbers are not part of the files):\n{}",
+            brief.files_shown
+        ));
     }
     if let Some((command, report)) = brief.failing_check {
         text.push_str(&failing_check(command, report));

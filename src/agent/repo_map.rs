@@ -1,6 +1,7 @@
 //! What the planner and each step are shown of the repository before they read anything: a compact map
-//! (files and their top-level symbols, the files the task names first) and the project's own
-//! instructions for agents (AGENTS.md at the root and in the directories a step touches).
+//! (files and their top-level symbols, the files the task names first), the project's own
+//! instructions for agents (AGENTS.md at the root and in the directories a step touches), and the
+//! text of a step's likely files when they are short.
 //!
 //! A simple line scan per language, not a parser: cheap on big repositories, and good enough to point
 //! the model at the right file. It only reads the worktree, through [`crate::hostfs`]: no links out, no
@@ -20,6 +21,10 @@ const MAX_SYMBOLS_PER_FILE: usize = 12;
 const MAX_AGENTS_MD: usize = 4000;
 /// Bytes of one AGENTS.md read at most (a bigger one is not shown).
 const MAX_AGENTS_MD_BYTES: u64 = 256 * 1024;
+/// Bytes of the step's likely files shown in its brief, all together; a file that does not fit whole
+/// is only named (the model reads it with read_file).
+const MAX_SHOWN_FILE_BYTES: usize = 6000;
+
 /// Files walked for the map at most (the map shows far fewer; this bounds time and memory).
 const MAX_WALKED_FILES: usize = 50_000;
 
@@ -119,6 +124,39 @@ fn symbol_pattern(path: &str) -> Option<Regex> {
 
 /// The AGENTS.md files that apply to `files`: the repository root's, then those of each directory on
 /// the way to a touched file (nearer ones last, so they read as the more specific instructions).
+/// The text of the step's likely `files` that exist and are short, numbered as read_file numbers lines,
+/// whole or not at all, within [`MAX_SHOWN_FILE_BYTES`] together: a small model that sees the code it
+/// must change edits it instead of spending turns finding and reading it.
+pub fn likely_files(root: &Path, files: &[String]) -> String {
+    let Ok(fs) = Beneath::open(root) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    let mut left = MAX_SHOWN_FILE_BYTES;
+    for file in files {
+        let Ok(rel) = crate::hostfs::relative(file) else {
+            continue;
+        };
+        let Ok(bytes) = fs.read(&rel, left as u64) else {
+            continue;
+        };
+        let Ok(content) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let lines: Vec<&str> = content.lines().collect();
+        let width = lines.len().to_string().len();
+        let mut shown = format!("{file} (lines 1-{n} of {n}):\n", n = lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            shown.push_str(&format!("{:>width$}| {line}\n", i + 1));
+        }
+        if shown.len() <= left {
+            left -= shown.len();
+            text.push_str(&shown);
+        }
+    }
+    text
+}
+
 pub fn agents_md(root: &Path, files: &[String]) -> String {
     let mut dirs: Vec<String> = vec![String::new()];
     for file in files {
@@ -223,5 +261,24 @@ mod tests {
         assert!(!text.contains("c rules"), "{text}");
         assert!(text.find("use tabs").unwrap() < text.find("a rules").unwrap());
         assert_eq!(agents_md(tempfile::tempdir().unwrap().path(), &[]), "");
+    }
+
+    #[test]
+    fn short_likely_files_are_shown_whole_and_numbered_others_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s3cret").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.join("link.py")).unwrap();
+        std::fs::write(root.join("calc.py"), "def add(a, b):\n    return a - b\n").unwrap();
+        std::fs::write(root.join("big.py"), "x = 1\n".repeat(2000)).unwrap();
+        let files: Vec<String> = ["missing.py", "big.py", "link.py", "calc.py", "../x"]
+            .map(String::from)
+            .to_vec();
+        let text = likely_files(root, &files);
+        assert_eq!(
+            text,
+            "calc.py (lines 1-2 of 2):\n1| def add(a, b):\n2|     return a - b\n"
+        );
     }
 }

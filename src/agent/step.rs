@@ -45,12 +45,14 @@ impl Runner<'_> {
         });
         let specs = self.config.tools.specs();
         let agents_md = repo_map::agents_md(&self.root, &step.files);
+        let files_shown = repo_map::likely_files(&self.root, &step.files);
         let brief = prompt::step_brief(&StepBrief {
             task: &self.config.task,
             agents_md: &agents_md,
             map: &self.map,
             done: &self.done,
             step,
+            files_shown: &files_shown,
             remaining,
             number,
             of,
