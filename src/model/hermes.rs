@@ -44,13 +44,14 @@ impl Markers {
 
 /// The Lark grammar of one turn: at most one line of text without `<` (the model's short reason), then
 /// one call whose JSON is `call_schema` (see [`schema::hermes_call_schema`]). The line may not start
-/// with a backtick: Qwen2.5-Coder-1.5B otherwise opens a Markdown fence there (` ```json `) on every
-/// turn.
+/// with a backtick or a brace: Qwen2.5-Coder-1.5B otherwise opens a Markdown fence there (` ```json `)
+/// on every turn, or writes the call it means as bare JSON there and then, forced into the marker,
+/// some other call.
 pub fn grammar(markers: &Markers, call_schema: &Value) -> String {
     format!(
         "start: thought? {open} \"\\n\" call \"\\n\" {close}\n\
          thought: THOUGHT \"\\n\"\n\
-         THOUGHT: /[^<`\\n][^<\\n]{{0,{thought_tail}}}/\n\
+         THOUGHT: /[^<`{{\\n][^<\\n]{{0,{thought_tail}}}/\n\
          call: %json {call_schema}\n",
         open = markers.open,
         close = markers.close,
@@ -256,7 +257,7 @@ mod tests {
             "{by_id}"
         );
         assert!(
-            by_id.contains("THOUGHT: /[^<`\\n][^<\\n]{0,399}/\n"),
+            by_id.contains("THOUGHT: /[^<`{\\n][^<\\n]{0,399}/\n"),
             "{by_id}"
         );
         let by_text = grammar(&Markers::new(None, None), &schema);
