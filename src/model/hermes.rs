@@ -146,34 +146,17 @@ pub fn parse_reply(text: &str, cut_off: bool, usage: Usage) -> AssistantTurn {
             .get("name")
             .and_then(Value::as_str)
             .ok_or("the call has no \"name\" field naming the tool")?;
-        Ok(ToolCall {
+        let call = ToolCall {
             id: String::new(),
             name: name.to_string(),
             arguments: value
                 .get("arguments")
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({})),
-        })
+        };
+        Ok((thought.trim().to_string(), call))
     });
-    match read {
-        Ok(call) => AssistantTurn {
-            content: thought.trim().to_string(),
-            tool_calls: vec![call],
-            usage,
-        },
-        Err(problem) => AssistantTurn {
-            content: format!(
-                "{text}\n[unparsed: {problem}{}]",
-                if cut_off {
-                    "; cut off at the token budget"
-                } else {
-                    ""
-                }
-            ),
-            tool_calls: Vec::new(),
-            usage,
-        },
-    }
+    schema::reply_turn(text, read, cut_off, usage)
 }
 
 #[cfg(test)]

@@ -219,7 +219,18 @@ pub fn render_tool_result(message: &Message) -> String {
 
 /// The turn a constrained reply makes: its call, or its text with what is wrong with it.
 pub fn constrained_turn(text: &str, cut_off: bool, usage: Usage) -> AssistantTurn {
-    match parse_tool_call_json(text) {
+    reply_turn(text, parse_tool_call_json(text), cut_off, usage)
+}
+
+/// The turn a grammar-constrained reply makes, once read: its thought and call, or `text` with what
+/// is wrong with it (the loop then asks again).
+pub fn reply_turn(
+    text: &str,
+    read: Result<(String, ToolCall), String>,
+    cut_off: bool,
+    usage: Usage,
+) -> AssistantTurn {
+    match read {
         Ok((thought, call)) => AssistantTurn {
             content: thought,
             tool_calls: vec![call],
