@@ -454,6 +454,54 @@ fn a_model_that_only_repeats_finish_is_stopped_early() {
 }
 
 #[test]
+fn a_step_that_changed_nothing_is_asked_once_to_make_its_change() {
+    // What Qwen2.5-Coder-1.5B did: "Fix the bug" finished having only read the code.
+    let repo = repo_with(&[("a.txt", "a\n")]);
+    let home = tempfile::tempdir().unwrap();
+    let finish = json!({"tool_calls": [{"name": "finish", "arguments": {"summary": "fixed"}}]});
+    let write = json!({"tool_calls": [{"name": "write_file", "arguments": {"path": "a.txt", "content": "b\n"}}]});
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&["Fix the bug", "Tidy up"]),
+            finish,
+            write,
+            finish,
+            finish
+        ]),
+    );
+    let output = agent(home.path())
+        .args([
+            "run",
+            "make a.txt say b",
+            "--json",
+            "--check",
+            "grep -qx b a.txt",
+        ])
+        .args(["--model", &model, "--repo"])
+        .arg(repo.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let events = events(&output);
+    let rejected = of_kind(&events, "step_rejected");
+    assert_eq!(rejected.len(), 1, "{}", describe(&output));
+    assert_eq!(rejected[0]["step"], 1);
+    assert!(
+        rejected[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no file has changed"),
+        "{}",
+        rejected[0]
+    );
+    // The change was made in step 1 and committed there; step 2 changed nothing and is last.
+    let commits = of_kind(&events, "commit");
+    assert_eq!(commits.len(), 1, "{}", describe(&output));
+    assert_eq!(commits[0]["step"], 1, "{}", commits[0]);
+}
+
+#[test]
 fn dependencies_are_fetched_with_network_before_the_offline_check() {
     // bottle-song's tests use the crate `pretty_assertions`: the offline check only passes if the fetch
     // phase (network allowed, `fetch` profile) put it into the local cargo cache first.
