@@ -150,7 +150,14 @@ fn run_and_judge(
         args.model.clone()
     };
 
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // This very binary, even when a rebuild has replaced the file during a long eval (the path then
+    // names the new file or nothing; /proc/self/exe still names the running one).
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().map_err(|e| e.to_string())?
+    };
     let mut command = Command::new(exe);
     command
         .args(["run", "--json", "--check", &task.test_command])
