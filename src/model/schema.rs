@@ -152,48 +152,56 @@ pub const UNBOUNDED_STRING_CHARS: usize = 4096;
 
 /// The schema of one turn: `{"thought": "...", "tool": NAME, "arguments": ARGS}` for one of `tools`.
 pub fn tool_call_schema(tools: &[ToolSpec]) -> Value {
-    let variants: Vec<Value> = tools
-        .iter()
-        .map(|tool| {
-            json!({
-                "type": "object",
-                "properties": {
-                    "thought": {"type": "string", "maxLength": MAX_THOUGHT_CHARS},
-                    "tool": {"const": tool.name},
-                    "arguments": sanitize(&tool.parameters),
-                },
-                "required": ["thought", "tool", "arguments"],
-                "additionalProperties": false,
-            })
-        })
-        .collect();
     // Compact JSON only: with flexible whitespace a small model can pad a call with blanks until the
     // token budget runs out.
-    json!({ "anyOf": variants, "x-guidance": {"whitespace_flexible": false} })
+    one_call_of(
+        tools,
+        |tool| {
+            json!({
+                "thought": {"type": "string", "maxLength": MAX_THOUGHT_CHARS},
+                "tool": {"const": tool.name},
+                "arguments": sanitize(&tool.parameters),
+            })
+        },
+        json!({"whitespace_flexible": false}),
+    )
 }
 
 /// The schema of one call in the Hermes format that Qwen2.5 and Qwen3 chat templates ask for:
 /// `{"name": NAME, "arguments": ARGS}` for one of `tools`, spaced as Python's `json.dumps` spaces it,
 /// which is how the template shows calls to the model.
 pub fn hermes_call_schema(tools: &[ToolSpec]) -> Value {
+    one_call_of(
+        tools,
+        |tool| json!({"name": {"const": tool.name}, "arguments": sanitize(&tool.parameters)}),
+        json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
+    )
+}
+
+/// `anyOf` one closed object per tool, with the `properties` given for it, all required in that
+/// order, decoded with llguidance's `guidance` options.
+fn one_call_of(
+    tools: &[ToolSpec],
+    properties: impl Fn(&ToolSpec) -> Value,
+    guidance: Value,
+) -> Value {
     let variants: Vec<Value> = tools
         .iter()
         .map(|tool| {
+            let properties = properties(tool);
+            let required: Vec<&String> = properties
+                .as_object()
+                .map(|p| p.keys().collect())
+                .unwrap_or_default();
             json!({
                 "type": "object",
-                "properties": {
-                    "name": {"const": tool.name},
-                    "arguments": sanitize(&tool.parameters),
-                },
-                "required": ["name", "arguments"],
+                "properties": properties,
+                "required": required,
                 "additionalProperties": false,
             })
         })
         .collect();
-    json!({
-        "anyOf": variants,
-        "x-guidance": {"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "},
-    })
+    json!({ "anyOf": variants, "x-guidance": guidance })
 }
 
 /// In the constrained format an assistant turn is shown to the model as the JSON it wrote (or its
