@@ -51,6 +51,10 @@ pub enum Command {
     /// Probe each protection layer on this machine (a planted secret, a loopback listener, a host
     /// socket, the fetch proxy, landlock, seccomp, cgroups); exits 1 when a required one is missing.
     Doctor,
+    /// Show the effective settings and where each comes from, write a starter config file, or print
+    /// the config file's JSON schema (docs/config.md).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script to stdout, e.g. `agent completions bash >
     /// ~/.local/share/bash-completion/completions/agent` (zsh: a `_agent` file on `$fpath`; fish:
     /// `~/.config/fish/completions/agent.fish`).
@@ -73,6 +77,33 @@ pub enum Command {
         #[arg(required = true, last = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+#[command(
+    after_help = "Settings come from, highest first: the command line, the environment, the repository's .agent.toml, your config file ($XDG_CONFIG_HOME/agent/config.toml, else ~/.config/agent/config.toml), the defaults. A repository's file may set the check and the budgets and turn fetch or plugins off; it may not choose the model, change the sandbox or loosen verification."
+)]
+pub enum ConfigCommand {
+    /// Print every setting of `agent run` with its effective value and where it comes from.
+    Show {
+        /// The repository whose .agent.toml is read.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        repo: PathBuf,
+        /// Print the settings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a commented starter config file (and its JSON schema beside it, for editors).
+    Init {
+        /// Write this file instead of your config file (e.g. `.agent.toml` for a repository).
+        #[arg(long, value_name = "FILE")]
+        path: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the JSON schema of the config file.
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +291,15 @@ pub struct RunArgs {
     /// Offer only the built-in tools: no plugin from the repository's tools/ or your config dir.
     #[arg(long)]
     pub no_plugins: bool,
+
+    /// The command line the run was started with, the config files' settings included as flags
+    /// (what its record keeps, so that `resume` and `replay` run with the same settings).
+    #[arg(skip)]
+    pub argv: Vec<String>,
+
+    /// The settings taken from config files (for the run's log).
+    #[arg(skip)]
+    pub configured: Vec<crate::config::Setting>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod app;
 pub mod ci;
 pub mod cli;
+pub mod config;
 pub mod dirs;
 pub mod eval;
 pub mod hostfs;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use agent::app::{self, UsageError};
 use agent::cli::{Cli, Command};
@@ -14,7 +14,8 @@ fn colors(on: bool) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // `auto` leaves it to console, which looks at the terminal, NO_COLOR, CLICOLOR and CLICOLOR_FORCE.
     match cli.color {
         clap::ColorChoice::Always => colors(true),
@@ -22,7 +23,10 @@ fn main() -> ExitCode {
         clap::ColorChoice::Auto => {}
     }
     let result = match cli.command {
-        Command::Run(args) => app::run(*args),
+        Command::Run(args) => match matches.subcommand_matches("run") {
+            Some(run) => app::configured_run(*args, run).and_then(app::run),
+            None => app::run(*args),
+        },
         Command::Resume(args) => app::resume(args),
         Command::Replay(args) => app::replay(args),
         Command::Log(args) => app::log(args),
@@ -33,6 +37,7 @@ fn main() -> ExitCode {
         Command::Doctor => app::doctor(),
         Command::Completions(args) => app::completions(args),
         Command::Man(args) => app::man(args),
+        Command::Config(command) => app::config(command),
         Command::SandboxHelper {
             writable,
             network,

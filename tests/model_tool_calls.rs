@@ -81,6 +81,7 @@ fn fifty_turns_of_smollm2_are_all_valid_calls() {
                 of: 1,
                 check: task["test_command"].as_str(),
                 failing_check: None,
+                files_shown: "",
             })),
         ];
         for _ in 0..TURNS_PER_TASK {

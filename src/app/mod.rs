@@ -4,6 +4,7 @@
 //! `eval` and `tools` each in a file of their own; `completions` and `man` in [`manual`].
 
 mod apply;
+mod config;
 mod doctor;
 mod eval;
 mod log;
@@ -13,6 +14,7 @@ mod sandbox;
 mod tools;
 
 pub use apply::apply;
+pub use config::{config, for_run as configured_run};
 pub use doctor::doctor;
 pub use eval::eval;
 pub use log::log;

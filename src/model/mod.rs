@@ -179,7 +179,19 @@ pub struct ModelOptions {
 }
 
 /// How a backend obtains tool calls from the model.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ToolCallMode {
     /// The model's own format, constrained, where the backend can do that (in-process, with a chat
     /// template that writes Hermes-style `<tool_call>` calls: Qwen2.5, Qwen3 and their kin); otherwise

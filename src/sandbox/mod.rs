@@ -167,7 +167,18 @@ pub const CACHE_ENV: &[&str] = &["CARGO_TARGET_DIR", PYDEPS_ENV];
 pub const PYDEPS_ENV: &str = "AGENT_PYDEPS";
 
 /// Which sandbox to use (`--sandbox`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Choice {
     /// bubblewrap when it works here, else unconfined with a warning.
     Auto,

@@ -105,6 +105,12 @@ pub struct Workspace {
     notes: Vec<String>,
 }
 
+/// The top-level folder of the repository `dir` is in (None outside a repository, or in a bare one).
+pub fn toplevel(dir: &Path) -> Option<PathBuf> {
+    let repo = Repository::discover(dir).ok()?;
+    repo.workdir().map(Path::to_path_buf)
+}
+
 impl Workspace {
     /// Open a workspace for `task_title` on a fresh branch name, starting at the user's HEAD commit.
     pub fn open(repo_dir: &Path, task_title: &str) -> Result<Self, VcsError> {

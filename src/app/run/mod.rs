@@ -75,6 +75,18 @@ fn execute(args: RunArgs, task: Task, start: Start) -> anyhow::Result<u8> {
         sandboxes.commands.describe(),
         args.dry_run,
     ));
+    if !args.configured.is_empty() {
+        reporter.event(&Event::Note {
+            message: format!(
+                "from config files: {}",
+                args.configured
+                    .iter()
+                    .map(|s| format!("{} = {} ({})", s.key, s.value, s.origin))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        });
+    }
     let plugins = plugins(&args, &workspace, &mut reporter);
     if let Some(point) = &resume {
         reporter.event(&resumed_event(&recording.run_id, &workspace, point)?);

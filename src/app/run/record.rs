@@ -33,7 +33,7 @@ impl Recording {
     ) -> anyhow::Result<(Recording, Fanout)> {
         let dir = runs::runs_dir().join(run_id);
         if !matches!(start, Start::Resume { .. }) {
-            let record = record(task, start, workspace, run_id, args.dry_run);
+            let record = record(args, task, start, workspace, run_id);
             if let Err(e) = record.save(&dir) {
                 eprintln!(
                     "warning: cannot record the run in {}: {e}; `agent resume` will not find it",
@@ -71,15 +71,21 @@ impl Recording {
 }
 
 fn record(
+    args: &RunArgs,
     task: &Task,
     start: &Start,
     workspace: &Workspace,
     run_id: &str,
-    dry_run: bool,
 ) -> RunRecord {
+    let dry_run = args.dry_run;
+    let argv = if args.argv.is_empty() {
+        std::env::args().collect()
+    } else {
+        args.argv.clone()
+    };
     let record = RunRecord {
         run_id: run_id.to_string(),
-        argv: std::env::args().collect(),
+        argv,
         cwd: std::env::current_dir().unwrap_or_default(),
         task: task.text.clone(),
         repo: workspace.user_repo_path().to_path_buf(),

@@ -152,6 +152,8 @@ fn recorded_args(record: &RunRecord) -> anyhow::Result<RunArgs> {
         .into());
     };
     let mut args = *args;
+    // The recorded command line already carries the config files' settings of that run.
+    args.argv = record.argv.clone();
     args.task = Some(record.task.clone());
     args.task_file = None;
     args.repo = record.repo.clone();

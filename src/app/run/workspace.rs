@@ -60,7 +60,12 @@ pub(super) fn check(args: &RunArgs, workspace: &Workspace) -> anyhow::Result<Opt
         }
         Some(cmd) => Some(Check {
             command: cmd.clone(),
-            source: "--check".into(),
+            // A check from a config file says which file: a repository's can set it.
+            source: args
+                .configured
+                .iter()
+                .find(|s| s.key == "run.check")
+                .map_or_else(|| "--check".into(), |s| format!("from {}", s.origin)),
         }),
         None => verify::detect(workspace.root()),
     })
