@@ -215,7 +215,9 @@ pub fn read(path: &Path) -> Result<Option<ConfigFile>, ConfigError> {
     }
     if let Some(name) = &file.model {
         if name.is_empty() {
-            return Err(error("`model` is empty: name a [models.NAME] profile or a model spec".into()));
+            return Err(error(
+                "`model` is empty: name a [models.NAME] profile or a model spec".into(),
+            ));
         }
     }
     Ok(Some(file))
@@ -353,12 +355,17 @@ fn file_settings(file: &ConfigFile, origin: &Origin) -> Vec<Setting> {
     if let Some(name) = &file.model {
         match file.models.get(name) {
             Some(profile) => {
-                push("model",
+                push(
+                    "model",
                     format!("{name} ({})", profile.spec),
                     flag("--model", &profile.spec),
                 );
                 if let Some(n) = profile.context_window {
-                    push("context_window", n.to_string(), flag("--context-window", &n.to_string()));
+                    push(
+                        "context_window",
+                        n.to_string(),
+                        flag("--context-window", &n.to_string()),
+                    );
                 }
                 if let Some(n) = profile.threads {
                     push("threads", n.to_string(), flag("--threads", &n.to_string()));
@@ -369,7 +376,11 @@ fn file_settings(file: &ConfigFile, origin: &Origin) -> Vec<Setting> {
                 }
                 if let Some(path) = &profile.chat_template {
                     let path = path.display().to_string();
-                    push("chat_template", path.clone(), flag("--chat-template", &path));
+                    push(
+                        "chat_template",
+                        path.clone(),
+                        flag("--chat-template", &path),
+                    );
                 }
             }
             None => push("model", name.clone(), flag("--model", name)),
@@ -385,7 +396,11 @@ fn file_settings(file: &ConfigFile, origin: &Origin) -> Vec<Setting> {
         ("run.max_tokens", "--max-tokens", run.max_tokens),
         ("run.time_limit", "--time-limit", run.time_limit),
         ("run.step_tries", "--step-tries", run.step_tries),
-        ("run.command_timeout", "--command-timeout", run.command_timeout),
+        (
+            "run.command_timeout",
+            "--command-timeout",
+            run.command_timeout,
+        ),
         ("run.check_timeout", "--check-timeout", run.check_timeout),
     ];
     for (key, name, value) in numbers {
@@ -404,20 +419,36 @@ fn file_settings(file: &ConfigFile, origin: &Origin) -> Vec<Setting> {
         push("run.fetch", on.to_string(), switch(on, false, "--no-fetch"));
     }
     if let Some(on) = run.plugins {
-        push("run.plugins", on.to_string(), switch(on, false, "--no-plugins"));
+        push(
+            "run.plugins",
+            on.to_string(),
+            switch(on, false, "--no-plugins"),
+        );
     }
     if let Some(on) = run.allow_unverified {
-        push("run.allow_unverified", on.to_string(), switch(on, true, "--allow-unverified"));
+        push(
+            "run.allow_unverified",
+            on.to_string(),
+            switch(on, true, "--allow-unverified"),
+        );
     }
     if let Some(on) = run.allow_test_edits {
-        push("run.allow_test_edits", on.to_string(), switch(on, true, "--allow-test-edits"));
+        push(
+            "run.allow_test_edits",
+            on.to_string(),
+            switch(on, true, "--allow-test-edits"),
+        );
     }
     if let Some(mode) = file.sandbox.mode {
         let mode = value_name(mode);
         push("sandbox.mode", mode.clone(), flag("--sandbox", &mode));
     }
     if let Some(profile) = &file.sandbox.profile {
-        push("sandbox.profile", profile.clone(), flag("--sandbox-profile", profile));
+        push(
+            "sandbox.profile",
+            profile.clone(),
+            flag("--sandbox-profile", profile),
+        );
     }
     out
 }

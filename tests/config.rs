@@ -41,14 +41,20 @@ fn shown<'a>(shown: &'a serde_json::Value, key: &str) -> (&'a str, &'a str) {
         .iter()
         .find(|s| s["key"] == key)
         .unwrap_or_else(|| panic!("{key} not shown: {shown}"));
-    (line["value"].as_str().unwrap(), line["from"].as_str().unwrap())
+    (
+        line["value"].as_str().unwrap(),
+        line["from"].as_str().unwrap(),
+    )
 }
 
 #[test]
 fn the_command_line_beats_the_repository_which_beats_the_user() {
     let repo = repo_with(&[
         ("a.txt", "a\n"),
-        (".agent.toml", "[run]\ncheck = \"test -f a.txt\"\nmax_turns = 3\n"),
+        (
+            ".agent.toml",
+            "[run]\ncheck = \"test -f a.txt\"\nmax_turns = 3\n",
+        ),
     ]);
     let home = tempfile::tempdir().unwrap();
     let model = reading_script(home.path(), 40);
@@ -61,8 +67,12 @@ fn the_command_line_beats_the_repository_which_beats_the_user() {
 
     let settings = show(home.path(), repo.path());
     assert_eq!(shown(&settings, "run.max_turns").0, "3");
-    assert!(shown(&settings, "run.max_turns").1.starts_with("repository config"));
-    assert!(shown(&settings, "run.step_tries").1.starts_with("user config"));
+    assert!(shown(&settings, "run.max_turns")
+        .1
+        .starts_with("repository config"));
+    assert!(shown(&settings, "run.step_tries")
+        .1
+        .starts_with("user config"));
     assert_eq!(shown(&settings, "run.max_steps"), ("12", "default"));
     assert_eq!(shown(&settings, "model").0, format!("scripted ({model})"));
 
@@ -94,12 +104,37 @@ fn the_command_line_beats_the_repository_which_beats_the_user() {
         .iter()
         .any(|n| n["message"].as_str().unwrap().contains("run.max_turns = 3"));
     assert!(noted, "the run's log names the settings the files gave");
+    // The record keeps the settings as flags: a replay after the file changed runs as the run did.
+    let run_id = started["run_id"].as_str().unwrap();
+    let record = std::fs::read_to_string(
+        home.path()
+            .join(format!("state/agent/runs/{run_id}/run.json")),
+    )
+    .unwrap();
+    assert!(
+        record.contains("\"--max-turns\",\n    \"3\"") || record.contains("\"--max-turns\",\"3\""),
+        "{record}"
+    );
+    std::fs::write(repo.path().join(".agent.toml"), "[run]\nmax_turns = 1\n").unwrap();
+    let replay = agent(home.path())
+        .args(["replay", run_id])
+        .output()
+        .unwrap();
+    assert_eq!(replay.status.code(), Some(0), "{}", describe(&replay));
+    std::fs::write(
+        repo.path().join(".agent.toml"),
+        "[run]\ncheck = \"test -f a.txt\"\nmax_turns = 3\n",
+    )
+    .unwrap();
 
     // A flag wins over both files.
     let events = run(&["--max-turns", "5", "--check", "true"]);
     let finished = of_kind(&events, "finished")[0];
     assert_eq!(finished["turns"], 5, "{finished}");
-    assert_eq!(of_kind(&events, "run_started")[0]["check_source"], "--check");
+    assert_eq!(
+        of_kind(&events, "run_started")[0]["check_source"],
+        "--check"
+    );
 }
 
 #[test]
@@ -110,12 +145,26 @@ fn the_environment_beats_the_files_for_the_model() {
     let model = reading_script(home.path(), 40);
     let output = agent(home.path())
         .env("AGENT_MODEL_SPEC", &model)
-        .args(["run", "look around", "--json", "--max-turns", "2", "--check", "true", "--repo"])
+        .args([
+            "run",
+            "look around",
+            "--json",
+            "--max-turns",
+            "2",
+            "--check",
+            "true",
+            "--repo",
+        ])
         .arg(repo.path())
         .output()
         .unwrap();
     let events = events(&output);
-    assert_eq!(of_kind(&events, "finished")[0]["turns"], 2, "{}", describe(&output));
+    assert_eq!(
+        of_kind(&events, "finished")[0]["turns"],
+        2,
+        "{}",
+        describe(&output)
+    );
     let settings = agent(home.path())
         .env("AGENT_MODEL_SPEC", &model)
         .args(["config", "show", "--json", "--repo"])
@@ -123,7 +172,10 @@ fn the_environment_beats_the_files_for_the_model() {
         .output()
         .unwrap();
     let settings: serde_json::Value = serde_json::from_slice(&settings.stdout).unwrap();
-    assert_eq!(shown(&settings, "model"), (model.as_str(), "env AGENT_MODEL_SPEC"));
+    assert_eq!(
+        shown(&settings, "model"),
+        (model.as_str(), "env AGENT_MODEL_SPEC")
+    );
 }
 
 /// A hostile repository's `.agent.toml` points the model at a server it controls and turns the
@@ -161,28 +213,62 @@ fn a_repository_file_cannot_choose_the_model_or_weaken_the_sandbox() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(std::fs::read(&canary).unwrap(), b"precious\n", "{}", describe(&output));
-    assert!(listener.accept().is_err(), "the repository's model server was contacted");
-    for key in ["`model`", "`sandbox.mode`", "`sandbox.profile`", "`run.allow_test_edits`", "`run.allow_unverified`"] {
-        assert!(stderr.contains(key), "{key} not reported as ignored: {stderr}");
+    assert_eq!(
+        std::fs::read(&canary).unwrap(),
+        b"precious\n",
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the repository's model server was contacted"
+    );
+    for key in [
+        "`model`",
+        "`sandbox.mode`",
+        "`sandbox.profile`",
+        "`run.allow_test_edits`",
+        "`run.allow_unverified`",
+    ] {
+        assert!(
+            stderr.contains(key),
+            "{key} not reported as ignored: {stderr}"
+        );
     }
     let events = events(&output);
     let started = of_kind(&events, "run_started")[0];
-    assert!(started["model"].as_str().unwrap().contains("replay"), "{started}");
-    assert!(started["sandbox"].as_str().unwrap().contains("bubblewrap"), "{started}");
-    assert!(started["sandbox"].as_str().unwrap().contains("profile default"), "{started}");
+    assert!(
+        started["model"].as_str().unwrap().contains("replay"),
+        "{started}"
+    );
+    assert!(
+        started["sandbox"].as_str().unwrap().contains("bubblewrap"),
+        "{started}"
+    );
+    assert!(
+        started["sandbox"]
+            .as_str()
+            .unwrap()
+            .contains("profile default"),
+        "{started}"
+    );
 }
 
 #[test]
 fn a_repository_may_turn_plugins_off_but_not_back_on() {
     let home = tempfile::tempdir().unwrap();
     write_user_config(home.path(), "[run]\nplugins = false\n");
-    let on = repo_with(&[("a.txt", "a\n"), (".agent.toml", "[run]\nplugins = true\nfetch = false\n")]);
+    let on = repo_with(&[
+        ("a.txt", "a\n"),
+        (".agent.toml", "[run]\nplugins = true\nfetch = false\n"),
+    ]);
     let settings = show(home.path(), on.path());
     assert_eq!(shown(&settings, "run.plugins").0, "false");
     assert!(shown(&settings, "run.plugins").1.starts_with("user config"));
     assert_eq!(shown(&settings, "run.fetch").0, "false");
-    assert!(shown(&settings, "run.fetch").1.starts_with("repository config"));
+    assert!(shown(&settings, "run.fetch")
+        .1
+        .starts_with("repository config"));
     assert_eq!(settings["refused"][0]["key"], "run.plugins", "{settings}");
 }
 
@@ -197,7 +283,10 @@ fn broken_config_files_are_usage_errors_that_name_the_file_and_the_key() {
         ("[run\n", "unclosed table"),
         ("[sandbox]\nmode = \"off\"\n", "unknown variant `off`"),
         ("[run]\nmax_turns = 0\n", "`run.max_turns = 0` is not valid"),
-        ("model = \"fast\"\n[models.fast]\nspec = \"nonsense:thing\"\n", "nonsense"),
+        (
+            "model = \"fast\"\n[models.fast]\nspec = \"nonsense:thing\"\n",
+            "nonsense",
+        ),
     ];
     for (text, expected) in cases {
         write_user_config(home.path(), text);
@@ -207,10 +296,18 @@ fn broken_config_files_are_usage_errors_that_name_the_file_and_the_key() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{text:?}: {}", describe(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{text:?}: {}",
+            describe(&output)
+        );
         assert!(stderr.contains(expected), "{text:?}: {stderr}");
         if expected != "nonsense" {
-            assert!(stderr.contains(&config.display().to_string()), "{text:?}: {stderr}");
+            assert!(
+                stderr.contains(&config.display().to_string()),
+                "{text:?}: {stderr}"
+            );
         }
     }
 }
@@ -218,7 +315,12 @@ fn broken_config_files_are_usage_errors_that_name_the_file_and_the_key() {
 #[test]
 fn config_init_writes_a_valid_starter_and_keeps_an_existing_file() {
     let home = tempfile::tempdir().unwrap();
-    let init = || agent(home.path()).args(["config", "init"]).output().unwrap();
+    let init = || {
+        agent(home.path())
+            .args(["config", "init"])
+            .output()
+            .unwrap()
+    };
     let output = init();
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let path = home.path().join("config/agent/config.toml");
@@ -233,10 +335,15 @@ fn config_init_writes_a_valid_starter_and_keeps_an_existing_file() {
     // Uncommenting a starter line is all it takes to set it.
     std::fs::write(&path, text.replace("# max_turns = 40", "max_turns = 77")).unwrap();
     let repo = repo_with(&[("a.txt", "a\n")]);
-    assert_eq!(shown(&show(home.path(), repo.path()), "run.max_turns").0, "77");
+    assert_eq!(
+        shown(&show(home.path(), repo.path()), "run.max_turns").0,
+        "77"
+    );
 
     let again = init();
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
-    assert!(std::fs::read_to_string(&path).unwrap().contains("max_turns = 77"));
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("max_turns = 77"));
 }

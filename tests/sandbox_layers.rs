@@ -153,7 +153,9 @@ fn doctor_probes_every_layer_and_fails_when_one_is_missing() {
     let cache = tempfile::tempdir().unwrap();
     let doctor = |path: Option<&Path>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
-        cmd.arg("doctor").env("XDG_CACHE_HOME", cache.path());
+        cmd.arg("doctor")
+            .env("XDG_CACHE_HOME", cache.path())
+            .env("XDG_CONFIG_HOME", cache.path().join("config"));
         if let Some(path) = path {
             cmd.env("PATH", path);
         }

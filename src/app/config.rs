@@ -60,7 +60,10 @@ fn env_set(name: &str) -> bool {
 fn load(dir: &Path) -> anyhow::Result<Layers> {
     let toplevel = crate::vcs::toplevel(dir);
     Layers::load(toplevel.as_deref()).map_err(|e| {
-        UsageError(format!("{e}\n(see docs/config.md, or `agent config schema`)")).into()
+        UsageError(format!(
+            "{e}\n(see docs/config.md, or `agent config schema`)"
+        ))
+        .into()
     })
 }
 
@@ -201,7 +204,12 @@ fn show(repo: &Path, json: bool) -> anyhow::Result<u8> {
 
 /// A key's effective value for a run with no flags: the environment, else the files, else the
 /// default.
-fn shown_value(key: &'static str, field: &str, arg: Option<&clap::Arg>, settings: &[Setting]) -> Shown {
+fn shown_value(
+    key: &'static str,
+    field: &str,
+    arg: Option<&clap::Arg>,
+    settings: &[Setting],
+) -> Shown {
     let from_env = |name: &str| {
         std::env::var(name)
             .ok()
@@ -273,7 +281,10 @@ fn init(path: Option<PathBuf>, force: bool) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let schema = dir.join("agent-config.schema.json");
     std::fs::write(&schema, schema_text() + "\n")
@@ -326,10 +337,22 @@ mod tests {
         let full = with_settings(&argv, &[&setting]);
         assert_eq!(
             full,
-            ["agent", "--color", "never", "run", "--max-turns", "7", "--", "--odd task"]
+            [
+                "agent",
+                "--color",
+                "never",
+                "run",
+                "--max-turns",
+                "7",
+                "--",
+                "--odd task"
+            ]
         );
         let args = parse_run(&full).unwrap();
-        assert_eq!((args.max_turns, args.task.as_deref()), (7, Some("--odd task")));
+        assert_eq!(
+            (args.max_turns, args.task.as_deref()),
+            (7, Some("--odd task"))
+        );
     }
 
     #[test]

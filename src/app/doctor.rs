@@ -84,26 +84,68 @@ pub fn doctor() -> anyhow::Result<u8> {
         },
         &mut out,
     )?;
+    let (verdict, configured_model) = config_verdict();
+    say(verdict, &mut out)?;
     let model = crate::model::default_model_path();
-    say(
-        if model.is_file() {
-            Verdict::Ok(format!("default model: {}", model.display()))
-        } else {
-            Verdict::Warn(format!(
+    if let Some(spec) = configured_model {
+        say(Verdict::Ok(format!("configured model: {spec}")), &mut out)?;
+    } else {
+        say(
+            if model.is_file() {
+                Verdict::Ok(format!("default model: {}", model.display()))
+            } else {
+                Verdict::Warn(format!(
                 "default model: {} is missing (scripts/fetch-model.py qwen2.5-coder-1.5b fetches it)",
                 model.display()
             ))
-        },
-        &mut out,
-    )?;
+            },
+            &mut out,
+        )?;
+    }
     if missing > 0 {
         writeln!(
             out,
-            "{missing} required layer(s) missing: commands the model writes would reach more than the profiles allow"
+            "{missing} required item(s) MISSING above: a missing sandbox layer lets the commands the model writes reach more than the profiles allow; a broken config stops every run"
         )?;
         return Ok(1);
     }
     Ok(0)
+}
+
+/// The user's config file: valid, absent, or broken (then every `agent run` would stop with a usage
+/// error, so it counts as missing); with the model it configures, if any.
+fn config_verdict() -> (Verdict, Option<String>) {
+    let Some(path) = crate::config::user_path() else {
+        return (
+            Verdict::Warn("config: no home directory, no user config".into()),
+            None,
+        );
+    };
+    match crate::config::read(&path) {
+        Ok(None) => (
+            Verdict::Ok(format!(
+                "config: {} absent, defaults in use (`agent config init` writes a starter)",
+                path.display()
+            )),
+            None,
+        ),
+        Ok(Some(file)) => {
+            let model = file.model.as_ref().map(|name| match file.models.get(name) {
+                Some(profile) => format!("{name} ({})", profile.spec),
+                None => name.clone(),
+            });
+            (
+                Verdict::Ok(format!("config: {} is valid", path.display())),
+                model,
+            )
+        }
+        Err(e) => (
+            Verdict::Missing(format!(
+                "config: {e} (every run would stop; `agent config show` points at it)"
+            )),
+            None,
+        ),
+    }
 }
 
 fn run_in(sandbox: &dyn Sandbox, worktree: &Path, command: String) -> String {
