@@ -80,6 +80,19 @@ cargo build --release --quiet --target wasm32-wasip1 --manifest-path tools/Cargo
 say "building agent (the first build compiles mistral.rs: expect tens of minutes on 2 cores)"
 cargo build --bins
 bin="${CARGO_TARGET_DIR:-$here/target}/debug/agent"
+# The dev profile builds every dependency (the model engine) at opt-level 3 (Cargo.toml), so this one
+# build is the fast binary and also the one `cargo test` reuses: mistral.rs is compiled once.
+
+# 5b. On PATH: a link in ~/.local/bin (the XDG place for a user's programs), so `agent` works from
+#     any folder; it follows every later build.
+bindir="$HOME/.local/bin"
+mkdir -p "$bindir"
+ln -sfn "$bin" "$bindir/agent"
+say "installed: $bindir/agent -> $bin ($("$bindir/agent" --version))"
+case ":$PATH:" in
+  *":$bindir:"*) ;;
+  *) say "note: $bindir is not on your PATH; add it, e.g. echo 'export PATH=\"\$HOME/.local/bin:\$PATH\"' >> ~/.bashrc" ;;
+esac
 
 # 6. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
 if ((run_example)); then
@@ -90,10 +103,10 @@ if ((run_example)); then
   git -C "$demo" -c user.name=setup -c user.email=setup@localhost commit -q -m "hello example"
   say "running: agent run --task-file tasks/examples/hello.md --repo $demo --max-steps 6"
   status=0
-  "$bin" run --task-file tasks/examples/hello.md --repo "$demo" --max-steps 6 || status=$?
+  "$bindir/agent" run --task-file tasks/examples/hello.md --repo "$demo" --max-steps 6 || status=$?
   # 0: solved; 1: not solved within its budgets (a 1.5B model on a CPU can miss), which does not fail the set-up.
   if ((status > 1)); then say "the example run failed with status $status"; exit "$status"; fi
   say "example finished with status $status; branches in $demo:"
   git -C "$demo" branch --list >&2
 fi
-say "done. Try: $bin run --help"
+say "done. Try: agent run --help   (agent doctor checks the sandbox; agent config init writes a config file)"
