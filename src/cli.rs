@@ -122,7 +122,7 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes: 0 applied (or, with --check, would apply); 1 refused, with the reason; 2 usage error.\n\n\
+    after_help = "Exit codes: 0 applied (or, with --dry-run, would apply); 1 refused, with the reason; 2 usage error.\n\n\
 Hunks are located by content: line numbers are hints, and trailing/surrounding whitespace, typographic \
 quotes and uniformly shifted indentation are tolerated. A hunk that matches in several places is refused."
 )]
@@ -131,8 +131,9 @@ pub struct ApplyArgs {
     #[arg(value_name = "PATCHFILE")]
     pub patch: String,
 
-    /// Only report what would happen; change nothing.
-    #[arg(long)]
+    /// Only report what would happen; change nothing (as `agent run --dry-run`; `--check` is the
+    /// old spelling).
+    #[arg(long = "dry-run", alias = "check")]
     pub check: bool,
 
     /// The directory the patch's paths are relative to; no path may leave it.
@@ -175,14 +176,10 @@ pub struct RunArgs {
     ///   openai:http://HOST:PORT/v1#NAME an OpenAI-compatible server (Ollama, llama.cpp, vLLM,
     ///                                   mistralrs serve); key from AGENT_API_KEY or OPENAI_API_KEY;
     ///   replay:FILE                     scripted turns, for tests.
-    /// Default: $AGENT_MODEL, else Qwen2.5-Coder-1.5B-Instruct Q4_K_M, installed by
+    /// Default: $AGENT_MODEL (any of the above; $AGENT_MODEL_SPEC is its old name), else the
+    /// config file's `model`, else Qwen2.5-Coder-1.5B-Instruct Q4_K_M, installed by
     /// scripts/setup.sh (scripts/fetch-model.py qwen2.5-coder-1.5b).
-    #[arg(
-        long,
-        value_name = "SPEC",
-        env = "AGENT_MODEL_SPEC",
-        verbatim_doc_comment
-    )]
+    #[arg(long, value_name = "SPEC", env = "AGENT_MODEL", verbatim_doc_comment)]
     pub model: Option<String>,
 
     #[command(flatten)]
@@ -494,12 +491,19 @@ impl ModelArgs {
     after_help = "Exit status: the command's own; 124 when it timed out; 125 when the sandbox could not start it."
 )]
 pub struct SandboxExecArgs {
-    /// The directory the command runs in and may write to (the worktree).
-    #[arg(long, value_name = "DIR", default_value = ".")]
+    /// The directory the command runs in and may write to (the worktree; `--dir` is the old
+    /// spelling).
+    #[arg(long = "repo", alias = "dir", value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
 
-    /// Wall-clock limit in seconds; the whole process tree is killed when it runs out.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    /// Wall-clock limit in seconds; the whole process tree is killed when it runs out (as `agent run
+    /// --command-timeout`; `--timeout` is the old spelling).
+    #[arg(
+        long = "command-timeout",
+        alias = "timeout",
+        value_name = "SECS",
+        default_value_t = 300
+    )]
     pub timeout: u64,
 
     #[arg(long, value_enum, default_value = "bwrap")]

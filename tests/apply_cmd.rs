@@ -42,10 +42,12 @@ fn applies_each_format_and_check_changes_nothing() {
     ];
     for (i, patch) in patches.iter().enumerate() {
         let before = snapshot(dir.path(), true);
-        let out = agent_apply(dir.path(), &["--check", "-"], Some(patch));
+        // `--dry-run` (as in `agent run`), and `--check`, its old spelling.
+        let flag = if i % 2 == 0 { "--dry-run" } else { "--check" };
+        let out = agent_apply(dir.path(), &[flag, "-"], Some(patch));
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         assert!(String::from_utf8_lossy(&out.stdout).contains("applies cleanly"));
-        assert_eq!(snapshot(dir.path(), true), before, "--check changed files");
+        assert_eq!(snapshot(dir.path(), true), before, "{flag} changed files");
         let out = agent_apply(dir.path(), &["-"], Some(patch));
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         let expected = format!("def f():\n    return {}\n", i + 2);

@@ -143,39 +143,40 @@ fn the_environment_beats_the_files_for_the_model() {
     let home = tempfile::tempdir().unwrap();
     write_user_config(home.path(), "model = \"replay:/nonexistent/script.json\"\n");
     let model = reading_script(home.path(), 40);
-    let output = agent(home.path())
-        .env("AGENT_MODEL_SPEC", &model)
-        .args([
-            "run",
-            "look around",
-            "--json",
-            "--max-turns",
-            "2",
-            "--check",
-            "true",
-            "--repo",
-        ])
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    let events = events(&output);
-    assert_eq!(
-        of_kind(&events, "finished")[0]["turns"],
-        2,
-        "{}",
-        describe(&output)
-    );
-    let settings = agent(home.path())
-        .env("AGENT_MODEL_SPEC", &model)
-        .args(["config", "show", "--json", "--repo"])
-        .arg(repo.path())
-        .output()
-        .unwrap();
-    let settings: serde_json::Value = serde_json::from_slice(&settings.stdout).unwrap();
-    assert_eq!(
-        shown(&settings, "model"),
-        (model.as_str(), "env AGENT_MODEL_SPEC")
-    );
+    // AGENT_MODEL, and AGENT_MODEL_SPEC, its old name.
+    for name in ["AGENT_MODEL", "AGENT_MODEL_SPEC"] {
+        let output = agent(home.path())
+            .env(name, &model)
+            .args([
+                "run",
+                "look around",
+                "--json",
+                "--max-turns",
+                "2",
+                "--check",
+                "true",
+                "--repo",
+            ])
+            .arg(repo.path())
+            .output()
+            .unwrap();
+        let events = events(&output);
+        assert_eq!(
+            of_kind(&events, "finished")[0]["turns"],
+            2,
+            "{name}: {}",
+            describe(&output)
+        );
+        let settings = agent(home.path())
+            .env(name, &model)
+            .args(["config", "show", "--json", "--repo"])
+            .arg(repo.path())
+            .output()
+            .unwrap();
+        let settings: serde_json::Value = serde_json::from_slice(&settings.stdout).unwrap();
+        let from = format!("env {name}");
+        assert_eq!(shown(&settings, "model"), (model.as_str(), from.as_str()));
+    }
 }
 
 /// A hostile repository's `.agent.toml` points the model at a server it controls and turns the

@@ -18,9 +18,9 @@ fn exec_in(profile: &str, dir: &Path, timeout: u64, script: &str, home: &Path) -
             "exec",
             "--profile",
             profile,
-            "--timeout",
+            "--command-timeout",
             &timeout.to_string(),
-            "--dir",
+            "--repo",
         ])
         .arg(dir)
         .args(["--", "sh", "-c", script])

@@ -8,7 +8,7 @@ use super::UsageError;
 use crate::cli::ApplyArgs;
 use crate::patch;
 
-/// `agent apply`: apply a patch to a directory atomically, or with `--check` only report. Returns the
+/// `agent apply`: apply a patch to a directory atomically, or with `--dry-run` only report. Returns the
 /// process exit code: 0 applied, 1 refused.
 pub fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let text = if args.patch == "-" {

@@ -17,6 +17,10 @@ use crate::config::{self, Layers, Setting, KEYS};
 /// `args` with the config files' settings applied below the command line and the environment.
 pub fn for_run(mut args: RunArgs, matches: &ArgMatches) -> anyhow::Result<RunArgs> {
     let argv: Vec<String> = std::env::args().collect();
+    let old_model_env = std::env::var(OLD_MODEL_ENV).ok().filter(|v| !v.is_empty());
+    if args.model.is_none() {
+        args.model.clone_from(&old_model_env);
+    }
     let layers = load(&args.repo)?;
     let (settings, refused) = layers.settings();
     for refusal in &refused {
@@ -37,20 +41,26 @@ pub fn for_run(mut args: RunArgs, matches: &ArgMatches) -> anyhow::Result<RunArg
     }
     let full = with_settings(&argv, &applied);
     let mut parsed = parse_run(&full).map_err(|_| invalid_setting(&argv, &applied))?;
+    if parsed.model.is_none() {
+        parsed.model = old_model_env;
+    }
     parsed.argv = full;
     parsed.configured = applied.into_iter().cloned().collect();
     Ok(parsed)
 }
 
 /// Whether the user gave this argument on the command line or through its environment variable
-/// (both outrank the files). `AGENT_MODEL` (a path) also outranks a configured model.
+/// (both outrank the files). `AGENT_MODEL_SPEC`, the old name of `AGENT_MODEL`, counts too.
 fn given(matches: &ArgMatches, field: &str) -> bool {
     let explicit = matches!(
         matches.value_source(field),
         Some(ValueSource::CommandLine | ValueSource::EnvVariable)
     );
-    explicit || (field == "model" && env_set("AGENT_MODEL"))
+    explicit || (field == "model" && env_set(OLD_MODEL_ENV))
 }
+
+/// The old name of `AGENT_MODEL`, still honoured below it.
+const OLD_MODEL_ENV: &str = "AGENT_MODEL_SPEC";
 
 fn env_set(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| !v.is_empty())
@@ -226,7 +236,7 @@ fn shown_value(
         }
     }
     if field == "model" {
-        if let Some(shown) = from_env("AGENT_MODEL") {
+        if let Some(shown) = from_env(OLD_MODEL_ENV) {
             return shown;
         }
     }

@@ -110,6 +110,7 @@ pub fn agent(home: &Path) -> Command {
     cmd.env("XDG_STATE_HOME", home.join("state"))
         .env("XDG_CACHE_HOME", home.join("cache"))
         .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("AGENT_MODEL")
         .env_remove("AGENT_MODEL_SPEC")
         .env_remove("AGENT_PLUGIN_CACHE")
         .env_remove("CARGO_TARGET_DIR");
