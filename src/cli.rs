@@ -423,8 +423,13 @@ pub struct LogArgs {
     pub run: Option<String>,
 
     /// Print the raw events (JSON lines) instead of the readable form.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "html")]
     pub json: bool,
+
+    /// Write the run as one self-contained HTML page (no scripts, no network): the task, the plans,
+    /// every step with its tool calls, checks and coloured diffs, tokens and time per step, the outcome.
+    #[arg(long, value_name = "FILE", requires = "run")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,10 @@
 //! `agent log`: list the recorded runs, or show one run's trajectory (readable, or as raw JSON lines).
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
 
 use super::UsageError;
 use crate::cli::LogArgs;
@@ -42,9 +46,38 @@ pub fn log(args: LogArgs) -> anyhow::Result<u8> {
     }
     drop(out);
     let events = runs::read_events(&dir).map_err(UsageError)?;
+    if let Some(path) = args.html {
+        return write_html(&dir, &events, &path);
+    }
     let mut printer = TerminalReporter::printer();
     for event in &events {
         printer.event(event);
     }
+    Ok(0)
+}
+
+/// `agent log RUN --html FILE`: the page, with each commit's diff read from the repository the run
+/// worked on (commits no longer there are said to be gone). Written whole or not at all.
+fn write_html(dir: &Path, events: &[Event], path: &Path) -> anyhow::Result<u8> {
+    let repo = RunRecord::load(dir).ok().map(|r| r.repo);
+    let mut diffs = BTreeMap::new();
+    for event in events {
+        if let (Event::Commit { commit, .. }, Some(repo)) = (event, &repo) {
+            if let Ok(changes) = crate::vcs::commit_changes(repo, commit) {
+                diffs.insert(commit.clone(), crate::report::diff::render(&changes, false));
+            }
+        }
+    }
+    let page = crate::report::html::render(events, &diffs);
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(parent)
+        .with_context(|| format!("cannot write into {}", parent.display()))?;
+    file.write_all(page.as_bytes())?;
+    file.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {} ({} KB)", path.display(), page.len() / 1024 + 1);
     Ok(0)
 }

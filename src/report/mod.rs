@@ -1,10 +1,11 @@
 //! Reporting: the events a run emits, and the sinks that show or store them (terminal with progress,
-//! plain lines, JSON lines, the run log), plus coloured diffs.
+//! plain lines, JSON lines, the run log), plus coloured diffs and the HTML page of a recorded run.
 //!
 //! The agent loop only emits [`Event`]s; how they look is decided here. The JSON form of an event is a
 //! public interface for scripts and CI: add fields, never rename them.
 
 pub mod diff;
+pub mod html;
 pub mod pr;
 mod terminal;
 

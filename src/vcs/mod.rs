@@ -549,44 +549,71 @@ impl Workspace {
     }
 
     fn changes(&self, old: &Tree<'_>, new: &Tree<'_>) -> Result<Vec<FileChange>, VcsError> {
-        let diff = self
-            .scratch
-            .diff_tree_to_tree(Some(old), Some(new), None)
-            .ctx(|| "diffing trees".into())?;
-        let odb = self
-            .scratch
-            .odb()
-            .ctx(|| "opening the workspace object database".into())?;
-        // A huge blob (from the repository's own history) is shown by its size, never loaded whole.
-        let blob = |oid: Oid| -> Option<Vec<u8>> {
-            if oid.is_zero() {
-                return None;
-            }
-            match odb.read_header(oid) {
-                Ok((size, _)) if size as u64 > MAX_COMMITTED_FILE_BYTES => {
-                    Some(format!("[{size} bytes, too large to show; object {oid}]\n").into_bytes())
-                }
-                _ => self
-                    .scratch
-                    .find_blob(oid)
-                    .ok()
-                    .map(|b| b.content().to_vec()),
-            }
-        };
-        Ok(diff
-            .deltas()
-            .map(|d| FileChange {
-                path: d
-                    .new_file()
-                    .path()
-                    .or(d.old_file().path())
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                old: blob(d.old_file().id()),
-                new: blob(d.new_file().id()),
-            })
-            .collect())
+        tree_changes(&self.scratch, old, new)
     }
+}
+
+/// The changes a commit of the repository at `repo_dir` made to its first parent (to the empty tree
+/// for a root commit), e.g. to show a recorded run's commits.
+pub fn commit_changes(repo_dir: &Path, commit: &str) -> Result<Vec<FileChange>, VcsError> {
+    let repo =
+        Repository::discover(repo_dir).map_err(|_| VcsError::NotARepo(repo_dir.to_path_buf()))?;
+    let oid = Oid::from_str(commit).ctx(|| format!("{commit} is not a commit id"))?;
+    let commit = repo
+        .find_commit(oid)
+        .ctx(|| format!("commit {oid} is not in {}", repo_dir.display()))?;
+    let new = commit.tree().ctx(|| format!("reading the tree of {oid}"))?;
+    let old = match commit.parent(0) {
+        Ok(parent) => parent
+            .tree()
+            .ctx(|| format!("reading the parent tree of {oid}"))?,
+        Err(_) => {
+            let empty = repo
+                .treebuilder(None)
+                .and_then(|b| b.write())
+                .ctx(|| "writing the empty tree".into())?;
+            repo.find_tree(empty)
+                .ctx(|| "reading the empty tree".into())?
+        }
+    };
+    tree_changes(&repo, &old, &new)
+}
+
+/// The files that differ between two trees, with their contents; a huge blob is shown by its size,
+/// never loaded whole.
+fn tree_changes(
+    repo: &Repository,
+    old: &Tree<'_>,
+    new: &Tree<'_>,
+) -> Result<Vec<FileChange>, VcsError> {
+    let diff = repo
+        .diff_tree_to_tree(Some(old), Some(new), None)
+        .ctx(|| "diffing trees".into())?;
+    let odb = repo.odb().ctx(|| "opening the object database".into())?;
+    let blob = |oid: Oid| -> Option<Vec<u8>> {
+        if oid.is_zero() {
+            return None;
+        }
+        match odb.read_header(oid) {
+            Ok((size, _)) if size as u64 > MAX_COMMITTED_FILE_BYTES => {
+                Some(format!("[{size} bytes, too large to show; object {oid}]\n").into_bytes())
+            }
+            _ => repo.find_blob(oid).ok().map(|b| b.content().to_vec()),
+        }
+    };
+    Ok(diff
+        .deltas()
+        .map(|d| FileChange {
+            path: d
+                .new_file()
+                .path()
+                .or(d.old_file().path())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            old: blob(d.old_file().id()),
+            new: blob(d.new_file().id()),
+        })
+        .collect())
 }
 
 /// The workspace's own config, written by the agent, turns off everything through which repository
