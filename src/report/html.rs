@@ -143,9 +143,9 @@ impl Page {
                 );
             }
             if let Some(patch) = patch.as_deref().filter(|p| !p.is_empty()) {
-                let _ = write!(
+                let _ = writeln!(
                     self.top,
-                    "<details open><summary>Proposed patch (dry run)</summary>{}</details>\n",
+                    "<details open><summary>Proposed patch (dry run)</summary>{}</details>",
                     diff_block(patch)
                 );
             }
@@ -159,9 +159,9 @@ impl Page {
     }
 
     fn segment(&mut self, segment: &Segment<'_>, diffs: &BTreeMap<String, String>) {
-        let _ = write!(
+        let _ = writeln!(
             self.body,
-            "<section class=\"step\" id=\"{}\"><h2>{}</h2>\n",
+            "<section class=\"step\" id=\"{}\"><h2>{}</h2>",
             segment.anchor,
             esc(&segment.title)
         );
@@ -227,9 +227,9 @@ impl Page {
                 usage,
             } => {
                 let calls: Vec<&str> = tool_calls.iter().map(|c| c.name.as_str()).collect();
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<details class=\"turn\"><summary>turn {turn}/{max_turns}: {} · {} tokens · {}</summary>{}</details>\n",
+                    "<details class=\"turn\"><summary>turn {turn}/{max_turns}: {} · {} tokens · {}</summary>{}</details>",
                     esc(&if calls.is_empty() { "no call".to_string() } else { calls.join(", ") }),
                     usage.prompt_tokens + usage.completion_tokens,
                     seconds(usage.elapsed_ms),
@@ -264,9 +264,9 @@ impl Page {
                         pre(&serde_json::to_string_pretty(&rest).unwrap_or_default()),
                     )
                 };
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<details class=\"call\" open><summary>{} <code>{}</code></summary>{bodies}{full}</details>\n",
+                    "<details class=\"call\" open><summary>{} <code>{}</code></summary>{bodies}{full}</details>",
                     esc(name),
                     esc(&head)
                 );
@@ -279,9 +279,9 @@ impl Page {
                 ..
             } => {
                 let class = if *ok { "pass" } else { "fail" };
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<details class=\"result {class}\"><summary>{} {} · {}</summary>{}</details>\n",
+                    "<details class=\"result {class}\"><summary>{} {} · {}</summary>{}</details>",
                     esc(name),
                     if *ok { "ok" } else { "failed" },
                     seconds(*elapsed_ms),
@@ -297,9 +297,9 @@ impl Page {
                 ..
             } => {
                 let class = if *passed { "pass" } else { "fail" };
-                let _ = write!(
+                let _ = writeln!(
                     out,
-                    "<details class=\"check {class}\"><summary>check <code>{}</code> {} ({}; {})</summary>{}</details>\n",
+                    "<details class=\"check {class}\"><summary>check <code>{}</code> {} ({}; {})</summary>{}</details>",
                     esc(command),
                     if *passed { "passed" } else { "failed" },
                     esc(status),
@@ -417,9 +417,9 @@ impl Page {
             );
         }
         svg.push_str("</svg>");
-        let _ = write!(
+        let _ = writeln!(
             self.top,
-            "<section id=\"cost\"><h2>Tokens and time per step</h2>{svg}</section>\n"
+            "<section id=\"cost\"><h2>Tokens and time per step</h2>{svg}</section>"
         );
     }
 
