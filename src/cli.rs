@@ -55,6 +55,8 @@ pub enum Command {
     /// the config file's JSON schema (docs/config.md).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Serve this agent's tools (`run`, `apply`, `log`) to an MCP client on stdin/stdout (docs/mcp.md).
+    Mcp,
     /// Print a shell completion script to stdout, e.g. `agent completions bash >
     /// ~/.local/share/bash-completion/completions/agent` (zsh: a `_agent` file on `$fpath`; fish:
     /// `~/.config/fish/completions/agent.fish`).

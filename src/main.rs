@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Completions(args) => app::completions(args),
         Command::Man(args) => app::man(args),
         Command::Config(command) => app::config(command),
+        Command::Mcp => app::mcp(),
         Command::SandboxHelper {
             writable,
             network,
