@@ -187,23 +187,52 @@ pub fn user_path() -> Option<PathBuf> {
     crate::dirs::config_dir().map(|dir| dir.join("config.toml"))
 }
 
-/// Read one config file; `Ok(None)` when it does not exist.
+/// Read the user's config file; `Ok(None)` when it does not exist.
 pub fn read(path: &Path) -> Result<Option<ConfigFile>, ConfigError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ConfigError {
+                path: path.to_path_buf(),
+                message: format!("cannot read it: {e}"),
+            })
+        }
+    };
+    parse(&bytes, path).map(Some)
+}
+
+/// Read a repository's `.agent.toml` the way every repository file is read: through the one door
+/// for worktree content (resolved beneath the top level, a regular file, size-capped), so a link
+/// to a secret elsewhere or a FIFO gets an error instead of a read.
+pub fn read_repo(toplevel: &Path) -> Result<Option<ConfigFile>, ConfigError> {
+    let path = toplevel.join(REPO_FILE);
+    let error = |message: String| ConfigError {
+        path: path.clone(),
+        message,
+    };
+    let root = crate::hostfs::Beneath::open(toplevel).map_err(|e| error(e.to_string()))?;
+    match root.read_if_exists(Path::new(REPO_FILE), MAX_FILE) {
+        Ok(Some(bytes)) => parse(&bytes, &path).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(error(format!("not read: {e}"))),
+    }
+}
+
+/// Largest config file read.
+const MAX_FILE: u64 = 1 << 20;
+
+fn parse(bytes: &[u8], path: &Path) -> Result<ConfigFile, ConfigError> {
     let error = |message: String| ConfigError {
         path: path.to_path_buf(),
         message,
     };
-    let text = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(error(format!("cannot read it: {e}"))),
-    };
     // A config file is small; anything large is not one (and is not worth parsing).
-    if text.len() > 1 << 20 {
+    if bytes.len() as u64 > MAX_FILE {
         return Err(error("larger than 1 MiB: not a config file".into()));
     }
-    let text = String::from_utf8(text).map_err(|_| error("not UTF-8 text".into()))?;
-    let mut file: ConfigFile = toml::from_str(&text).map_err(|e| error(e.to_string()))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| error("not UTF-8 text".into()))?;
+    let mut file: ConfigFile = toml::from_str(text).map_err(|e| error(e.to_string()))?;
     // A profile's chat template is relative to the file that names it.
     let base = path.parent().unwrap_or(Path::new("."));
     for profile in file.models.values_mut() {
@@ -220,7 +249,7 @@ pub fn read(path: &Path) -> Result<Option<ConfigFile>, ConfigError> {
             ));
         }
     }
-    Ok(Some(file))
+    Ok(file)
 }
 
 impl Layers {
@@ -231,10 +260,7 @@ impl Layers {
             None => None,
         };
         let repo = match repo_toplevel {
-            Some(dir) => {
-                let path = dir.join(REPO_FILE);
-                read(&path)?.map(|file| (path, file))
-            }
+            Some(dir) => read_repo(dir)?.map(|file| (dir.join(REPO_FILE), file)),
             None => None,
         };
         Ok(Layers { user, repo })

@@ -348,3 +348,50 @@ fn config_init_writes_a_valid_starter_and_keeps_an_existing_file() {
         .unwrap()
         .contains("max_turns = 77"));
 }
+
+/// A repository's `.agent.toml` that is a link to a secret outside it, or a FIFO: the run stops with
+/// a usage error at once, and the secret's bytes appear nowhere in what it printed.
+#[test]
+fn a_repository_config_that_is_a_link_out_or_a_fifo_is_refused_without_reading_it() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.toml");
+    std::fs::write(&secret, "token = \"s3cr3t-bytes-4711\"\n").unwrap();
+    let home = tempfile::tempdir().unwrap();
+    for kind in ["link", "fifo"] {
+        let repo = repo_with(&[("a.txt", "a\n")]);
+        let path = repo.path().join(".agent.toml");
+        if kind == "link" {
+            std::os::unix::fs::symlink(&secret, &path).unwrap();
+        } else {
+            let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        }
+        let mut child = agent(home.path())
+            .args(["run", "anything", "--check", "true", "--repo"])
+            .arg(repo.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("{kind}: the run hung on the repository's .agent.toml");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(2), "{kind}: {printed}");
+        assert!(printed.contains(".agent.toml"), "{kind}: {printed}");
+        assert!(
+            !printed.contains("s3cr3t-bytes-4711"),
+            "{kind}: the secret was read: {printed}"
+        );
+    }
+}
