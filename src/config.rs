@@ -358,6 +358,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("sandbox.profile", "sandbox_profile"),
 ];
 
+/// The keys a `[models.NAME]` profile sets besides the model itself.
+pub const PROFILE_KEYS: &[&str] = &["context_window", "threads", "tool_calls", "chat_template"];
+
 fn field_of(key: &str) -> &'static str {
     KEYS.iter()
         .find(|(k, _)| *k == key)

@@ -141,8 +141,13 @@ fn the_command_line_beats_the_repository_which_beats_the_user() {
 fn the_environment_beats_the_files_for_the_model() {
     let repo = repo_with(&[("a.txt", "a\n")]);
     let home = tempfile::tempdir().unwrap();
-    write_user_config(home.path(), "model = \"replay:/nonexistent/script.json\"\n");
+    write_user_config(
+        home.path(),
+        "model = \"broken\"\n[models.broken]\nspec = \"replay:/nonexistent/script.json\"\ncontext_window = 4096\n",
+    );
     let model = reading_script(home.path(), 40);
+    let settings = show(home.path(), repo.path());
+    assert_eq!(shown(&settings, "context_window").0, "4096");
     // AGENT_MODEL, and AGENT_MODEL_SPEC, its old name.
     for name in ["AGENT_MODEL", "AGENT_MODEL_SPEC"] {
         let output = agent(home.path())
@@ -176,6 +181,18 @@ fn the_environment_beats_the_files_for_the_model() {
         let settings: serde_json::Value = serde_json::from_slice(&settings.stdout).unwrap();
         let from = format!("env {name}");
         assert_eq!(shown(&settings, "model"), (model.as_str(), from.as_str()));
+        // The profile's options go with its model, which the environment replaced.
+        assert_eq!(shown(&settings, "context_window").1, "default");
+        let run_id = of_kind(&events, "run_started")[0]["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let record = std::fs::read_to_string(
+            home.path()
+                .join(format!("state/agent/runs/{run_id}/run.json")),
+        )
+        .unwrap();
+        assert!(!record.contains("--context-window"), "{record}");
     }
 }
 

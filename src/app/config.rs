@@ -31,9 +31,13 @@ pub fn for_run(mut args: RunArgs, matches: &ArgMatches) -> anyhow::Result<RunArg
             refusal.reason
         );
     }
+    // A profile's options belong to its model: a model given on the command line or in the
+    // environment takes none of them.
+    let model_given = given(matches, "model");
     let applied: Vec<&Setting> = settings
         .iter()
         .filter(|s| !given(matches, s.field))
+        .filter(|s| !(model_given && config::PROFILE_KEYS.contains(&s.key)))
         .collect();
     if applied.is_empty() {
         args.argv = argv;
@@ -240,7 +244,12 @@ fn shown_value(
             return shown;
         }
     }
-    if let Some(setting) = settings.iter().find(|s| s.key == key) {
+    let model_from_env = ["AGENT_MODEL", OLD_MODEL_ENV].into_iter().any(env_set);
+    let setting = settings
+        .iter()
+        .find(|s| s.key == key)
+        .filter(|s| !(model_from_env && config::PROFILE_KEYS.contains(&s.key)));
+    if let Some(setting) = setting {
         return Shown {
             key,
             value: setting.value.clone(),
