@@ -179,6 +179,14 @@ fn doctor_probes_every_layer_and_fails_when_one_is_missing() {
             "{layer} not probed ok: {text}"
         );
     }
+    // The machine's other prerequisites are named too (each ok or a warning with its fix).
+    for item in ["disk:", "git identity:", "wasm32-wasip1 target:", "config:"] {
+        assert!(
+            text.lines()
+                .any(|l| (l.starts_with("ok") || l.starts_with("warn")) && l.contains(item)),
+            "{item} not reported: {text}"
+        );
+    }
     // The probes leave nothing behind in the cache folder.
     let left: Vec<_> = std::fs::read_dir(cache.path().join("agent"))
         .unwrap()

@@ -84,6 +84,9 @@ pub fn doctor() -> anyhow::Result<u8> {
         },
         &mut out,
     )?;
+    for verdict in [disk_verdict(), git_verdict(), wasm_verdict()] {
+        say(verdict, &mut out)?;
+    }
     let (verdict, configured_model) = config_verdict();
     say(verdict, &mut out)?;
     let model = crate::model::default_model_path();
@@ -110,6 +113,63 @@ pub fn doctor() -> anyhow::Result<u8> {
         return Ok(1);
     }
     Ok(0)
+}
+
+/// Free space where the models, build caches and run records live. Commands are stopped below the
+/// profiles' floor (1 GiB by default), so less than twice that is worth a warning.
+fn disk_verdict() -> Verdict {
+    let cache = crate::dirs::cache_dir();
+    let probe = cache
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    match crate::sandbox::available_bytes(&probe) {
+        Some(bytes) if bytes >= 2 << 30 => Verdict::Ok(format!(
+            "disk: {:.1} GiB free for {}",
+            bytes as f64 / (1u64 << 30) as f64,
+            cache.display()
+        )),
+        Some(bytes) => Verdict::Warn(format!(
+            "disk: only {} MiB free for {}: model downloads and builds may fail, and commands are stopped below 1 GiB (min_free_disk_mb)",
+            bytes >> 20,
+            cache.display()
+        )),
+        None => Verdict::Warn(format!("disk: cannot tell the free space of {}", probe.display())),
+    }
+}
+
+/// Whose name the agent's commits carry.
+fn git_verdict() -> Verdict {
+    match crate::vcs::user_identity() {
+        Some((name, email)) => Verdict::Ok(format!("git identity: {name} <{email}> authors the agent's commits")),
+        None => Verdict::Warn(
+            "git identity: none set, so commits say agent <agent@localhost>; set yours with `git config --global user.name NAME` and `git config --global user.email EMAIL`".into(),
+        ),
+    }
+}
+
+/// The WebAssembly target, needed only to build plugin tools (running built ones needs nothing).
+fn wasm_verdict() -> Verdict {
+    let installed = std::process::Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip1")
+        });
+    match installed {
+        Some(true) => Verdict::Ok("wasm32-wasip1 target: installed (for building plugin tools)".into()),
+        Some(false) => Verdict::Warn(
+            "wasm32-wasip1 target: missing, needed only to build plugin tools: `rustup target add wasm32-wasip1`".into(),
+        ),
+        None => Verdict::Warn(
+            "wasm32-wasip1 target: rustup not found; building plugin tools needs Rust with that target".into(),
+        ),
+    }
 }
 
 /// The user's config file: valid, absent, or broken (then every `agent run` would stop with a usage

@@ -15,6 +15,8 @@ pub mod view;
 #[cfg(feature = "plugins")]
 pub mod wasm;
 
+pub use process::available_bytes;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -19,7 +19,7 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 const DISK_POLL: Duration = Duration::from_millis(250);
 
 /// Bytes available to unprivileged users on the file system holding `path`.
-fn available_bytes(path: &std::path::Path) -> Option<u64> {
+pub fn available_bytes(path: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };

@@ -105,6 +105,15 @@ pub struct Workspace {
     notes: Vec<String>,
 }
 
+/// The user's git identity (`user.name`, `user.email` from the global config), which the agent's
+/// commits carry; None when it is not set (commits then say `agent <agent@localhost>`).
+pub fn user_identity() -> Option<(String, String)> {
+    let config = git2::Config::open_default().ok()?;
+    let name = config.get_string("user.name").ok()?;
+    let email = config.get_string("user.email").ok()?;
+    Some((name, email))
+}
+
 /// The top-level folder of the repository `dir` is in (None outside a repository, or in a bare one).
 pub fn toplevel(dir: &Path) -> Option<PathBuf> {
     let repo = Repository::discover(dir).ok()?;
