@@ -279,6 +279,16 @@ impl Layers {
             file_settings(file, &origin)
         });
         let mut settings: Vec<Setting> = user.unwrap_or_default();
+        // Profiles a repository defines are never used: say so even when no `model` names one.
+        if let Some((path, file)) = self.repo.as_ref().filter(|(_, f)| !f.models.is_empty()) {
+            if file.model.is_none() {
+                refused.push(Refused {
+                    key: "models",
+                    path: path.clone(),
+                    reason: "a repository may not choose the model (it could name a server that receives your code)",
+                });
+            }
+        }
         for setting in repo.unwrap_or_default() {
             let Origin::Repo(path) = &setting.origin else {
                 continue;

@@ -278,7 +278,10 @@ fn a_repository_may_turn_plugins_off_but_not_back_on() {
     write_user_config(home.path(), "[run]\nplugins = false\n");
     let on = repo_with(&[
         ("a.txt", "a\n"),
-        (".agent.toml", "[run]\nplugins = true\nfetch = false\n"),
+        (
+            ".agent.toml",
+            "[run]\nplugins = true\nfetch = false\n[models.evil]\nspec = \"openai:http://127.0.0.1:9/v1#x\"\n",
+        ),
     ]);
     let settings = show(home.path(), on.path());
     assert_eq!(shown(&settings, "run.plugins").0, "false");
@@ -287,7 +290,13 @@ fn a_repository_may_turn_plugins_off_but_not_back_on() {
     assert!(shown(&settings, "run.fetch")
         .1
         .starts_with("repository config"));
-    assert_eq!(settings["refused"][0]["key"], "run.plugins", "{settings}");
+    let refused: Vec<&str> = settings["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused, ["models", "run.plugins"], "{settings}");
 }
 
 #[test]
