@@ -60,7 +60,7 @@ impl Page {
                     Some(c) => format!("<code>{}</code> ({})", esc(c), esc(check_source)),
                     None => format!("none ({})", esc(check_source)),
                 };
-                let base = &base[..base.len().min(10)];
+                let base = &short(base);
                 let facts = [
                     ("run", format!("<code>{}</code>", esc(run_id))),
                     ("repository", esc(&repo.display().to_string())),
@@ -125,12 +125,12 @@ impl Page {
             if !commits.is_empty() {
                 self.top.push_str("<p>Commits: ");
                 for commit in commits {
-                    let short = &commit[..commit.len().min(10)];
+                    let short = short(commit);
                     let _ = write!(
                         self.top,
                         "<a href=\"#commit-{}\"><code>{}</code></a> ",
                         esc(commit),
-                        esc(short)
+                        esc(&short)
                     );
                 }
                 self.top.push_str("</p>\n");
@@ -327,7 +327,7 @@ impl Page {
                 let _ = writeln!(
                     out,
                     "<p class=\"fail\">rolled back {files} file(s) to <code>{}</code></p>",
-                    esc(&to[..to.len().min(10)])
+                    esc(&short(to))
                 );
             }
             Event::Commit {
@@ -337,7 +337,7 @@ impl Page {
                     out,
                     "<div class=\"commit\" id=\"commit-{}\"><p>commit <code>{}</code> {}</p>",
                     esc(commit),
-                    esc(&commit[..commit.len().min(10)]),
+                    esc(&short(commit)),
                     esc(&crate::text::first_line(message, 100))
                 );
                 match diffs.get(commit) {
@@ -580,6 +580,11 @@ fn diff_block(diff: &str) -> String {
     out + &more(left)
 }
 
+/// The first ten characters of an object id (on a character boundary, whatever the log holds).
+fn short(id: &str) -> String {
+    id.chars().take(10).collect()
+}
+
 fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
@@ -601,6 +606,22 @@ mod tests {
             &BTreeMap::new(),
         );
         assert!(!page.contains("<img"), "{page}");
+    }
+
+    #[test]
+    fn odd_object_ids_in_a_log_do_not_break_the_page() {
+        let page = render(
+            &[Event::Commit {
+                step: 1,
+                of: 1,
+                commit: "é".repeat(20),
+                tree: String::new(),
+                elapsed_ms: 0,
+                message: "m".into(),
+            }],
+            &BTreeMap::new(),
+        );
+        assert!(page.contains(&"é".repeat(10)));
     }
 
     #[test]
