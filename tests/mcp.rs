@@ -44,7 +44,10 @@ async fn client(home: &Path) -> rmcp::service::RunningService<rmcp::RoleClient, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mcp_client_applies_a_patch_runs_a_task_and_reads_the_log() {
     let home = tempfile::tempdir().unwrap();
-    let repo = repo_with(&[("greet.py", "def greet():\n    return 'hi'\n")]);
+    let repo = repo_with(&[
+        ("greet.py", "def greet():\n    return 'hi'\n"),
+        (".agent.toml", "[sandbox]\nmode = \"none\"\n"),
+    ]);
     let client = client(home.path()).await;
 
     let tools = client.list_all_tools().await.unwrap();
@@ -114,6 +117,14 @@ async fn an_mcp_client_applies_a_patch_runs_a_task_and_reads_the_log() {
     let summary: serde_json::Value =
         serde_json::from_str(&text(&ran)).unwrap_or_else(|e| panic!("{e}: {}", text(&ran)));
     assert_eq!(summary["outcome"], "finished", "{summary}");
+    // The repository's refused setting reaches the client as a warning.
+    assert!(
+        summary["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("`sandbox.mode`"),
+        "{summary}"
+    );
     let branch = summary["branch"].as_str().unwrap();
     let commit = summary["commits"][0].as_str().unwrap();
     assert_eq!(git(repo.path(), &["rev-parse", branch]).trim(), commit);

@@ -282,6 +282,12 @@ fn run_result(done: &Done) -> CallToolResult {
         "unverified_patch": finished["unverified_patch"],
         "turns": finished["turns"],
         "log": started.map(|s| s["log"].clone()),
+        // What the run warned about on stderr (e.g. a repository config's refused keys).
+        "warnings": done
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("warning:"))
+            .collect::<Vec<_>>(),
     });
     let content = vec![ContentBlock::text(
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
