@@ -657,3 +657,57 @@ fn assert_fetched_then_checked_offline(repo: &tempfile::TempDir, fetcher: &str, 
         "{notes:?}"
     );
 }
+
+/// A run whose own binary was deleted under it (a rebuild during `agent eval` leaves its child runs
+/// so) still confines commands with landlock and seccomp: bubblewrap cannot bind a deleted file, so a
+/// copy of the running binary serves as the sandbox helper.
+#[test]
+fn a_run_whose_binary_was_deleted_keeps_landlock_and_seccomp() {
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let copy = bin.join("agent");
+    std::fs::copy(env!("CARGO_BIN_EXE_agent"), &copy).unwrap();
+    let repo = repo_with(&[("a.txt", "a\n")]);
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&["Write b"]),
+            {"content": "", "tool_calls": [{"name": "run", "arguments": {"command": "echo inside > b.txt"}}]},
+            {"content": "", "tool_calls": [{"name": "finish", "arguments": {"summary": "wrote b"}}]}
+        ]),
+    );
+    // Run the copy through an open descriptor after removing it, as a replaced binary runs, with the
+    // environment the other tests' runs get.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec 3<\"$0\" && rm \"$0\" && exec /proc/self/fd/3 \"$@\"")
+        .arg(&copy)
+        .args([
+            "run",
+            "write b",
+            "--json",
+            "--check",
+            "test -f b.txt",
+            "--model",
+            &model,
+            "--repo",
+        ])
+        .arg(repo.path());
+    for (key, value) in agent(home.path()).get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let output = cmd.env_remove("AGENT_SANDBOX_HELPER").output().unwrap();
+    assert!(!copy.exists());
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let events = events(&output);
+    let sandbox = of_kind(&events, "run_started")[0]["sandbox"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(sandbox.contains("landlock (writes only"), "{sandbox}");
+    assert!(!sandbox.contains("MISSING"), "{sandbox}");
+}

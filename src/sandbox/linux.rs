@@ -233,15 +233,50 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result
 
 /// The `agent` binary, which applies landlock and seccomp inside bubblewrap (`agent __sandbox-helper`):
 /// `$AGENT_SANDBOX_HELPER` when set (benches and tests that use the sandbox from another binary), else
-/// this process's own executable when it is `agent`.
+/// this process's own executable when it is `agent`. When that file was removed or replaced while
+/// this process runs (a rebuild during `agent eval`), bubblewrap cannot bind the deleted file, so a
+/// copy of the running binary is made for the purpose: without it the commands would run without
+/// landlock and seccomp.
 fn helper_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("AGENT_SANDBOX_HELPER").map(PathBuf::from) {
         return path.is_file().then_some(path);
     }
-    std::env::current_exe()
-        .ok()
-        .filter(|p| p.is_file())
-        .filter(|p| p.file_name().is_some_and(|n| n == "agent"))
+    let exe = std::env::current_exe().ok()?;
+    let name = exe.file_name()?.to_string_lossy().into_owned();
+    if name == "agent" && exe.is_file() {
+        return Some(exe);
+    }
+    if name == "agent (deleted)" {
+        return copy_of_running_binary();
+    }
+    None
+}
+
+/// `<cache>/helper/agent-<pid>`: a copy of this process's (deleted) executable. Copies of processes
+/// that have ended are removed on the way.
+fn copy_of_running_binary() -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::dirs::cache_dir().join("helper");
+    std::fs::create_dir_all(&dir).ok()?;
+    for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+        let pid = entry
+            .file_name()
+            .to_string_lossy()
+            .strip_prefix("agent-")
+            .and_then(|p| p.parse::<libc::pid_t>().ok());
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        if let Some(pid) = pid.filter(|&p| unsafe { libc::kill(p, 0) } != 0) {
+            let _ = std::fs::remove_file(dir.join(format!("agent-{pid}")));
+        }
+    }
+    let copy = dir.join(format!("agent-{}", std::process::id()));
+    if !copy.is_file() {
+        let partial = dir.join(format!(".agent-{}.partial", std::process::id()));
+        std::fs::copy("/proc/self/exe", &partial).ok()?;
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).ok()?;
+        std::fs::rename(&partial, &copy).ok()?;
+    }
+    Some(copy)
 }
 
 /// Does the helper's landlock ruleset hold here? Tried on two throwaway directories: a write outside
