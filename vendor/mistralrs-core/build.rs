@@ -73,8 +73,23 @@ fn main() {
 }
 
 fn set_git_revision() {
+    // Patched in by agent (vendor/README.md): only a mistral.rs checkout has a revision of its own.
+    // Built from a registry or vendored inside another repository, `git rev-parse HEAD` answered
+    // with that repository's HEAD (rebuilding this crate on each of its commits), and the
+    // `rerun-if-changed` on a `.git/HEAD` that does not exist here reran the script, and rebuilt
+    // the crate, on every build.
+    let manifest = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let git_dir = [manifest.join(".git"), manifest.join("../.git")]
+        .into_iter()
+        .find(|dir| dir.join("HEAD").is_file());
+    println!("cargo:rerun-if-changed=build.rs");
+    let Some(git_dir) = git_dir else {
+        println!("cargo:rustc-env=MISTRALRS_GIT_REVISION=unknown");
+        return;
+    };
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
+        .current_dir(&manifest)
         .output()
         .ok()
         .and_then(|output| {
@@ -89,12 +104,12 @@ fn set_git_revision() {
         .unwrap_or_else(|| "unknown".to_string());
 
     println!("cargo:rustc-env=MISTRALRS_GIT_REVISION={commit}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+    println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
+    if let Ok(head) = std::fs::read_to_string(git_dir.join("HEAD")) {
         if let Some(ref_path) = head.strip_prefix("ref:") {
             let ref_path = ref_path.trim();
             if !ref_path.is_empty() {
-                println!("cargo:rerun-if-changed=.git/{}", ref_path);
+                println!("cargo:rerun-if-changed={}", git_dir.join(ref_path).display());
             }
         }
     }
