@@ -180,6 +180,8 @@ pub struct Refused {
 pub struct Layers {
     pub user: Option<(PathBuf, ConfigFile)>,
     pub repo: Option<(PathBuf, ConfigFile)>,
+    /// Where the repository's file was looked for (None outside a repository).
+    pub repo_file: Option<PathBuf>,
 }
 
 /// The user's config file: `$XDG_CONFIG_HOME/agent/config.toml`, else `~/.config/agent/config.toml`.
@@ -263,7 +265,11 @@ impl Layers {
             Some(dir) => read_repo(dir)?.map(|file| (dir.join(REPO_FILE), file)),
             None => None,
         };
-        Ok(Layers { user, repo })
+        Ok(Layers {
+            user,
+            repo,
+            repo_file: repo_toplevel.map(|dir| dir.join(REPO_FILE)),
+        })
     }
 
     /// Every setting the files give, the repository's over the user's, and the repository settings

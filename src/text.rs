@@ -1,5 +1,11 @@
 //! Small text helpers shared by every layer (a leaf: it imports nothing of the crate).
 
+/// At most `max` bytes of `text`, cut on a character boundary, and how many bytes were left out.
+pub fn head(text: &str, max: usize) -> (&str, usize) {
+    let end = text.floor_char_boundary(max);
+    (&text[..end], text.len() - end)
+}
+
 /// The first non-blank line of `text`, trimmed and shortened to `max` characters (with `…`).
 pub fn first_line(text: &str, max: usize) -> String {
     let line = text

@@ -172,7 +172,7 @@ fn show(repo: &Path, json: bool) -> anyhow::Result<u8> {
             .collect();
         let files = serde_json::json!({
             "user": config::user_path(),
-            "repository": crate::vcs::toplevel(repo).map(|d| d.join(config::REPO_FILE)),
+            "repository": layers.repo_file,
         });
         let out = serde_json::json!({"files": files, "settings": shown, "refused": refused});
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -190,10 +190,7 @@ fn show(repo: &Path, json: bool) -> anyhow::Result<u8> {
     );
     out += &format!(
         "repository config  {}\n\n",
-        describe(
-            crate::vcs::toplevel(repo).map(|d| d.join(config::REPO_FILE)),
-            layers.repo.is_some()
-        )
+        describe(layers.repo_file.clone(), layers.repo.is_some())
     );
     let width = KEYS.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for line in &shown {

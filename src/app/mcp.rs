@@ -224,17 +224,11 @@ async fn child(args: &[String], input: Option<String>) -> Result<Done, McpError>
     })
 }
 
-fn capped(mut text: String) -> String {
-    if text.len() > MAX_RESULT {
-        let mut end = MAX_RESULT;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let left = text.len() - end;
-        text.truncate(end);
-        text.push_str(&format!("\n… {left} more bytes"));
+fn capped(text: String) -> String {
+    match crate::text::head(&text, MAX_RESULT) {
+        (_, 0) => text,
+        (kept, left) => format!("{kept}\n… {left} more bytes"),
     }
-    text
 }
 
 /// stdout (and stderr when there is any) as the result; an error result when the command failed.

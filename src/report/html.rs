@@ -19,10 +19,11 @@ const MAX_BLOCK: usize = 40_000;
 pub fn render(events: &[Event], diffs: &BTreeMap<String, String>) -> String {
     let mut page = Page::default();
     page.head(events);
-    for segment in segments(events) {
-        page.segment(&segment, diffs);
+    let segments = segments(events);
+    for segment in &segments {
+        page.segment(segment, diffs);
     }
-    page.chart(events);
+    page.chart(&segments);
     page.finish()
 }
 
@@ -387,8 +388,8 @@ impl Page {
     }
 
     /// Tokens and time per step, as horizontal bars (inline SVG).
-    fn chart(&mut self, events: &[Event]) {
-        let rows: Vec<(String, u64, u64)> = segments(events)
+    fn chart(&mut self, segments: &[Segment<'_>]) {
+        let rows: Vec<(String, u64, u64)> = segments
             .iter()
             .map(|s| {
                 let (tokens, ms) = s.cost();
@@ -524,14 +525,7 @@ fn esc(text: &str) -> String {
 
 /// At most [`MAX_BLOCK`] bytes of `text`, cut on a character boundary, with what was left out.
 fn capped(text: &str) -> (&str, usize) {
-    if text.len() <= MAX_BLOCK {
-        return (text, 0);
-    }
-    let mut end = MAX_BLOCK;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&text[..end], text.len() - end)
+    crate::text::head(text, MAX_BLOCK)
 }
 
 fn more(left: usize) -> String {
