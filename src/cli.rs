@@ -416,6 +416,11 @@ pub struct EvalArgs {
     /// on the same tasks).
     #[arg(long, value_enum, value_name = "MODE")]
     pub tool_calls: Option<ToolCallMode>,
+
+    /// Each run with `agent run --code-in-json` (file contents and patches inside the call's JSON), to
+    /// compare with code written after the call.
+    #[arg(long)]
+    pub code_in_json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -478,6 +483,12 @@ pub struct ModelArgs {
     /// The context window in tokens, when the server does not report it (Ollama), or to use less of it.
     #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(512..))]
     pub context_window: Option<u32>,
+
+    /// Have the model write file contents and patches inside the call's JSON, escaped, even where
+    /// its format takes them as plain text after the call (the `<tool_call>` format in-process does
+    /// by default: small models write better code unescaped). For comparing the two.
+    #[arg(long)]
+    pub code_in_json: bool,
 }
 
 impl ModelArgs {
@@ -489,6 +500,7 @@ impl ModelArgs {
             isq: self.isq.clone(),
             context_window: self.context_window.map(|n| n as usize),
             prefix_cache: true,
+            code_in_json: self.code_in_json,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Zero malformed tool calls, measured on the real SmolLM2-135M GGUF through the embedded backend:
 //! 50 agent-style turns (ten real tasks from ../shared/eval, five turns each, every call executed by
 //! the real tools) must each parse into one call of a known tool whose arguments are valid against
-//! that tool's JSON schema (checked by an independent validator, not by our parser).
+//! that tool's JSON schema (checked by an independent validator, not by our parser). And the default
+//! coder model, in its own `<tool_call>` format, writing a file and a patch as plain text after the call.
 #![cfg(feature = "embedded")]
 
 mod common;
@@ -153,4 +154,76 @@ fn fifty_turns_of_smollm2_are_all_valid_calls() {
     );
     assert_eq!(total, TASKS * TURNS_PER_TASK);
     assert_eq!(valid, total, "malformed or invalid calls: {failures:#?}");
+}
+
+/// One turn of the default coder model (Qwen2.5-Coder-1.5B) on a one-line bug, offered only `tool`:
+/// the call it makes, executed by the real tool in a temp dir, and the file afterwards.
+fn coder_fixes_calc_with(
+    model: &mut Box<dyn agent::model::ChatModel>,
+    tool: &str,
+) -> (agent::model::ToolCall, String, String) {
+    let buggy = "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n    return a - b\n\n\ndef label(n):\n    return f\"total: {n}\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("calc.py"), buggy).unwrap();
+    let specs: Vec<_> = agent::tools::specs()
+        .into_iter()
+        .filter(|s| s.name == tool)
+        .collect();
+    let messages = vec![
+        Message::system(prompt::system(&specs)),
+        Message::user(format!(
+            "Task: `add` in calc.py subtracts instead of adding; fix it with {tool}.\n\ncalc.py:\n```python\n{buggy}```"
+        )),
+    ];
+    let reply = model.complete(&messages, &specs).unwrap();
+    println!("{tool}: {:?} {:?}", reply.content, reply.tool_calls);
+    let [call] = reply.tool_calls.as_slice() else {
+        panic!("one call expected: {reply:?}");
+    };
+    std::env::set_var("AGENT_SANDBOX_HELPER", env!("CARGO_BIN_EXE_agent"));
+    let (sandbox, _) =
+        agent::sandbox::select(agent::sandbox::Choice::None, Vec::new(), "default").unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let ctx = ToolContext {
+        root: &root,
+        sandbox: sandbox.as_ref(),
+        command_timeout: Duration::from_secs(20),
+        output_limit: 4096,
+        command_env: &[],
+    };
+    let result = match agent::tools::call(&ctx, &call.name, &call.arguments) {
+        Ok(ToolOutput::Text(text)) => text,
+        other => panic!("{tool} failed: {other:?}"),
+    };
+    let after = std::fs::read_to_string(root.join("calc.py")).unwrap();
+    (call.clone(), result, after)
+}
+
+#[test]
+fn the_coder_model_writes_code_and_patches_as_plain_text_after_its_call() {
+    let mut model = ModelSpec::Gguf(installed_coder_model())
+        .load(&ModelOptions {
+            prefix_cache: true,
+            ..ModelOptions::default()
+        })
+        .unwrap();
+    assert!(
+        model.describe().ends_with("code after the call)"),
+        "{}",
+        model.describe()
+    );
+    // The whole file back, quotes and line breaks as they are (no JSON escaping to get wrong).
+    let (call, _, after) = coder_fixes_calc_with(&mut model, "write_file");
+    assert_eq!(call.arguments["path"], "calc.py");
+    assert!(after.contains("return a + b"), "{after}");
+    assert!(after.contains("return f\"total: {n}\""), "{after}");
+    assert!(after.contains("\"\"\"Return the sum"), "{after}");
+    // A patch in the block applies to the file.
+    let (call, result, after) = coder_fixes_calc_with(&mut model, "apply_patch");
+    let patch = call.arguments["patch"].as_str().unwrap();
+    assert!(patch.contains("+    return a + b"), "{patch}");
+    assert!(
+        after.contains("return a + b") && !after.contains("a - b"),
+        "{result}\n{after}"
+    );
 }

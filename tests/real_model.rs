@@ -26,7 +26,7 @@ fn the_default_coder_model_calls_tools_in_its_own_format_under_a_grammar() {
     let events = run_and_check(&[model.into()], 3);
     assert_model(
         &events,
-        "(embedded mistral.rs, native <tool_call> format, constrained)",
+        "(embedded mistral.rs, native <tool_call> format, constrained, code after the call)",
     );
 }
 

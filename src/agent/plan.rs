@@ -37,6 +37,7 @@ pub fn spec() -> ToolSpec {
         name: PLAN_TOOL.into(),
         description: "Give the plan: the ordered steps that complete the task.".into(),
         parameters: schema.to_value(),
+        body: None,
     }
 }
 

@@ -80,8 +80,8 @@ pub fn system(tools: &[ToolSpec]) -> String {
     let mut text = String::from(
         "You are a careful software engineer working in a git repository, one step of a plan at a time.\n\
          Every reply is exactly one tool call. Paths are relative to the repository root.\n\
-         Look at the relevant files, then edit them: existing files with apply_patch (a unified diff), new files \
-         with write_file. When the step is done, call finish with a short summary: the step's check then runs, \
+         Look at the relevant files, then edit them: a short file by writing it whole with write_file, a long one \
+         with apply_patch (a unified diff), a new file with write_file. When the step is done, call finish with a short summary: the step's check then runs, \
          and a passing check commits the step.\n",
     );
     text.push_str("\nTools:\n");

@@ -176,6 +176,9 @@ fn run_and_judge(
     if let Some(mode) = args.tool_calls.and_then(|m| m.to_possible_value()) {
         command.args(["--tool-calls", mode.get_name()]);
     }
+    if args.code_in_json {
+        command.arg("--code-in-json");
+    }
     let started = Instant::now();
     let mut child = command
         .spawn()

@@ -31,6 +31,8 @@ use super::{
 /// Tokens a turn may generate at first. A cut-off turn is generated once more with twice the room,
 /// in constrained mode under bounds that make the call fit (see `complete`).
 const TURN_TOKEN_BUDGET: usize = 1024;
+/// The same when a tool's body (a whole file, a patch) may follow the call.
+const BODY_TURN_TOKEN_BUDGET: usize = 2048;
 /// Below this much room for the reply, a request is refused as a context overflow.
 const MIN_REPLY_TOKENS: usize = 256;
 /// End-of-text and end-of-turn tokens of common chat models. The grammar engine ends a finished call with
@@ -54,8 +56,12 @@ const FALLBACK_CONTEXT: usize = 8192;
 enum CallFormat {
     /// The generic `{"thought", "tool", "arguments"}` object under a JSON schema.
     Generic,
-    /// The template's own Hermes format under a grammar of it.
-    Hermes(hermes::Markers),
+    /// The template's own Hermes format under a grammar of it; with `bodies`, code and patches are
+    /// written after the call's JSON line as plain text.
+    Hermes {
+        markers: hermes::Markers,
+        bodies: bool,
+    },
     /// The template's own format, unconstrained, read by mistral.rs's parser (`--tool-calls native`
     /// for a template whose format this backend cannot constrain).
     Free,
@@ -170,7 +176,10 @@ impl EmbeddedModel {
         let format = match options.tool_calls {
             ToolCallMode::Constrained => CallFormat::Generic,
             mode => match hermes_markers(&runtime, &model) {
-                Some(markers) => CallFormat::Hermes(markers),
+                Some(markers) => CallFormat::Hermes {
+                    markers,
+                    bodies: !options.code_in_json,
+                },
                 None if mode == ToolCallMode::Native => CallFormat::Free,
                 None => CallFormat::Generic,
             },
@@ -207,19 +216,16 @@ impl EmbeddedModel {
                     request = request.add_message(role, text);
                 }
             }
-            CallFormat::Hermes(markers) => {
-                let schema = match squeeze {
-                    Some(fit) => hermes::call_schema_within(tools, fit),
-                    None => super::schema::hermes_call_schema(tools),
-                };
+            CallFormat::Hermes { markers, bodies } => {
+                let tools = hermes::offered(tools, *bodies);
                 // The reply is read here (`hermes::parse_reply`), thought included; mistral.rs's own
                 // parser would drop the text before the call.
                 request = request
-                    .set_tools(native_tools(tools))
-                    .set_constraint(Constraint::Lark(hermes::grammar(markers, &schema)))
+                    .set_tools(native_tools(&tools))
+                    .set_constraint(Constraint::Lark(hermes::grammar(markers, &tools, squeeze)))
                     .set_tool_choice(ToolChoice::None);
                 for message in messages {
-                    let (role, text) = render_hermes(message);
+                    let (role, text) = render_hermes(message, &tools);
                     request = request.add_message(role, text);
                 }
             }
@@ -254,14 +260,18 @@ impl EmbeddedModel {
     /// The exact prompt length as the chat template renders it (with the unconstrained native format,
     /// tool calls are counted in the generic rendering, which is close).
     fn prompt_tokens(&self, messages: &[Message], tools: &[ToolSpec]) -> Result<usize, ModelError> {
+        let offered = match &self.format {
+            CallFormat::Hermes { bodies, .. } => hermes::offered(tools, *bodies),
+            _ => tools.to_vec(),
+        };
         let text = messages.iter().fold(TextMessages::new(), |acc, m| {
             let (role, text) = match self.format {
-                CallFormat::Hermes(_) => render_hermes(m),
+                CallFormat::Hermes { .. } => render_hermes(m, &offered),
                 _ => render(m),
             };
             acc.add_message(role, text)
         });
-        let tools = (self.format != CallFormat::Generic).then(|| native_tools(tools));
+        let tools = (self.format != CallFormat::Generic).then(|| native_tools(&offered));
         self.runtime
             .block_on(
                 self.model
@@ -356,6 +366,7 @@ fn hermes_markers(runtime: &tokio::runtime::Runtime, model: &Model) -> Option<he
         name: PROBE.into(),
         description: "probe".into(),
         parameters: json!({"type": "object", "properties": {}}),
+        body: None,
     };
     let conversation = TextMessages::new().add_message(TextMessageRole::User, "hello");
     let ids = runtime
@@ -427,11 +438,11 @@ fn render(message: &Message) -> (TextMessageRole, String) {
 /// The Hermes format: calls shown exactly as the model wrote them (the template would show the
 /// arguments as a JSON-encoded string, since mistral.rs passes them as one), results in the tool role,
 /// which the template wraps in `<tool_response>`.
-fn render_hermes(message: &Message) -> (TextMessageRole, String) {
+fn render_hermes(message: &Message, tools: &[ToolSpec]) -> (TextMessageRole, String) {
     match message.role {
         Role::Assistant => (
             TextMessageRole::Assistant,
-            hermes::render_turn(&message.content, &message.tool_calls),
+            hermes::render_turn(&message.content, &message.tool_calls, tools),
         ),
         Role::Tool => (TextMessageRole::Tool, message.content.clone()),
         _ => render(message),
@@ -442,7 +453,12 @@ impl ChatModel for EmbeddedModel {
     fn describe(&self) -> String {
         let format = match self.format {
             CallFormat::Generic => "constrained tool calls",
-            CallFormat::Hermes(_) => "native <tool_call> format, constrained",
+            CallFormat::Hermes { bodies: true, .. } => {
+                "native <tool_call> format, constrained, code after the call"
+            }
+            CallFormat::Hermes { bodies: false, .. } => {
+                "native <tool_call> format, constrained, code inside the JSON"
+            }
             CallFormat::Free => "native tool calls, unconstrained",
         };
         format!("{} (embedded mistral.rs, {format})", self.name)
@@ -466,7 +482,15 @@ impl ChatModel for EmbeddedModel {
                 window: self.context_window,
             });
         }
-        let mut budget = TURN_TOKEN_BUDGET.min(room);
+        // A body is a whole file or patch, longer than any JSON call.
+        let body_offered = matches!(self.format, CallFormat::Hermes { bodies: true, .. })
+            && tools.iter().any(|t| t.body.is_some());
+        let turn_budget = if body_offered {
+            BODY_TURN_TOKEN_BUDGET
+        } else {
+            TURN_TOKEN_BUDGET
+        };
+        let mut budget = turn_budget.min(room);
         // Constrained mode: after a cut-off, the retry decodes under string bounds scaled so that the
         // longest valid call fits its budget, so the retry cannot be cut off mid-string.
         let mut squeeze = None;
@@ -499,9 +523,11 @@ impl ChatModel for EmbeddedModel {
                 continue;
             }
             usage.elapsed_ms = started.elapsed().as_millis() as u64;
-            return Ok(match self.format {
+            return Ok(match &self.format {
                 CallFormat::Generic => constrained_turn(&text, cut_off, usage),
-                CallFormat::Hermes(_) => hermes::parse_reply(&text, cut_off, usage),
+                CallFormat::Hermes { bodies, .. } => {
+                    hermes::parse_reply(&text, &hermes::offered(tools, *bodies), cut_off, usage)
+                }
                 CallFormat::Free => native_turn(
                     text,
                     choice.message.tool_calls.as_deref().unwrap_or_default(),

@@ -91,6 +91,11 @@ pub struct ToolSpec {
     pub name: String,
     pub description: String,
     pub parameters: Value,
+    /// The string argument that holds code or a patch (`write_file`'s content, `apply_patch`'s
+    /// patch). A format that can, has the model write it after the call as plain text instead of
+    /// escaped inside the call's JSON (see [`hermes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// Token counts and speeds of one model turn. Backends fill in what they know.
@@ -176,6 +181,9 @@ pub struct ModelOptions {
     pub context_window: Option<usize>,
     /// Reuse the KV cache of the conversation's shared prefix between turns (embedded backend).
     pub prefix_cache: bool,
+    /// Keep code and patches inside the call's JSON even where the format can take them as plain
+    /// text after the call (the Hermes format in-process); for comparing the two.
+    pub code_in_json: bool,
 }
 
 /// How a backend obtains tool calls from the model.

@@ -376,6 +376,7 @@ mod tests {
             description: "d".into(),
             parameters: json!({"$schema": "x", "title": "Args", "type": "object",
                 "properties": {"n": {"type": "integer", "format": "uint32"}}}),
+            body: None,
         }];
         let schema = tool_call_schema(&tools);
         let variant = &schema["anyOf"][0];
@@ -392,6 +393,7 @@ mod tests {
                 name: "short".into(),
                 description: "d".into(),
                 parameters: json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+                body: None,
             },
             ToolSpec {
                 name: "long".into(),
@@ -399,6 +401,7 @@ mod tests {
                 parameters: json!({"type": "object", "properties": {
                     "text": {"type": "string", "maxLength": 1000},
                     "maybe": {"type": ["string", "null"], "maxLength": 50}}}),
+                body: None,
             },
         ];
         let bound = max_reply_tokens(&tool_call_schema(&tools));

@@ -22,6 +22,8 @@ impl Tool for ApplyPatch {
     const DESCRIPTION: &'static str =
         "Edit files with a patch: a unified diff, a `*** Begin Patch` envelope, or SEARCH/REPLACE blocks. Hunks are located by their context and removed lines (copy them from read_file without the `N| ` prefix); line numbers are only hints. Either every hunk of every file applies or nothing changes.";
 
+    const BODY: Option<&'static str> = Some("patch");
+
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
         let (_, files) = parse_any(&args.patch).map_err(patch_error)?;
         let fs = beneath(ctx.root)?;

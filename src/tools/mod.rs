@@ -67,6 +67,8 @@ pub trait Tool {
     type Args: DeserializeOwned + JsonSchema;
     const NAME: &'static str;
     const DESCRIPTION: &'static str;
+    /// The argument that holds code or a patch, which a format may take outside the JSON.
+    const BODY: Option<&'static str> = None;
     fn run(ctx: &ToolContext<'_>, args: Self::Args) -> Result<ToolOutput, ToolError>;
 }
 
@@ -76,6 +78,7 @@ fn spec<T: Tool>() -> ToolSpec {
         name: T::NAME.into(),
         description: T::DESCRIPTION.into(),
         parameters: schema.to_value(),
+        body: T::BODY.map(String::from),
     }
 }
 

@@ -273,6 +273,7 @@ impl Plugin {
             name: self.name.clone(),
             description: self.description.clone(),
             parameters: self.schema.clone(),
+            body: None,
         }
     }
 

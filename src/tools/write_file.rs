@@ -27,7 +27,9 @@ impl Tool for WriteFile {
     type Args = Args;
     const NAME: &'static str = "write_file";
     const DESCRIPTION: &'static str =
-        "Create a new file with the given content, or replace an existing file entirely. Prefer apply_patch for changes to existing files.";
+        "Create a new file with the given content, or replace an existing file entirely: the simplest edit of a short file (give all of it, changed lines and unchanged). For a long file prefer apply_patch.";
+
+    const BODY: Option<&'static str> = Some("content");
 
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
         let rel = crate::hostfs::relative(&args.path).map_err(fs_error)?;
