@@ -172,7 +172,7 @@ fn coder_fixes_calc_with(
     let messages = vec![
         Message::system(prompt::system(&specs)),
         Message::user(format!(
-            "Task: `add` in calc.py subtracts instead of adding; fix it with {tool}.\n\ncalc.py:\n```python\n{buggy}```"
+            "Task: the test of calc.py fails: `add(2, 3)` returns -1, it must return 5 (the sum). Fix `add` with {tool}.\n\ncalc.py:\n```python\n{buggy}```"
         )),
     ];
     let reply = model.complete(&messages, &specs).unwrap();

@@ -30,13 +30,15 @@ enum Drift {
     SmartQuotes,
     Crlf,
     Fenced,
+    /// A blank context line dropped (or, in a hunk without one, a blank line added to the context).
+    BlankContextLines,
     // Not tolerable: information is lost or doubled; refusing is the right answer.
     DroppedContextLine,
     DuplicatedHunk,
 }
 
 impl Drift {
-    const ALL: [Drift; 11] = [
+    const ALL: [Drift; 12] = [
         Drift::None,
         Drift::StaleLineNumbers,
         Drift::MissingLineNumbers,
@@ -46,6 +48,7 @@ impl Drift {
         Drift::SmartQuotes,
         Drift::Crlf,
         Drift::Fenced,
+        Drift::BlankContextLines,
         Drift::DroppedContextLine,
         Drift::DuplicatedHunk,
     ];
@@ -134,6 +137,28 @@ fn render(format: Format, path: &str, old: Option<&str>, new: &str, drift: Drift
             if let Some(i) = (1..g.lines.len()).find(|&i| equal(i - 1) && equal(i) && equal(i + 1))
             {
                 g.lines.remove(i);
+            }
+        }
+    }
+    if drift == Drift::BlankContextLines {
+        // As models copy context: one blank line of two between functions, or one more.
+        for g in &mut groups {
+            let equal = |i: usize| {
+                g.lines
+                    .get(i)
+                    .is_some_and(|(t, _, _)| *t == ChangeTag::Equal)
+            };
+            let blank = |i: usize| g.lines[i].1.trim().is_empty();
+            let inner = (1..g.lines.len()).filter(|&i| equal(i - 1) && equal(i) && equal(i + 1));
+            match inner.clone().find(|&i| blank(i)) {
+                Some(i) => {
+                    g.lines.remove(i);
+                }
+                None => {
+                    if let Some(i) = inner.clone().next() {
+                        g.lines.insert(i, (ChangeTag::Equal, String::new(), false));
+                    }
+                }
             }
         }
     }

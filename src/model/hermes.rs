@@ -116,19 +116,22 @@ pub fn grammar(markers: &Markers, tools: &[ToolSpec], squeeze: Option<usize>) ->
         rules.push_str(&format!("call: %json {}\n", schema_of(&plain)));
     }
     if !with_body.is_empty() {
-        // The block's language tag is free. The body ends at its first line that is exactly the
-        // fence, and the closing marker is then forced: a model that closed its block cannot go on
-        // writing prose into it (Qwen2.5-Coder-1.5B did, to its token budget, when the body could
-        // take fence lines and only the marker ended it). The price: a file holding a line that is
-        // exactly ``` (Markdown with code blocks) cannot be written whole this way; a patch can
-        // carry it (its lines start with `+`, `-` or a space), and `--code-in-json` takes it as JSON.
+        // The block's language tag is free. The body ends at its first line that starts with the
+        // fence; the fence must then stand alone on its line, and only the closing marker follows
+        // (after line breaks or none). A model that closed its block cannot go on writing into it:
+        // Qwen2.5-Coder-1.5B did, to its token budget, when the body could hold fence lines and
+        // only the marker ended it; and when a line break was forced after the fence, it wanted
+        // another (or none) and opened ```python block after block. The price: a file holding a
+        // line that starts with ``` (Markdown with code blocks) cannot be written whole this way;
+        // a patch can carry it (its lines start with `+`, `-` or a space), and `--code-in-json`
+        // takes it as JSON.
         calls.push(format!(
-            "body_call \"\\n{FENCE}\" LANG? \"\\n\" body {}",
+            "body_call \"\\n{FENCE}\" LANG? \"\\n\" body FENCE_END {}",
             markers.close
         ));
-        let suffix = serde_json::to_string(&format!("{FENCE}\n")).expect("a string serialises");
+        let fence = serde_json::to_string(FENCE).expect("a string serialises");
         rules.push_str(&format!(
-            "body_call: %json {}\nLANG: /[A-Za-z0-9_+.#-]{{1,24}}/\nbody[suffix={suffix}]: /(?s:(.*\\n)?)/\n",
+            "body_call: %json {}\nLANG: /[A-Za-z0-9_+.#-]{{1,24}}/\nbody[suffix={fence}]: /(?s:(.*\\n)?)/\nFENCE_END: /[ \\t]*\\n{{0,2}}/\n",
             schema_of(&with_body)
         ));
     }
@@ -314,8 +317,8 @@ fn read_call(rest: &str, tools: &[ToolSpec]) -> Result<ToolCall, String> {
     })
 }
 
-/// The text of a fenced block: the lines between the opening fence line and the first line that is
-/// exactly the fence, with its final line break. Only the closing marker may follow that line.
+/// The text of a fenced block: the lines between the opening fence line and the first line that
+/// starts with the fence, which must be the fence alone; only the closing marker may follow it.
 fn read_body(block: &str) -> Result<String, String> {
     let Some(inside) = block
         .strip_prefix(FENCE)
@@ -326,13 +329,19 @@ fn read_body(block: &str) -> Result<String, String> {
             "no fenced block after the call (a line {FENCE}, the text, a line {FENCE})"
         ));
     };
-    // The body ends at its first line that is exactly the fence, as the grammar ends it.
     let mut at = 0;
     for line in inside.split_inclusive('\n') {
-        if line.trim_end_matches(['\n', '\r']) == FENCE {
-            let after = inside[at + line.len()..].trim();
-            let after = after.strip_prefix(CLOSE).unwrap_or(after).trim();
-            if !after.is_empty() {
+        if let Some(after) = line.strip_prefix(FENCE) {
+            let after = after.trim();
+            if !(after.is_empty() || after == CLOSE) {
+                return Err(format!(
+                    "a line in the block starts with {FENCE} but is not a closing {FENCE} alone (the \
+                     block ends at its first such line)"
+                ));
+            }
+            let rest = inside[at + line.len()..].trim();
+            let rest = rest.strip_prefix(CLOSE).unwrap_or(rest).trim();
+            if !rest.is_empty() {
                 return Err(format!(
                     "text after the block's closing line {FENCE} (a block ends at its first such line)"
                 ));
@@ -536,14 +545,14 @@ mod tests {
         let dropped = text.replace(OPEN, "").replace(CLOSE, "");
         let again = parse_reply(&dropped, &tools, false, Usage::default());
         assert_eq!(again.tool_calls, turn.tool_calls, "{}", again.content);
-        // A fence line with a language tag is content; the first bare fence line closes the block.
-        let markdown = "# Use\n\n```sh\nrun it\n";
-        let text = format!(
-            "<tool_call>\n{{\"name\": \"write_file\", \"arguments\": {{\"path\": \"README.md\"}}}}\n```markdown\n{markdown}```\n</tool_call>"
-        );
-        let turn = parse_reply(&text, &tools, false, Usage::default());
-        assert_eq!(turn.tool_calls[0].arguments["content"], markdown);
-        assert_eq!(render_turn("", &turn.tool_calls, &tools), text);
+        // The closing marker right after the fence, or after a blank line, closes it as well.
+        for close in ["```</tool_call>", "```\n\n</tool_call>"] {
+            let text = format!(
+                "<tool_call>\n{{\"name\": \"write_file\", \"arguments\": {{\"path\": \"a.py\"}}}}\n```python\n{code}{close}"
+            );
+            let turn = parse_reply(&text, &tools, false, Usage::default());
+            assert_eq!(turn.tool_calls[0].arguments["content"], code, "{close}");
+        }
         // An empty file.
         let text = "<tool_call>\n{\"name\": \"write_file\", \"arguments\": {\"path\": \"e\"}}\n```\n```\n</tool_call>";
         let turn = parse_reply(text, &tools, false, Usage::default());
@@ -565,6 +574,10 @@ mod tests {
             (
                 "```python\nx = 1\n```\ny = 2\n```\n</tool_call>",
                 "text after the block",
+            ),
+            (
+                "```markdown\n```sh\nrun\n```\n</tool_call>",
+                "not a closing ``` alone",
             ),
         ] {
             let turn = parse_reply(&format!("{head}{tail}"), &tools, true, Usage::default());
@@ -671,7 +684,9 @@ mod tests {
             for good in [
                 "```python\ndef add(a, b):\n    return a + b  # `x` ``\n```\n</tool_call>",
                 "```\n```\n</tool_call>",
-                "```markdown\n```sh\nrun\n```\n</tool_call>",
+                "```python\nx = 1\n```</tool_call>",
+                "```python\nx = 1\n```\n\n</tool_call>",
+                "```python\nx = 1\n``y``\n```\n</tool_call>",
             ] {
                 admits(&format!("{head}{good}")).unwrap_or_else(|e| panic!("{good}: {e}"));
             }
@@ -682,6 +697,14 @@ mod tests {
                     "prose after",
                 ),
                 ("```python\nx = 1\n```\n```\n</tool_call>", "a second fence"),
+                (
+                    "```python\nx = 1\n```python\n```\n</tool_call>",
+                    "a block opened in the block",
+                ),
+                (
+                    "```markdown\n```sh\nrun\n```\n</tool_call>",
+                    "a fence line inside",
+                ),
                 (
                     "```python\nx = 1\n```\nIt works.\n```\n</tool_call>",
                     "prose, fenced",

@@ -184,13 +184,26 @@ fn apply_pass(
         let (hunk, start, level) = match place(path, number, hunk, lines, from, notes) {
             Ok((start, level)) => (std::borrow::Cow::Borrowed(hunk), start, level),
             Err(e) => {
-                // A blank first line in the old text is often the model's, not the file's.
-                let Some(trimmed) = without_leading_blank(hunk) else {
-                    return Err(e);
-                };
-                match place(path, number, &trimmed, lines, from, notes) {
-                    Ok((start, level)) => (std::borrow::Cow::Owned(trimmed), start, level),
-                    Err(_) => return Err(e),
+                // A blank first line in the old text is often the model's, not the file's; so is a
+                // blank line of context more or less than the file has.
+                let retry = without_leading_blank(hunk)
+                    .and_then(|trimmed| {
+                        place(path, number, &trimmed, lines, from, notes)
+                            .ok()
+                            .map(|(start, level)| (trimmed, start, level))
+                    })
+                    .or_else(|| {
+                        let fitted = with_the_files_blank_lines(hunk, lines, from)?;
+                        let (start, level) = place(path, number, &fitted, lines, from, notes).ok()?;
+                        notes.push(format!(
+                            "hunk {number}'s context had other blank lines than {path} has there: \
+                             it was matched with blank lines ignored, and the file's blank lines kept"
+                        ));
+                        Some((fitted, start, level))
+                    });
+                match retry {
+                    Some((hunk, start, level)) => (std::borrow::Cow::Owned(hunk), start, level),
+                    None => return Err(e),
                 }
             }
         };
@@ -274,6 +287,119 @@ fn without_leading_blank(hunk: &Hunk) -> Option<Hunk> {
 }
 
 /// Where a hunk goes: its start line and the level its old lines matched at.
+/// `hunk` with its context's blank lines replaced by the file's, where its old lines other than blank
+/// ones match exactly one run of the file's non-blank lines (from `from` on, else anywhere): models
+/// often drop or add a blank line of context (one of the two between Python functions). `None` where
+/// that does not fit: no such unique run, fewer than two non-blank old lines, or a blank line the hunk
+/// removes (its intent would be lost).
+fn with_the_files_blank_lines(hunk: &Hunk, lines: &[&str], from: usize) -> Option<Hunk> {
+    let blank = |s: &str| s.trim().is_empty();
+    if hunk
+        .lines
+        .iter()
+        .any(|l| matches!(l, Line::Remove(s) if blank(s)))
+    {
+        return None;
+    }
+    let wanted: Vec<&str> = hunk.old().into_iter().filter(|s| !blank(s)).collect();
+    if wanted.len() < 2 {
+        return None;
+    }
+    let filled: Vec<usize> = (0..lines.len()).filter(|&i| !blank(lines[i])).collect();
+    let filled_text: Vec<&str> = filled.iter().map(|&i| lines[i]).collect();
+    let first_after = filled
+        .iter()
+        .position(|&i| i >= from)
+        .unwrap_or(filled.len());
+    let found = [first_after, 0].iter().find_map(|&scope| {
+        Level::ALL.iter().find_map(|&level| {
+            let found = matches_at(&wanted, &filled_text, scope, level);
+            (!found.is_empty()).then_some(found)
+        })
+    })?;
+    let [at] = found.as_slice() else {
+        return None;
+    };
+    // The file lines the non-blank old lines matched. Between two of them the hunk may have blank
+    // context lines and added lines; the file's blank lines there replace the hunk's blank ones: one
+    // for one where the counts agree, else in place of the hunk's one run of them. Where the hunk had
+    // none there, added lines after a removed line replace it (the blank lines go after them). Any
+    // other way, where the added lines go among the file's blank lines is a guess: not fitted.
+    let matched = &filled[*at..*at + wanted.len()];
+    let mut gaps: Vec<Vec<&Line>> = vec![Vec::new()];
+    let mut olds: Vec<&Line> = Vec::new();
+    for line in &hunk.lines {
+        match line {
+            Line::Context(s) | Line::Remove(s) if !blank(s) => {
+                olds.push(line);
+                gaps.push(Vec::new());
+            }
+            _ => gaps.last_mut().expect("never empty").push(line),
+        }
+    }
+    let mut fitted = Vec::new();
+    for (k, gap) in gaps.iter().enumerate() {
+        let adds: Vec<Line> = gap
+            .iter()
+            .filter(|l| matches!(l, Line::Add(_)))
+            .map(|l| (*l).clone())
+            .collect();
+        let file_blanks: Vec<Line> = match (k.checked_sub(1), matched.get(k)) {
+            (Some(before), Some(&after)) => (matched[before] + 1..after)
+                .map(|i| Line::Context(lines[i].to_string()))
+                .collect(),
+            // Before the first old line or after the last: the hunk's own lines, as they are
+            // (leading and trailing blank context lines dropped; the file decides).
+            _ => Vec::new(),
+        };
+        let hunk_blanks = gap.iter().filter(|l| !matches!(l, Line::Add(_))).count();
+        // The hunk's blank context lines in this gap, if they form one run: where it starts.
+        let run_start = gap.iter().position(|l| !matches!(l, Line::Add(_)));
+        let one_run = run_start.is_some_and(|start| {
+            gap[start..start + hunk_blanks]
+                .iter()
+                .all(|l| !matches!(l, Line::Add(_)))
+        });
+        let after_a_removal = k > 0 && matches!(olds[k - 1], Line::Remove(_));
+        let same_count = hunk_blanks == file_blanks.len();
+        if adds.is_empty() || file_blanks.is_empty() {
+            fitted.extend(file_blanks);
+            fitted.extend(adds);
+        } else if same_count || one_run {
+            // The file's blank lines where the hunk had its own (the same number, or one run).
+            let mut file_blanks = file_blanks.into_iter();
+            let mut placed = false;
+            for line in gap {
+                match line {
+                    Line::Add(_) => fitted.push((*line).clone()),
+                    _ if same_count => {
+                        fitted.extend(file_blanks.next());
+                    }
+                    _ if !placed => {
+                        fitted.extend(file_blanks.by_ref());
+                        placed = true;
+                    }
+                    _ => {}
+                }
+            }
+        } else if hunk_blanks == 0 && after_a_removal {
+            // Added lines after a removed one replace it: the blank lines follow them.
+            fitted.extend(adds);
+            fitted.extend(file_blanks);
+        } else {
+            return None;
+        }
+        if let Some(old) = olds.get(k) {
+            fitted.push((*old).clone());
+        }
+    }
+    Some(Hunk {
+        lines: fitted,
+        old_start: None,
+        ..hunk.clone()
+    })
+}
+
 fn place(
     path: &str,
     number: usize,
@@ -622,6 +748,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a\r\nB\r\nc\r\nbee");
+    }
+
+    #[test]
+    fn a_blank_context_line_more_or_less_than_the_file_has_is_tolerated() {
+        let file = "def add(a, b):\n    return a - b\n\n\ndef label(n):\n    return n\n";
+        let fixed = "def add(a, b):\n    return a + b\n\n\ndef label(n):\n    return n\n";
+        // What Qwen2.5-Coder-1.5B wrote: one blank line where the file has two.
+        let one = hunk(
+            &["def add(a, b):", "    return a - b", "", "def label(n):"],
+            &["def add(a, b):", "    return a + b", "", "def label(n):"],
+        );
+        let applied = apply_hunks_noted("calc.py", file, &[one], true).unwrap();
+        assert_eq!(applied.text, fixed);
+        assert!(
+            applied.notes.iter().any(|n| n.contains("blank lines")),
+            "{:?}",
+            applied.notes
+        );
+        // Three where the file has two, and none at all.
+        for blanks in [3, 0] {
+            let mut old = vec!["    return a - b"];
+            let mut new = vec!["    return a + b"];
+            old.extend(std::iter::repeat_n("", blanks));
+            new.extend(std::iter::repeat_n("", blanks));
+            old.push("def label(n):");
+            new.push("def label(n):");
+            assert_eq!(apply(file, &[hunk(&old, &new)]).unwrap(), fixed, "{blanks}");
+        }
+        // A hunk that removes a blank line means it: not matched loosely.
+        let removes = hunk(
+            &["    return a - b", "", "def label(n):"],
+            &["    return a + b", "def label(n):"],
+        );
+        assert!(apply(file, &[removes]).is_err());
+        // Ignoring blank lines must still find one place only.
+        let twice = "x\n\ny\nx\ny\n";
+        assert!(apply(twice, &[hunk(&["x", "", "", "y"], &["x", "z"])]).is_err());
     }
 
     #[test]
