@@ -486,7 +486,8 @@ pub struct ModelArgs {
 
     /// Have the model write file contents and patches inside the call's JSON, escaped, even where
     /// its format takes them as plain text after the call (the `<tool_call>` format in-process does
-    /// by default: small models write better code unescaped). For comparing the two.
+    /// by default, so that code is written as code). For comparing the two, and for files holding a
+    /// line that starts with ``` (a block after the call ends at such a line).
     #[arg(long)]
     pub code_in_json: bool,
 }

@@ -592,3 +592,63 @@ fn a_failing_check_cannot_be_passed_by_rewriting_its_tests() {
         gutted.trim_end()
     );
 }
+
+/// What Qwen2.5-Coder-1.5B did on bug-fix tasks: it called finish on the untouched files ("the bug has
+/// been fixed") turn after turn. After one such finish fails the check, finish is not offered until a
+/// file changes; the model is told why.
+#[test]
+fn finish_on_untouched_failing_files_is_withheld_until_a_file_changes() {
+    let repo = repo_with(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        (
+            "test_calc.py",
+            "import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
+        ),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&["Fix the add function"]),
+            finish("the bug has been fixed"),
+            {"tool_calls": [{"name": "read_file", "arguments": {"path": "calc.py"}}]},
+            write("calc.py", "def add(a, b):\n    return a + b\n"),
+            finish("add adds")
+        ]),
+    );
+    let out = run_agent(
+        home.path(),
+        repo.path(),
+        "Fix add in calc.py: test_calc.T.test_add fails",
+        &model,
+        &["--check", "python3 -m unittest test_calc"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let events = events(&out);
+    let offered: Vec<Vec<String>> = of_kind(&events, "model_request")
+        .iter()
+        .map(|r| {
+            r["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    let has_finish = |turn: usize| offered[turn].iter().any(|t| t == "finish");
+    // Turns: plan, the empty finish, read_file, write_file, finish.
+    assert_eq!(offered.len(), 5, "{offered:?}");
+    assert!(has_finish(1), "{offered:?}");
+    assert!(!has_finish(2) && !has_finish(3), "{offered:?}");
+    assert!(has_finish(4), "{offered:?}");
+    let rejected = of_kind(&events, "step_rejected");
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let told = of_kind(&events, "model_request")[2]["messages"].to_string();
+    assert!(
+        told.contains("finish is not offered until you change a file"),
+        "{told}"
+    );
+    let finished = of_kind(&events, "finished")[0];
+    assert_eq!(finished["outcome"], "finished", "{finished}");
+}

@@ -186,5 +186,10 @@ pub fn nothing_changed(title: &str) -> String {
     )
 }
 
+/// Added to a rejection when the step has changed nothing and its check fails: `finish` is then not
+/// offered until a file changes.
+pub const FINISH_WITHHELD: &str =
+    "No file has changed yet, and the check fails on the files as they are: finish is not offered until you change a file. Read the failing test if you need to, then edit the code with write_file or apply_patch.";
+
 pub const NO_CHANGE_YET: &str =
     "The step's turns ran out without a change or a finish. Make the change this step needs, then call finish.";

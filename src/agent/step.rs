@@ -65,8 +65,12 @@ impl Runner<'_> {
         ];
         let tries = self.config.limits.step_tries.max(1);
         let mut told_nothing_changed = false;
+        // A step that has changed nothing and failed its check is not offered `finish` again until
+        // a file changes: Qwen2.5-Coder-1.5B otherwise called finish on the untouched files turn
+        // after turn ("the bug has been fixed") until the step's attempts ran out.
+        let mut withhold_finish = false;
         for attempt in 1..=tries {
-            let summary = match self.work(&mut messages, &specs)? {
+            let summary = match self.work(&mut messages, &specs, withhold_finish)? {
                 WorkEnd::Finished(summary) => summary,
                 WorkEnd::TurnsOut => String::new(),
                 WorkEnd::Replan(reason) => return Ok(StepEnd::Failed(reason)),
@@ -175,6 +179,10 @@ impl Runner<'_> {
                 )));
             }
             let mut text = prompt::step_failed(&report, attempt, tries);
+            if !changed {
+                withhold_finish = true;
+                text = format!("{text}\n{}", prompt::FINISH_WITHHELD);
+            }
             if escalation == Escalation::Nudge {
                 text = format!("{text}\n{}", prompt::NUDGE);
                 self.note("loop guard: the check failed the same way a third time; told the model to change course".into());
@@ -253,16 +261,29 @@ impl Runner<'_> {
 
     /// Model turns with tool calls until `finish`, the attempt's turns run out, or the guard asks for a
     /// new plan.
+    /// With `withhold_finish`, `finish` is not offered until a tool call changes a file.
     fn work(
         &mut self,
         messages: &mut Vec<Message>,
         specs: &[crate::model::ToolSpec],
+        withhold_finish: bool,
     ) -> Result<WorkEnd, Halt> {
         let config = self.config;
         let conversation = format!("step-{}", self.done.len() + 1);
         let root = self.root.clone();
+        let without_finish: Vec<_> = specs
+            .iter()
+            .filter(|s| s.name != "finish")
+            .cloned()
+            .collect();
+        let mut edited = false;
         for _ in 0..TURNS_PER_ATTEMPT {
-            let reply = self.ask(&conversation, messages, specs)?;
+            let offered = if withhold_finish && !edited {
+                &without_finish[..]
+            } else {
+                specs
+            };
+            let reply = self.ask(&conversation, messages, offered)?;
             messages.push(Message::assistant(
                 reply.content.clone(),
                 reply.tool_calls.clone(),
@@ -312,6 +333,7 @@ impl Runner<'_> {
                 if let Some(before) = before {
                     if self.workspace.snapshot()? != before {
                         self.guard.progress();
+                        edited = true;
                     }
                 }
                 self.workspace_notes();
