@@ -10,6 +10,7 @@
 //! callers resolve (and confine) paths.
 
 mod envelope;
+pub mod headerless;
 mod matcher;
 mod normalize;
 mod search_replace;

@@ -4,7 +4,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{beneath, Tool, ToolContext, ToolError, ToolOutput};
-use crate::patch::{parse_any, plan, write_all_or_nothing, PatchError};
+use crate::patch::{
+    apply_hunks_noted, headerless, parse_any, plan, write_all_or_nothing, Hunk, PatchError,
+};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +27,14 @@ impl Tool for ApplyPatch {
     const BODY: Option<&'static str> = Some("patch");
 
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
-        let (_, files) = parse_any(&args.patch).map_err(patch_error)?;
+        let files = match parse_any(&args.patch) {
+            Ok((_, files)) => files,
+            Err(PatchError::Empty) => match headerless::parse(&args.patch) {
+                Some(hunks) => return apply_to_the_one_file_it_fits(ctx, &hunks),
+                None => return Err(patch_error(PatchError::Empty)),
+            },
+            Err(e) => return Err(patch_error(e)),
+        };
         let fs = beneath(ctx.root)?;
         let changes = plan(&files, &fs).map_err(|e| match e {
             // A refused path is a confinement refusal, not a matching problem: say so plainly.
@@ -43,6 +52,69 @@ impl Tool for ApplyPatch {
         })?;
         let summary: Vec<String> = changes.iter().map(|c| c.describe()).collect();
         Ok(ToolOutput::Text(summary.join("\n")))
+    }
+}
+
+/// Files a patch without a file name is tried against, at most, and the largest tried.
+const MAX_FILES_TRIED: usize = 5000;
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Hunks that name no file go to the one file of the repository they apply to; where they fit none
+/// or several, nothing changes and the model is told to name the file.
+fn apply_to_the_one_file_it_fits(
+    ctx: &ToolContext<'_>,
+    hunks: &[Hunk],
+) -> Result<ToolOutput, ToolError> {
+    let fs = beneath(ctx.root)?;
+    let mut fits = Vec::new();
+    let files = super::list_files::walker(fs.root())
+        .build()
+        .flatten()
+        .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
+        .take(MAX_FILES_TRIED);
+    for entry in files {
+        let Ok(rel) = entry.path().strip_prefix(fs.root()) else {
+            continue;
+        };
+        let Ok(bytes) = fs.read(rel, MAX_FILE_BYTES) else {
+            continue;
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let shown = rel.to_string_lossy().replace('\\', "/");
+        if let Ok(applied) = apply_hunks_noted(&shown, &text, hunks, true) {
+            fits.push((rel.to_path_buf(), shown, applied));
+        }
+    }
+    fits.sort_by(|a, b| a.1.cmp(&b.1));
+    let unnamed = "the patch names no file (no `--- a/PATH` and `+++ b/PATH` lines, no `*** Update File: PATH`)";
+    match fits.as_slice() {
+        [(path, shown, applied)] => {
+            write_all_or_nothing(&fs, &[(path.clone(), Some(applied.text.clone().into_bytes()))])
+                .map_err(|e| {
+                    ToolError::Failed(format!(
+                        "writing the patched file failed, nothing was changed: {e}"
+                    ))
+                })?;
+            let mut out = format!("patched {shown} ({unnamed}; its lines fit {shown} only)");
+            for note in &applied.notes {
+                out.push_str(&format!("\nnote: {note}"));
+            }
+            Ok(ToolOutput::Text(out))
+        }
+        [] => Err(ToolError::Failed(format!(
+            "patch not applied, no file was changed: {unnamed}, and its removed and context lines match no file; write a unified diff with the file's path, copying the lines from read_file"
+        ))),
+        several => Err(ToolError::Failed(format!(
+            "patch not applied, no file was changed: {unnamed}, and its lines fit {} files ({}); write it as a unified diff with `--- a/PATH` and `+++ b/PATH`",
+            several.len(),
+            several
+                .iter()
+                .map(|(_, shown, _)| shown.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 
@@ -84,6 +156,69 @@ mod tests {
             "new\n"
         );
         assert!(!dir.path().join("b.txt").exists());
+    }
+
+    #[test]
+    fn a_patch_naming_no_file_goes_to_the_one_file_it_fits_or_nowhere() {
+        let (dir, sandbox) = ctx_in(&[
+            ("calc.py", "def add(a, b):\n    return a - b\n"),
+            ("other.py", "def sub(a, b):\n    return a - b\n"),
+            ("notes.txt", "x\n"),
+        ]);
+        let ctx = sandbox.ctx(dir.path());
+        let fits_one = "*** Begin Patch\n def add(a, b):\n-    return a - b\n+    return a + b\n*** End Patch\n";
+        let ToolOutput::Text(out) = ApplyPatch::run(
+            &ctx,
+            Args {
+                patch: fits_one.into(),
+            },
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert!(
+            out.starts_with("patched calc.py (the patch names no file"),
+            "{out}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("calc.py")).unwrap(),
+            "def add(a, b):\n    return a + b\n"
+        );
+        // Lines that fit no file, or fit two: nothing changes, and the model is told to name the file.
+        let before = std::fs::read_to_string(dir.path().join("other.py")).unwrap();
+        for (patch, expected) in [
+            ("-    return x\n+    return y\n", "match no file"),
+            ("-def \n+fn \n", "match no file"),
+        ] {
+            let err = ApplyPatch::run(
+                &ctx,
+                Args {
+                    patch: patch.into(),
+                },
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+        std::fs::write(
+            dir.path().join("calc.py"),
+            "def add(a, b):\n    return a - b\n",
+        )
+        .unwrap();
+        let err = ApplyPatch::run(
+            &ctx,
+            Args {
+                patch: "-    return a - b\n+    return a * b\n".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("fit 2 files (calc.py, other.py)"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("other.py")).unwrap(),
+            before
+        );
     }
 
     #[test]
