@@ -217,15 +217,17 @@ impl EmbeddedModel {
                 }
             }
             CallFormat::Hermes { markers, bodies } => {
-                let tools = hermes::offered(tools, *bodies);
+                let shown = hermes::offered(tools, *bodies);
                 // The reply is read here (`hermes::parse_reply`), thought included; mistral.rs's own
                 // parser would drop the text before the call.
                 request = request
-                    .set_tools(native_tools(&tools))
-                    .set_constraint(Constraint::Lark(hermes::grammar(markers, &tools, squeeze)))
+                    .set_tools(native_tools(&shown))
+                    .set_constraint(Constraint::Lark(hermes::grammar(
+                        markers, tools, *bodies, squeeze,
+                    )))
                     .set_tool_choice(ToolChoice::None);
                 for message in messages {
-                    let (role, text) = render_hermes(message, &tools);
+                    let (role, text) = render_hermes(message, &shown);
                     request = request.add_message(role, text);
                 }
             }

@@ -97,43 +97,74 @@ pub fn offered(tools: &[ToolSpec], bodies: bool) -> Vec<ToolSpec> {
 }
 
 /// The Lark grammar of one turn: at most one line of text without `<` (the model's short reason), then
-/// one call of an offered tool (`tools` as [`offered`] made them), its JSON within `squeeze` tokens when
-/// given (see [`call_schema_within`]), and for a tool with a body, the body's fenced block. The line
-/// may not start with a backtick or a brace: Qwen2.5-Coder-1.5B otherwise opens a Markdown fence there
-/// (` ```json `) on every turn, or writes the call it means as bare JSON there and then, forced into
-/// the marker, some other call.
-pub fn grammar(markers: &Markers, tools: &[ToolSpec], squeeze: Option<usize>) -> String {
-    let (with_body, plain): (Vec<ToolSpec>, Vec<ToolSpec>) =
-        tools.iter().cloned().partition(|t| t.body.is_some());
+/// one call of one of `tools`, offered as [`offered`] offers them with `bodies`, its JSON within
+/// `squeeze` tokens when given (see [`call_schema_within`]), and for a tool with a body, the body's
+/// fenced block (not empty where the body argument's schema has a `minLength`, as a patch's has). The
+/// line may not start with a backtick or a brace: Qwen2.5-Coder-1.5B otherwise opens a Markdown fence
+/// there (` ```json `) on every turn, or writes the call it means as bare JSON there and then, forced
+/// into the marker, some other call.
+pub fn grammar(
+    markers: &Markers,
+    tools: &[ToolSpec],
+    bodies: bool,
+    squeeze: Option<usize>,
+) -> String {
+    let needs_text = |tool: &ToolSpec| {
+        tool.body.as_ref().is_some_and(|field| {
+            tool.parameters["properties"][field]["minLength"]
+                .as_u64()
+                .is_some_and(|n| n > 0)
+        })
+    };
+    let shown = offered(tools, bodies);
+    let mut plain = Vec::new();
+    let mut may_be_empty = Vec::new();
+    let mut with_text = Vec::new();
+    for (tool, shown) in tools.iter().zip(shown) {
+        match &shown.body {
+            None => plain.push(shown),
+            Some(_) if needs_text(tool) => with_text.push(shown),
+            Some(_) => may_be_empty.push(shown),
+        }
+    }
     let schema_of = |tools: &[ToolSpec]| match squeeze {
         Some(fit) => call_schema_within(tools, fit),
         None => schema::hermes_call_schema(tools),
     };
     let mut calls = Vec::new();
     let mut rules = String::new();
-    if !plain.is_empty() || with_body.is_empty() {
+    if !plain.is_empty() || (may_be_empty.is_empty() && with_text.is_empty()) {
         calls.push(format!("call \"\\n\" {}", markers.close));
         rules.push_str(&format!("call: %json {}\n", schema_of(&plain)));
     }
-    if !with_body.is_empty() {
-        // The block's language tag is free. The body ends at its first line that starts with the
-        // fence; the fence must then stand alone on its line, and only the closing marker follows
-        // (after line breaks or none). A model that closed its block cannot go on writing into it:
-        // Qwen2.5-Coder-1.5B did, to its token budget, when the body could hold fence lines and
-        // only the marker ended it; and when a line break was forced after the fence, it wanted
-        // another (or none) and opened ```python block after block. The price: a file holding a
-        // line that starts with ``` (Markdown with code blocks) cannot be written whole this way;
-        // a patch can carry it (its lines start with `+`, `-` or a space), and `--code-in-json`
-        // takes it as JSON.
+    // The block's language tag is free. The body ends at its first line that starts with the fence;
+    // the fence must then stand alone on its line, and only the closing marker follows (after line
+    // breaks or none). A model that closed its block cannot go on writing into it: Qwen2.5-Coder-1.5B
+    // did, to its token budget, when the body could hold fence lines and only the marker ended it;
+    // and when a line break was forced after the fence, it wanted another (or none) and opened
+    // ```python block after block. The price: a file holding a line that starts with ``` (Markdown
+    // with code blocks) cannot be written whole this way; a patch can carry it (its lines start with
+    // `+`, `-` or a space), and `--code-in-json` takes it as JSON. A body that must hold text has a
+    // character other than white space (the same model sent empty patches).
+    let fence = serde_json::to_string(FENCE).expect("a string serialises");
+    for (name, group, body) in [
+        ("body_call", &may_be_empty, "/(?s:(.*\\n)?)/"),
+        ("text_call", &with_text, "/(?s:\\s*\\S.*\\n)/"),
+    ] {
+        if group.is_empty() {
+            continue;
+        }
         calls.push(format!(
-            "body_call \"\\n{FENCE}\" LANG? \"\\n\" body FENCE_END {}",
+            "{name} \"\\n{FENCE}\" LANG? \"\\n\" {name}_body FENCE_END {}",
             markers.close
         ));
-        let fence = serde_json::to_string(FENCE).expect("a string serialises");
         rules.push_str(&format!(
-            "body_call: %json {}\nLANG: /[A-Za-z0-9_+.#-]{{1,24}}/\nbody[suffix={fence}]: /(?s:(.*\\n)?)/\nFENCE_END: /[ \\t]*\\n{{0,2}}/\n",
-            schema_of(&with_body)
+            "{name}: %json {}\n{name}_body[suffix={fence}]: {body}\n",
+            schema_of(group)
         ));
+    }
+    if !(may_be_empty.is_empty() && with_text.is_empty()) {
+        rules.push_str("LANG: /[A-Za-z0-9_+.#-]{1,24}/\nFENCE_END: /[ \\t]*\\n{0,2}/\n");
     }
     format!(
         "start: thought? {open} \"\\n\" turn\n\
@@ -446,6 +477,7 @@ mod tests {
         let by_id = grammar(
             &Markers::new(Some(151657), Some(151658)),
             &[read_file()],
+            true,
             None,
         );
         assert!(
@@ -458,7 +490,7 @@ mod tests {
             by_id.contains("THOUGHT: /[^<`{\\n][^<\\n]{0,399}/\n"),
             "{by_id}"
         );
-        let by_text = grammar(&Markers::new(None, None), &[read_file()], None);
+        let by_text = grammar(&Markers::new(None, None), &[read_file()], true, None);
         assert!(
             by_text.contains("\"<tool_call>\" \"\\n\" turn\nturn: call \"\\n\" \"</tool_call>\""),
             "{by_text}"
@@ -504,6 +536,19 @@ mod tests {
                 "required": ["path", "content"],
             }),
             body: Some("content".into()),
+        }
+    }
+
+    fn apply_patch() -> ToolSpec {
+        ToolSpec {
+            name: "apply_patch".into(),
+            description: "Apply a patch.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {"patch": {"type": "string", "minLength": 1, "maxLength": 8000}},
+                "required": ["patch"],
+            }),
+            body: Some("patch".into()),
         }
     }
 
@@ -650,9 +695,15 @@ mod tests {
 
     #[test]
     fn the_grammar_takes_a_body_after_the_json_of_a_tool_that_has_one() {
-        let tools = offered(&[read_file(), write_file()], true);
-        let by_id = grammar(&Markers::new(Some(OPEN_ID), Some(CLOSE_ID)), &tools, None);
-        let by_text = grammar(&Markers::new(None, None), &tools, None);
+        let originals = [read_file(), write_file(), apply_patch()];
+        let tools = offered(&originals, true);
+        let by_id = grammar(
+            &Markers::new(Some(OPEN_ID), Some(CLOSE_ID)),
+            &originals,
+            true,
+            None,
+        );
+        let by_text = grammar(&Markers::new(None, None), &originals, true, None);
         let plain: Value = serde_json::from_str(
             by_id
                 .split_once("\ncall: %json ")
@@ -674,7 +725,7 @@ mod tests {
                 .unwrap(),
         )
         .unwrap();
-        assert_eq!(with_body, schema::hermes_call_schema(&tools[1..]));
+        assert_eq!(with_body, schema::hermes_call_schema(&tools[1..2]));
 
         let head = "I fix it.\n<tool_call>\n{\"name\": \"write_file\", \"arguments\": {\"path\": \"a.py\"}}\n";
         let read = "<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.py\"}}\n</tool_call>";
@@ -716,14 +767,38 @@ mod tests {
                 assert!(admits(&format!("{head}{bad}")).is_err(), "{why}: {bad}");
             }
         }
+        // A patch must hold text (its schema has a minLength); a file may be empty.
+        let patch = "<tool_call>\n{\"name\": \"apply_patch\", \"arguments\": {}}\n";
+        admits(
+            &by_id,
+            &format!("{patch}```diff\n-a\n+b\n```\n</tool_call>"),
+            true,
+        )
+        .unwrap();
+        for empty in ["```\n```\n</tool_call>", "```diff\n\n  \n```\n</tool_call>"] {
+            assert!(
+                admits(&by_id, &format!("{patch}{empty}"), true).is_err(),
+                "{empty}"
+            );
+        }
         // The grammar with its markers as token ids is refused the marker's text, and the reverse.
         assert!(admits(&by_id, read, false).is_err());
         assert!(admits(&by_text, read, true).is_err());
+        // Bodies off: every argument in the JSON, no block.
+        let json_only = grammar(
+            &Markers::new(Some(OPEN_ID), Some(CLOSE_ID)),
+            &originals,
+            false,
+            None,
+        );
+        assert!(!json_only.contains("FENCE_END"), "{json_only}");
+        admits(&json_only, "<tool_call>\n{\"name\": \"write_file\", \"arguments\": {\"path\": \"a\", \"content\": \"x\"}}\n</tool_call>", true).unwrap();
 
         // Only tools with a body: no plain alternative.
         let only = grammar(
             &Markers::new(Some(OPEN_ID), Some(CLOSE_ID)),
-            &tools[1..],
+            &originals[1..2],
+            true,
             None,
         );
         assert!(only.contains("turn: body_call"), "{only}");

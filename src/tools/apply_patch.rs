@@ -12,7 +12,7 @@ use crate::patch::{
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// The edit, as a unified diff (`--- a/PATH`, `+++ b/PATH`, `@@` hunks of ` ` context, `-` removed and `+` added lines; `--- /dev/null` creates a file), a `*** Begin Patch` envelope, or SEARCH/REPLACE blocks. At most 8000 characters: split bigger edits.
-    #[schemars(length(max = 8000))]
+    #[schemars(length(min = 1, max = 8000))]
     pub patch: String,
 }
 
