@@ -149,7 +149,12 @@ pub fn grammar(
     let fence = serde_json::to_string(FENCE).expect("a string serialises");
     for (name, group, body) in [
         ("body_call", &may_be_empty, "/(?s:(.*\\n)?)/"),
-        ("text_call", &with_text, "/(?s:\\s*\\S.*\\n)/"),
+        // Its first character other than white space does not begin a fence.
+        (
+            "text_call",
+            &with_text,
+            "/(?s:\\s*([^\\s`]|`[^`]|``[^`]).*\\n)/",
+        ),
     ] {
         if group.is_empty() {
             continue;
@@ -775,7 +780,11 @@ mod tests {
             true,
         )
         .unwrap();
-        for empty in ["```\n```\n</tool_call>", "```diff\n\n  \n```\n</tool_call>"] {
+        for empty in [
+            "```\n```\n</tool_call>",
+            "```diff\n\n  \n```\n</tool_call>",
+            "```diff\n```\n```\n</tool_call>",
+        ] {
             assert!(
                 admits(&by_id, &format!("{patch}{empty}"), true).is_err(),
                 "{empty}"
