@@ -41,6 +41,21 @@ impl Tool for ApplyPatch {
             PatchError::Refused(reason) => ToolError::Failed(reason),
             other => patch_error(other),
         })?;
+        let unchanged = |c: &crate::patch::PlannedChange| {
+            c.content.as_ref().is_some_and(|new| {
+                fs.read_if_exists(&c.path, crate::patch::MAX_PATCHED_FILE_BYTES)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|old| old == *new)
+            })
+        };
+        if changes.iter().all(unchanged) {
+            let shown: Vec<&str> = changes.iter().map(|c| c.shown.as_str()).collect();
+            return Err(ToolError::Failed(format!(
+                "{NO_CHANGE} ({})",
+                shown.join(", ")
+            )));
+        }
         let writes: Vec<_> = changes
             .iter()
             .map(|c| (c.path.clone(), c.content.clone()))
@@ -54,6 +69,9 @@ impl Tool for ApplyPatch {
         Ok(ToolOutput::Text(summary.join("\n")))
     }
 }
+
+/// What a patch that leaves every file as it was is told: small models send `-x` / `+x` pairs.
+const NO_CHANGE: &str = "patch not applied: it changes nothing, its added lines are the same as the lines they replace; write the corrected lines after `+`";
 
 /// Files a patch without a file name is tried against, at most, and the largest tried.
 const MAX_FILES_TRIED: usize = 5000;
@@ -84,13 +102,15 @@ fn apply_to_the_one_file_it_fits(
         };
         let shown = rel.to_string_lossy().replace('\\', "/");
         if let Ok(applied) = apply_hunks_noted(&shown, &text, hunks, true) {
-            fits.push((rel.to_path_buf(), shown, applied));
+            let same = applied.text == text;
+            fits.push((rel.to_path_buf(), shown, applied, same));
         }
     }
     fits.sort_by(|a, b| a.1.cmp(&b.1));
     let unnamed = "the patch names no file (no `--- a/PATH` and `+++ b/PATH` lines, no `*** Update File: PATH`)";
     match fits.as_slice() {
-        [(path, shown, applied)] => {
+        [(_, shown, _, true)] => Err(ToolError::Failed(format!("{NO_CHANGE} ({shown})"))),
+        [(path, shown, applied, false)] => {
             write_all_or_nothing(&fs, &[(path.clone(), Some(applied.text.clone().into_bytes()))])
                 .map_err(|e| {
                     ToolError::Failed(format!(
@@ -111,7 +131,7 @@ fn apply_to_the_one_file_it_fits(
             several.len(),
             several
                 .iter()
-                .map(|(_, shown, _)| shown.as_str())
+                .map(|(_, shown, _, _)| shown.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
@@ -218,6 +238,34 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("other.py")).unwrap(),
             before
+        );
+    }
+
+    #[test]
+    fn a_patch_that_changes_nothing_is_refused_not_reported_as_applied() {
+        // What Qwen2.5-Coder-1.5B sent five times over: the buggy line as both `-` and `+`.
+        let (dir, sandbox) = ctx_in(&[("calc.py", "def add(a, b):\n    return a - b\n")]);
+        let ctx = sandbox.ctx(dir.path());
+        for patch in [
+            "*** Begin Patch\n-1|     return a - b\n+1|     return a - b\n*** End Patch\n",
+            "--- a/calc.py\n+++ b/calc.py\n@@\n-    return a - b\n+    return a - b\n",
+        ] {
+            let err = ApplyPatch::run(
+                &ctx,
+                Args {
+                    patch: patch.into(),
+                },
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("it changes nothing") && err.contains("calc.py"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("calc.py")).unwrap(),
+            "def add(a, b):\n    return a - b\n"
         );
     }
 
