@@ -58,6 +58,19 @@ impl Tool for WriteFile {
             // A dangling or outside link at the name is replaced; a refused path is refused below.
             Err(_) => true,
         };
+        if existed
+            && fs
+                .read_if_exists(&rel, MAX_CONTENT_BYTES as u64)
+                .ok()
+                .flatten()
+                .is_some_and(|old| old == args.content.as_bytes())
+        {
+            // Small models write the buggy file back as it was and call that the fix.
+            return Err(ToolError::Failed(format!(
+                "nothing written: {} already holds exactly this content; change the lines that need to change",
+                args.path
+            )));
+        }
         fs.write(&rel, args.content.as_bytes()).map_err(fs_error)?;
         let verb = if existed { "replaced" } else { "created" };
         Ok(ToolOutput::Text(format!(
@@ -110,6 +123,27 @@ mod tests {
         )
         .is_err());
         assert!(!dir.path().parent().unwrap().join("evil").exists());
+    }
+
+    #[test]
+    fn writing_back_what_a_file_holds_is_refused() {
+        let (dir, sandbox) = ctx_in(&[("calc.py", "x = 1\n")]);
+        let ctx = sandbox.ctx(dir.path());
+        let same = Args {
+            path: "calc.py".into(),
+            content: "x = 1\n".into(),
+        };
+        let err = WriteFile::run(&ctx, same).unwrap_err().to_string();
+        assert!(err.contains("already holds exactly this content"), "{err}");
+        let changed = Args {
+            path: "calc.py".into(),
+            content: "x = 2\n".into(),
+        };
+        assert!(WriteFile::run(&ctx, changed).is_ok());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("calc.py")).unwrap(),
+            "x = 2\n"
+        );
     }
 
     #[test]
