@@ -15,6 +15,20 @@ use agent::tools::{ToolContext, ToolOutput};
 
 use common::*;
 
+/// The tools' context for a model test: `root`, 20 s per command, 4 KiB of output.
+fn tool_context<'a>(
+    root: &'a std::path::Path,
+    sandbox: &'a dyn agent::sandbox::Sandbox,
+) -> ToolContext<'a> {
+    ToolContext {
+        root,
+        sandbox,
+        command_timeout: Duration::from_secs(20),
+        output_limit: 4096,
+        command_env: &[],
+    }
+}
+
 const TASKS: usize = 10;
 const TURNS_PER_TASK: usize = 5;
 
@@ -60,13 +74,7 @@ fn fifty_turns_of_smollm2_are_all_valid_calls() {
             std::fs::write(full, content).unwrap();
         }
         let root = dir.path().canonicalize().unwrap();
-        let ctx = ToolContext {
-            root: &root,
-            sandbox: sandbox.as_ref(),
-            command_timeout: Duration::from_secs(20),
-            output_limit: 4096,
-            command_env: &[],
-        };
+        let ctx = tool_context(&root, sandbox.as_ref());
         let listing: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
         let step = agent::agent::PlanStep::whole_task(task["instructions"].as_str().unwrap());
         let mut messages = vec![
@@ -184,13 +192,7 @@ fn coder_fixes_calc_with(
     let (sandbox, _) =
         agent::sandbox::select(agent::sandbox::Choice::None, Vec::new(), "default").unwrap();
     let root = dir.path().canonicalize().unwrap();
-    let ctx = ToolContext {
-        root: &root,
-        sandbox: sandbox.as_ref(),
-        command_timeout: Duration::from_secs(20),
-        output_limit: 4096,
-        command_env: &[],
-    };
+    let ctx = tool_context(&root, sandbox.as_ref());
     let result = match agent::tools::call(&ctx, &call.name, &call.arguments) {
         Ok(ToolOutput::Text(text)) => text,
         other => panic!("{tool} failed: {other:?}"),

@@ -59,6 +59,17 @@ fn branch_messages(repo: &Path, branch: &str) -> Vec<String> {
     .collect()
 }
 
+/// `add` subtracts, and `test_calc.py` says so.
+fn buggy_calc_repo() -> tempfile::TempDir {
+    repo_with(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        (
+            "test_calc.py",
+            "import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
+        ),
+    ])
+}
+
 const TASK_CHECK: &str = "test -f a.txt && grep -qx ok b.txt && test -f c.txt";
 
 #[test]
@@ -433,13 +444,7 @@ fn a_crash_between_the_edit_and_the_commit_is_resumed_from_the_last_accepted_ste
 /// then ran out of turns in step 2 and exited "budget exhausted" with the task solved.
 #[test]
 fn a_fix_that_makes_the_failing_check_pass_ends_the_run_and_steps_that_only_look_are_folded() {
-    let repo = repo_with(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        (
-            "test_calc.py",
-            "import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
-        ),
-    ]);
+    let repo = buggy_calc_repo();
     let home = tempfile::tempdir().unwrap();
     // Only the turns of the first step: a run that went on into the docstring step would find the
     // script exhausted and fail.
@@ -598,13 +603,7 @@ fn a_failing_check_cannot_be_passed_by_rewriting_its_tests() {
 /// file changes; the model is told why.
 #[test]
 fn finish_on_untouched_failing_files_is_withheld_until_a_file_changes() {
-    let repo = repo_with(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        (
-            "test_calc.py",
-            "import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
-        ),
-    ]);
+    let repo = buggy_calc_repo();
     let home = tempfile::tempdir().unwrap();
     let model = replay_script(
         home.path(),

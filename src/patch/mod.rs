@@ -324,6 +324,9 @@ pub fn plan(files: &[FilePatch], fs: &dyn Files) -> Result<Vec<PlannedChange>, P
                         let applied =
                             apply_hunks_noted(shown, &text, &file.hunks, file.ordered)?;
                         notes = applied.notes;
+                        if applied.text == text {
+                            action = "unchanged";
+                        }
                         applied.text
                     }
                     (None, true) if !creates => {

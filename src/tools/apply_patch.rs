@@ -41,15 +41,7 @@ impl Tool for ApplyPatch {
             PatchError::Refused(reason) => ToolError::Failed(reason),
             other => patch_error(other),
         })?;
-        let unchanged = |c: &crate::patch::PlannedChange| {
-            c.content.as_ref().is_some_and(|new| {
-                fs.read_if_exists(&c.path, crate::patch::MAX_PATCHED_FILE_BYTES)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|old| old == *new)
-            })
-        };
-        if changes.iter().all(unchanged) {
+        if changes.iter().all(|c| c.action == "unchanged") {
             let shown: Vec<&str> = changes.iter().map(|c| c.shown.as_str()).collect();
             return Err(ToolError::Failed(format!(
                 "{NO_CHANGE} ({})",
@@ -73,9 +65,11 @@ impl Tool for ApplyPatch {
 /// What a patch that leaves every file as it was is told: small models send `-x` / `+x` pairs.
 const NO_CHANGE: &str = "patch not applied: it changes nothing, its added lines are the same as the lines they replace; write the corrected lines after `+`";
 
-/// Files a patch without a file name is tried against, at most, and the largest tried.
+/// Files a patch without a file name is tried against, at most, the largest tried, and the most
+/// bytes read in all (a hostile repository's size must not make one call read without bound).
 const MAX_FILES_TRIED: usize = 5000;
 const MAX_FILE_BYTES: u64 = 1 << 20;
+const MAX_BYTES_TRIED: u64 = 64 << 20;
 
 /// Hunks that name no file go to the one file of the repository they apply to; where they fit none
 /// or several, nothing changes and the model is told to name the file.
@@ -85,18 +79,23 @@ fn apply_to_the_one_file_it_fits(
 ) -> Result<ToolOutput, ToolError> {
     let fs = beneath(ctx.root)?;
     let mut fits = Vec::new();
+    let mut budget = MAX_BYTES_TRIED;
     let files = super::list_files::walker(fs.root())
         .build()
         .flatten()
         .filter(|e| e.file_type().is_some_and(|t| t.is_file()))
         .take(MAX_FILES_TRIED);
     for entry in files {
+        if budget == 0 {
+            break;
+        }
         let Ok(rel) = entry.path().strip_prefix(fs.root()) else {
             continue;
         };
-        let Ok(bytes) = fs.read(rel, MAX_FILE_BYTES) else {
+        let Ok(bytes) = fs.read(rel, MAX_FILE_BYTES.min(budget)) else {
             continue;
         };
+        budget -= bytes.len() as u64;
         let Ok(text) = String::from_utf8(bytes) else {
             continue;
         };
