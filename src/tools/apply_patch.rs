@@ -241,6 +241,30 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_naming_no_file_never_reaches_git_metadata_or_a_file_outside() {
+        // The only places its lines fit: .git/config, and a file outside reached through a link.
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.txt");
+        std::fs::write(&secret, "token = abc\n").unwrap();
+        let (dir, sandbox) = ctx_in(&[(".git/config", "token = abc\n"), ("a.txt", "x\n")]);
+        std::os::unix::fs::symlink(&secret, dir.path().join("link.txt")).unwrap();
+        let ctx = sandbox.ctx(dir.path());
+        let err = ApplyPatch::run(
+            &ctx,
+            Args {
+                patch: "-token = abc\n+token = stolen\n".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("match no file"), "{err}");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "token = abc\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(".git/config")).unwrap(),
+            "token = abc\n"
+        );
+    }
+
+    #[test]
     fn a_patch_that_changes_nothing_is_refused_not_reported_as_applied() {
         // What Qwen2.5-Coder-1.5B sent five times over: the buggy line as both `-` and `+`.
         let (dir, sandbox) = ctx_in(&[("calc.py", "def add(a, b):\n    return a - b\n")]);
