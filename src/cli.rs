@@ -42,8 +42,9 @@ pub enum Command {
     /// Measure the agent on benchmark tasks (the JSONL format of ../shared/eval): each task runs through
     /// `agent run` in a fresh repository and is judged with its original tests restored.
     Eval(EvalArgs),
-    /// List the plugin tools (WebAssembly modules) a run would offer, with their permissions; or install
-    /// one into your config dir so every repository gets it.
+    /// List the tools a run would offer besides the built-ins (plugins, with their permissions, and
+    /// the tools of your config's MCP servers); or install a plugin into your config dir so every
+    /// repository gets it.
     Tools(ToolsArgs),
     /// Run commands under the agent's sandbox (to debug it, or to use it from scripts).
     #[command(subcommand)]
@@ -291,6 +292,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_plugins: bool,
 
+    /// Offer the tools of this MCP server (repeatable), named NAME__TOOL. `NAME=COMMAND` starts
+    /// COMMAND (a shell command line speaking MCP on stdin/stdout) inside the run's sandbox, in the
+    /// worktree, with no network; `NAME={JSON}` takes the keys of a config entry (command, network,
+    /// allow_hosts, timeout). Default: the `[mcp_servers]` of your config file (docs/mcp.md).
+    #[arg(long = "mcp-server", value_name = "NAME=COMMAND")]
+    pub mcp_servers: Vec<crate::tools::mcp::NamedServer>,
+
+    /// Start no MCP server, not even those of the config file.
+    #[arg(long)]
+    pub no_mcp: bool,
+
     /// The command line the run was started with, the config files' settings included as flags
     /// (what its record keeps, so that `resume` and `replay` run with the same settings).
     #[arg(skip)]
@@ -303,7 +315,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Plugins are found in the repository's tools/<name>/tool.toml and in $XDG_CONFIG_HOME/agent/tools/<name>/ (else ~/.config/agent/tools/); the repository's win a name clash. Each is a WASI module that sees only the worktree (read-only unless its manifest says workspace = \"write\"), has no network, and is stopped by its time and memory limits. Writing one: docs/plugins.md.\n\nExamples:\n  agent tools\n  agent tools --repo path/to/repo --json\n  agent tools install tools/outline\n  agent tools call outline '{\"path\": \"src/main.rs\"}'"
+    after_help = "Plugins are found in the repository's tools/<name>/tool.toml and in $XDG_CONFIG_HOME/agent/tools/<name>/ (else ~/.config/agent/tools/); the repository's win a name clash. Each is a WASI module that sees only the worktree (read-only unless its manifest says workspace = \"write\"), has no network, and is stopped by its time and memory limits. Writing one: docs/plugins.md.\n\nMCP servers named in your config file ([mcp_servers.NAME], docs/mcp.md) are started in an empty folder, under the config's sandbox, to list their tools (NAME__TOOL) and what was refused.\n\nExamples:\n  agent tools\n  agent tools --repo path/to/repo --json\n  agent tools install tools/outline\n  agent tools call outline '{\"path\": \"src/main.rs\"}'"
 )]
 pub struct ToolsArgs {
     #[command(subcommand)]

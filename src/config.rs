@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::ToolCallMode;
 use crate::sandbox::Choice;
+use crate::tools::mcp::{NamedServer, ServerConfig};
 
 /// The file name of a repository's config, at its top level.
 pub const REPO_FILE: &str = ".agent.toml";
@@ -41,6 +42,11 @@ pub struct ConfigFile {
     /// How commands the model runs are confined. User file only.
     #[serde(default, skip_serializing_if = "is_default")]
     pub sandbox: SandboxSection,
+    /// MCP servers whose tools are offered to the model, by name (1-20 characters of a-z, 0-9 and
+    /// _); their tools are called NAME__TOOL. Each starts inside the run's sandbox, in the worktree.
+    /// User file only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, ServerConfig>,
 }
 
 /// A named model with the options it runs best with.
@@ -102,6 +108,9 @@ pub struct RunSection {
     /// Offer plugin tools (`false` is `--no-plugins`). A repository may only turn them off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugins: Option<bool>,
+    /// Start the `[mcp_servers]` (`false` is `--no-mcp`). A repository may only turn them off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<bool>,
     /// Commit steps even without a check (`--allow-unverified`). User file only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_unverified: Option<bool>,
@@ -244,6 +253,16 @@ fn parse(bytes: &[u8], path: &Path) -> Result<ConfigFile, ConfigError> {
             }
         }
     }
+    for (name, server) in &file.mcp_servers {
+        if let Some(problem) = crate::tools::mcp::check_name(name) {
+            return Err(error(format!("[mcp_servers.{name}]: {problem}")));
+        }
+        if server.command.trim().is_empty() {
+            return Err(error(format!(
+                "[mcp_servers.{name}]: `command` is empty; give the command line that starts the server"
+            )));
+        }
+    }
     if let Some(name) = &file.model {
         if name.is_empty() {
             return Err(error(
@@ -345,7 +364,10 @@ fn repo_rule(key: &str) -> RepoRule {
         "run.allow_unverified" | "run.allow_test_edits" => {
             RepoRule::Never("a repository may not loosen verification")
         }
-        "run.fetch" | "run.plugins" => RepoRule::OnlyOff,
+        "mcp_servers" => RepoRule::Never(
+            "a repository may not start MCP servers (only your own config chooses the programs whose tools the model gets)",
+        ),
+        "run.fetch" | "run.plugins" | "run.mcp" => RepoRule::OnlyOff,
         _ => RepoRule::Free,
     }
 }
@@ -368,6 +390,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("run.check_timeout", "check_timeout"),
     ("run.fetch", "no_fetch"),
     ("run.plugins", "no_plugins"),
+    ("run.mcp", "no_mcp"),
+    ("mcp_servers", "mcp_servers"),
     ("run.allow_unverified", "allow_unverified"),
     ("run.allow_test_edits", "allow_test_edits"),
     ("sandbox.mode", "sandbox"),
@@ -469,6 +493,29 @@ fn file_settings(file: &ConfigFile, origin: &Origin) -> Vec<Setting> {
             on.to_string(),
             switch(on, false, "--no-plugins"),
         );
+    }
+    if let Some(on) = run.mcp {
+        push("run.mcp", on.to_string(), switch(on, false, "--no-mcp"));
+    }
+    if !file.mcp_servers.is_empty() {
+        let named: Vec<NamedServer> = file
+            .mcp_servers
+            .iter()
+            .map(|(name, config)| NamedServer {
+                name: name.clone(),
+                config: config.clone(),
+            })
+            .collect();
+        let value = named
+            .iter()
+            .map(|n| format!("{} ({})", n.name, n.config.network_label()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let args = named
+            .iter()
+            .flat_map(|n| ["--mcp-server".to_string(), n.to_string()])
+            .collect();
+        push("mcp_servers", value, args);
     }
     if let Some(on) = run.allow_unverified {
         push(

@@ -424,10 +424,7 @@ fn a_replayed_run_uses_the_shipped_plugins() {
     let output = run(&[]);
     assert!(output.status.success(), "{}", describe(&output));
     let events = events(&output);
-    let notes: Vec<String> = of_kind(&events, "note")
-        .iter()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let notes = notes(&events);
     assert!(
         notes
             .iter()

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use super::UsageError;
 use crate::cli::{ToolsArgs, ToolsCommand};
+use crate::tools::mcp;
 use crate::tools::plugin::{self, Discovery, Origin, Plugin};
 
 /// The repository root of `dir` (its work tree), or `dir` itself outside a repository.
@@ -66,6 +67,7 @@ fn list(repo: &Path, json: bool) -> anyhow::Result<u8> {
     }
     let root = repository_root(repo);
     let found = plugin::discover(Some(&root));
+    let (servers, mcp_problems) = mcp_servers(&root)?;
     let mut out = std::io::stdout().lock();
     if json {
         let value = serde_json::json!({
@@ -76,6 +78,18 @@ fn list(repo: &Path, json: bool) -> anyhow::Result<u8> {
                 v
             }).collect::<Vec<_>>(),
             "problems": found.problems,
+            "mcp_servers": servers.iter().map(|s| serde_json::json!({
+                "name": s.name,
+                "command": s.command,
+                "network": s.network,
+                "timeout_s": s.timeout.as_secs(),
+                "tools": s.tools.iter().map(|t| serde_json::json!({
+                    "name": t.offered,
+                    "description": t.description,
+                    "parameters": t.schema,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "mcp_problems": mcp_problems,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(0);
@@ -118,7 +132,62 @@ fn list(repo: &Path, json: bool) -> anyhow::Result<u8> {
     for problem in &found.problems {
         writeln!(out, "\nwarning: {problem}")?;
     }
+    for server in &servers {
+        writeln!(
+            out,
+            "\nMCP server {}  (user config: {})\n  {}, call limit {} s",
+            server.name,
+            server.command,
+            server.network,
+            server.timeout.as_secs()
+        )?;
+        for tool in &server.tools {
+            writeln!(
+                out,
+                "  {}: {}",
+                tool.offered,
+                crate::report::first_line(&tool.description, 100)
+            )?;
+        }
+    }
+    for problem in &mcp_problems {
+        writeln!(out, "\nwarning: {problem}")?;
+    }
     Ok(0)
+}
+
+/// The MCP servers of the user's config, each started (in an empty folder, under the sandbox the
+/// config chooses) to read its tools, and what went wrong with those that did not start.
+fn mcp_servers(root: &Path) -> anyhow::Result<(Vec<std::sync::Arc<mcp::Server>>, Vec<String>)> {
+    let toplevel = crate::vcs::toplevel(root);
+    let layers =
+        crate::config::Layers::load(toplevel.as_deref()).map_err(|e| UsageError(e.to_string()))?;
+    let Some((_, user)) = &layers.user else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    if user.run.mcp == Some(false) || user.mcp_servers.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let servers: Vec<mcp::NamedServer> = user
+        .mcp_servers
+        .iter()
+        .map(|(name, config)| mcp::NamedServer {
+            name: name.clone(),
+            config: config.clone(),
+        })
+        .collect();
+    let choice = user.sandbox.mode.unwrap_or(crate::sandbox::Choice::Auto);
+    let profile = user.sandbox.profile.as_deref().unwrap_or("default");
+    let empty = tempfile::tempdir().context("creating an empty folder for the MCP servers")?;
+    let launch = mcp::Launch {
+        cwd: empty.path(),
+        env: &[],
+        default_timeout: std::time::Duration::from_secs(300),
+        lifetime: mcp::START_TIMEOUT * 2,
+    };
+    let sandbox_for =
+        |config: &mcp::ServerConfig| mcp::sandbox_for(choice, Vec::new(), profile, config);
+    Ok(mcp::start_all(&servers, &sandbox_for, &launch))
 }
 
 fn call(repo: &Path, name: &str, arguments: &str) -> anyhow::Result<u8> {

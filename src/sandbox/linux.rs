@@ -20,7 +20,7 @@ use super::process::supervise;
 use super::profile::Profile;
 use super::proxy::RegistryProxy;
 use super::view::{self, Mount, ViewInputs};
-use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError, StopReason};
+use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError, Service, StopReason};
 
 /// Numbers the commands of this process, for unique cgroup names.
 static COMMANDS: AtomicUsize = AtomicUsize::new(0);
@@ -349,6 +349,40 @@ impl Sandbox for BwrapSandbox {
     }
 
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError> {
+        let (command, cgroup) = self.command_in_cgroup(spec);
+        let min_free = self.profile.limits.min_free_disk_mb.map(|mb| mb << 20);
+        let mut outcome = supervise(command, spec, min_free)?;
+        let refused = self
+            .proxy
+            .as_ref()
+            .map(|p| p.take_refusals())
+            .unwrap_or_default();
+        if !refused.is_empty() {
+            outcome.output.push_str(&format!(
+                "\n[agent: the registry proxy refused: {}]\n",
+                refused.join("; ")
+            ));
+        }
+        if cgroup.as_ref().is_some_and(|c| c.hit_memory_limit()) {
+            outcome.stop = StopReason::OutOfMemory;
+        }
+        Ok(outcome)
+    }
+
+    fn service(&self, spec: &CommandSpec) -> Service {
+        let (mut command, cgroup) = self.command_in_cgroup(spec);
+        command.current_dir(&spec.cwd).process_group(0);
+        Service {
+            command,
+            guard: cgroup.map(|c| Box::new(c) as Box<dyn std::any::Any + Send + Sync>),
+        }
+    }
+}
+
+impl BwrapSandbox {
+    /// The bwrap command line for `spec`, entering a cgroup of its own (pids and memory limits)
+    /// where this machine has writable cgroup controllers.
+    fn command_in_cgroup(&self, spec: &CommandSpec) -> (Command, Option<Arc<CommandCgroup>>) {
         let mut command = self.command(spec);
         let name = format!(
             "agent-{}-{}",
@@ -367,22 +401,6 @@ impl Sandbox for BwrapSandbox {
                 command.pre_exec(move || cgroup.enter());
             }
         }
-        let min_free = self.profile.limits.min_free_disk_mb.map(|mb| mb << 20);
-        let mut outcome = supervise(command, spec, min_free)?;
-        let refused = self
-            .proxy
-            .as_ref()
-            .map(|p| p.take_refusals())
-            .unwrap_or_default();
-        if !refused.is_empty() {
-            outcome.output.push_str(&format!(
-                "\n[agent: the registry proxy refused: {}]\n",
-                refused.join("; ")
-            ));
-        }
-        if cgroup.as_ref().is_some_and(|c| c.hit_memory_limit()) {
-            outcome.stop = StopReason::OutOfMemory;
-        }
-        Ok(outcome)
+        (command, cgroup)
     }
 }

@@ -119,6 +119,19 @@ pub trait Sandbox: Send + Sync {
     /// A short name for reports, e.g. "none (plain subprocess)".
     fn describe(&self) -> String;
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError>;
+    /// A long-lived process confined exactly as [`Sandbox::run`] confines a command (an MCP server
+    /// the run talks to over stdin/stdout). `spec.timeout` bounds its CPU time; `spec.output_limit`
+    /// is not used. The caller spawns it, owns its pipes, and must keep [`Service::guard`] until the
+    /// process has been killed.
+    fn service(&self, spec: &CommandSpec) -> Service;
+}
+
+/// A confined process, ready to spawn: [`Service::command`] holds the program, arguments,
+/// environment, working directory, limits and its own process group; stdio is the caller's to set.
+pub struct Service {
+    pub command: std::process::Command,
+    /// What must live as long as the process (its cgroup, which kills what is left when dropped).
+    pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Environment variables whose values name cache directories commands may write (build outputs,
@@ -197,7 +210,16 @@ pub fn select(
     read_only: Vec<PathBuf>,
     profile: &str,
 ) -> Result<(Box<dyn Sandbox>, Option<String>), String> {
-    let profile = profile::Profile::load(profile)?;
+    select_with(choice, read_only, profile::Profile::load(profile)?)
+}
+
+/// [`select`] with a profile already loaded (and perhaps changed, e.g. given network for an MCP
+/// server whose configuration grants it).
+pub fn select_with(
+    choice: Choice,
+    read_only: Vec<PathBuf>,
+    profile: profile::Profile,
+) -> Result<(Box<dyn Sandbox>, Option<String>), String> {
     match choice {
         Choice::None => Ok((
             Box::new(none::NoSandbox),

@@ -4,10 +4,11 @@
 //! It confines nothing but time and output; the confined Linux sandbox replaces it as the default. It
 //! must never leave a process behind: the group is killed when the command ends, times out or fails.
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::process::supervise;
-use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError};
+use super::{CommandOutcome, CommandSpec, Sandbox, SandboxError, Service};
 
 pub struct NoSandbox;
 
@@ -17,22 +18,36 @@ impl Sandbox for NoSandbox {
     }
 
     fn run(&self, spec: &CommandSpec) -> Result<CommandOutcome, SandboxError> {
-        let mut command = Command::new("sh");
-        command.arg("-c").arg(&spec.command);
-        // Unconfined, but still without the agent's credentials.
-        for (key, _) in std::env::vars_os() {
-            if key.to_str().is_none_or(super::is_secret_env) {
-                command.env_remove(&key);
-            }
-        }
-        command.envs(
-            spec.env
-                .iter()
-                .filter(|(k, _)| !super::is_secret_env(k))
-                .map(|(k, v)| (k, v)),
-        );
-        supervise(command, spec, None)
+        supervise(command(spec), spec, None)
     }
+
+    fn service(&self, spec: &CommandSpec) -> Service {
+        let mut command = command(spec);
+        command.current_dir(&spec.cwd).process_group(0);
+        Service {
+            command,
+            guard: None,
+        }
+    }
+}
+
+/// `sh -c` with the spec's environment, and none of the agent's credentials.
+fn command(spec: &CommandSpec) -> Command {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(&spec.command);
+    // Unconfined, but still without the agent's credentials.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_none_or(super::is_secret_env) {
+            command.env_remove(&key);
+        }
+    }
+    command.envs(
+        spec.env
+            .iter()
+            .filter(|(k, _)| !super::is_secret_env(k))
+            .map(|(k, v)| (k, v)),
+    );
+    command
 }
 
 #[cfg(test)]

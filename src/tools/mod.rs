@@ -7,6 +7,7 @@
 mod apply_patch;
 mod finish;
 mod list_files;
+pub mod mcp;
 pub mod plugin;
 mod read_file;
 mod run;
@@ -135,52 +136,117 @@ pub fn call(ctx: &ToolContext<'_>, name: &str, arguments: &Value) -> Result<Tool
     }
 }
 
-/// The tools of one run: the built-ins plus the plugins found for it.
+/// The tools of one run: the built-ins, the plugins found for it, and the tools of its MCP servers.
 #[derive(Debug, Clone, Default)]
 pub struct Toolbox {
     plugins: Vec<plugin::Plugin>,
+    mcp: Vec<std::sync::Arc<mcp::Server>>,
 }
 
 impl Toolbox {
     /// The built-ins plus `plugins` (whose names were checked against the built-ins by discovery).
     pub fn with_plugins(plugins: Vec<plugin::Plugin>) -> Self {
-        Self { plugins }
+        Self {
+            plugins,
+            mcp: Vec::new(),
+        }
     }
 
-    /// Every tool's spec: the built-ins, then the plugins, with `finish` last.
+    /// These tools plus those of running MCP servers (whose tools' names hold `__`, which no
+    /// built-in or plugin name does).
+    pub fn with_mcp(mut self, servers: Vec<std::sync::Arc<mcp::Server>>) -> Self {
+        self.mcp = servers;
+        self
+    }
+
+    /// Every tool's spec: the built-ins, then the plugins, then the MCP tools, with `finish` last.
     pub fn specs(&self) -> Vec<ToolSpec> {
         let mut specs = specs();
         let finish = specs.pop();
         specs.extend(self.plugins.iter().map(plugin::Plugin::spec));
+        specs.extend(
+            self.mcp
+                .iter()
+                .flat_map(|server| server.tools.iter().map(mcp::RemoteTool::spec)),
+        );
         specs.extend(finish);
         specs
     }
 
-    /// Run the tool `name`, built-in or plugin.
+    fn mcp_tool(&self, name: &str) -> Option<(&mcp::Server, &mcp::RemoteTool)> {
+        self.mcp
+            .iter()
+            .find_map(|server| server.tool(name).map(|tool| (server.as_ref(), tool)))
+    }
+
+    /// Run the tool `name`: built-in, plugin or MCP.
     pub fn call(
         &self,
         ctx: &ToolContext<'_>,
         name: &str,
         arguments: &Value,
     ) -> Result<ToolOutput, ToolError> {
-        match self.plugins.iter().find(|p| p.name == name) {
-            Some(plugin) => plugin.call(ctx, arguments),
-            None => call(ctx, name, arguments).map_err(|e| match e {
-                ToolError::Unknown(name, _) => {
-                    let names: Vec<String> = self.specs().into_iter().map(|s| s.name).collect();
-                    ToolError::Unknown(name, names.join(", "))
-                }
-                other => other,
-            }),
+        if let Some(plugin) = self.plugins.iter().find(|p| p.name == name) {
+            return plugin.call(ctx, arguments);
         }
+        if let Some((server, tool)) = self.mcp_tool(name) {
+            return server.call(tool, arguments, ctx.output_limit);
+        }
+        call(ctx, name, arguments).map_err(|e| match e {
+            ToolError::Unknown(name, _) => {
+                let names: Vec<String> = self.specs().into_iter().map(|s| s.name).collect();
+                ToolError::Unknown(name, names.join(", "))
+            }
+            other => other,
+        })
     }
 
-    /// Whether the tool may change files (built-ins that edit or run commands; plugins with write access).
+    /// Whether the tool may change files: built-ins that edit or run commands, plugins with write
+    /// access, and every MCP tool (a server has the worktree as a command has it).
     pub fn may_edit(&self, name: &str) -> bool {
         match self.plugins.iter().find(|p| p.name == name) {
             Some(plugin) => plugin.access == crate::sandbox::WorkspaceAccess::Write,
-            None => may_edit(name),
+            None => self.mcp_tool(name).is_some() || may_edit(name),
         }
+    }
+}
+
+/// The `maxLength` [`bound_strings`] gives.
+pub(crate) const DEFAULT_MAX_LENGTH: u64 = 1_000;
+
+/// Give every string without a `maxLength` in a plugin's or MCP tool's schema [`DEFAULT_MAX_LENGTH`], so
+/// a constrained call cannot be cut off by the token budget in the middle of a string.
+pub(crate) fn bound_strings(schema: Value) -> Value {
+    match schema {
+        Value::Object(mut map) => {
+            let is_string = match map.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if is_string && !map.contains_key("maxLength") && !map.contains_key("enum") {
+                map.insert("maxLength".into(), DEFAULT_MAX_LENGTH.into());
+            }
+            Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| {
+                        let v = match (k.as_str(), v) {
+                            // Keys under `properties` are field names, not schemas.
+                            ("properties", Value::Object(fields)) => Value::Object(
+                                fields
+                                    .into_iter()
+                                    .map(|(name, field)| (name, bound_strings(field)))
+                                    .collect(),
+                            ),
+                            (_, v) => bound_strings(v),
+                        };
+                        (k, v)
+                    })
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(bound_strings).collect()),
+        other => other,
     }
 }
 

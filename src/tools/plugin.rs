@@ -27,9 +27,6 @@ pub const DEFAULT_MEMORY_MB: u64 = 128;
 /// The most a manifest may ask for.
 const MAX_TIME_MS: u64 = 600_000;
 const MAX_MEMORY_MB: u64 = 4_096;
-/// Strings in a plugin's schema without a `maxLength` get this one, so a constrained call cannot be cut
-/// off by the token budget in the middle of a string.
-const DEFAULT_MAX_LENGTH: u64 = 1_000;
 
 /// `tool.toml`, as written.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -203,7 +200,7 @@ pub fn load(dir: &Path, origin: Origin) -> Result<Plugin, String> {
             "{at}: the schema must describe an object (type = \"object\"): the arguments are one JSON object"
         ));
     }
-    let schema = bound_strings(schema);
+    let schema = super::bound_strings(schema);
     let validator = jsonschema::validator_for(&schema)
         .map_err(|e| format!("{at}: the schema is not a valid JSON schema: {e}"))?;
     let time_limit_ms = manifest.limits.time_ms.unwrap_or(DEFAULT_TIME_MS);
@@ -230,41 +227,6 @@ pub fn load(dir: &Path, origin: Origin) -> Result<Plugin, String> {
         memory_limit_mb,
         origin,
     })
-}
-
-/// Give every string without a `maxLength` the default bound.
-fn bound_strings(schema: Value) -> Value {
-    match schema {
-        Value::Object(mut map) => {
-            let is_string = match map.get("type") {
-                Some(Value::String(t)) => t == "string",
-                Some(Value::Array(types)) => types.iter().any(|t| t == "string"),
-                _ => false,
-            };
-            if is_string && !map.contains_key("maxLength") && !map.contains_key("enum") {
-                map.insert("maxLength".into(), DEFAULT_MAX_LENGTH.into());
-            }
-            Value::Object(
-                map.into_iter()
-                    .map(|(k, v)| {
-                        let v = match (k.as_str(), v) {
-                            // Keys under `properties` are field names, not schemas.
-                            ("properties", Value::Object(fields)) => Value::Object(
-                                fields
-                                    .into_iter()
-                                    .map(|(name, field)| (name, bound_strings(field)))
-                                    .collect(),
-                            ),
-                            (_, v) => bound_strings(v),
-                        };
-                        (k, v)
-                    })
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(bound_strings).collect()),
-        other => other,
-    }
 }
 
 impl Plugin {
@@ -402,7 +364,7 @@ type = "string"
         assert_eq!(plugin.module, dir.path().join("outline.wasm"));
         assert_eq!(
             plugin.schema["properties"]["path"]["maxLength"],
-            DEFAULT_MAX_LENGTH
+            crate::tools::DEFAULT_MAX_LENGTH
         );
         assert!(!plugin.module_present());
     }

@@ -146,6 +146,14 @@ pub fn of_kind<'a>(events: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde
     events.iter().filter(|e| e["event"] == kind).collect()
 }
 
+/// The messages of a run's `note` events.
+pub fn notes(events: &[serde_json::Value]) -> Vec<String> {
+    of_kind(events, "note")
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 pub fn describe(output: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",

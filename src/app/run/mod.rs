@@ -5,12 +5,14 @@
 //! A run goes through named phases, one module each, in this order: the [`task`] is read; the
 //! [`workspace`] is prepared (a task branch in an isolated copy) and the check chosen; the run is
 //! [`record`]ed and its reporters opened; the sandboxes are chosen and the dependencies fetched
-//! ([`deps`]); the [`model`] is loaded; the agent loop runs; and [`publish`] saves what no check
+//! ([`deps`]); the [`model`] is loaded; the tools beyond the built-ins are [`offered`] (plugins, MCP
+//! servers started); the agent loop runs; and [`publish`] saves what no check
 //! accepted, drafts the pull request and reports how it ended. [`start`] reads a recorded run back for
 //! `resume` and `replay`.
 
 mod deps;
 mod model;
+mod offered;
 mod publish;
 mod record;
 mod start;
@@ -25,7 +27,7 @@ use crate::agent::{self, Check, Limits, ResumePoint, RunConfig, RunResult};
 use crate::cli::{ReplayArgs, ResumeArgs, RunArgs};
 use crate::model::{ChatModel, ModelSpec};
 use crate::protocol::{Event, Reporter};
-use crate::tools::{plugin::Plugin, Toolbox};
+use crate::tools::Toolbox;
 use crate::vcs::Workspace;
 use deps::Sandboxes;
 use publish::{Finished, Landed};
@@ -87,11 +89,11 @@ fn execute(args: RunArgs, task: Task, start: Start) -> anyhow::Result<u8> {
             ),
         });
     }
-    let plugins = plugins(&args, &workspace, &mut reporter);
+    let tools = offered::toolbox(&args, &workspace, &mut reporter);
     if let Some(point) = &resume {
         reporter.event(&resumed_event(&recording.run_id, &workspace, point)?);
     }
-    let config = run_config(&args, &task, check, &workspace, &recording, resume, plugins);
+    let config = run_config(&args, &task, check, &workspace, &recording, resume, tools);
     let result = run_agent(
         &config,
         model.as_mut(),
@@ -159,28 +161,6 @@ fn started_event(
     }
 }
 
-/// The plugin tools offered to the model (none with `--no-plugins`); those that did not load, and
-/// those offered, are reported.
-fn plugins(args: &RunArgs, workspace: &Workspace, reporter: &mut dyn Reporter) -> Vec<Plugin> {
-    let found = super::tools::discover_for_run(workspace.user_repo_path(), args.no_plugins);
-    for problem in &found.problems {
-        reporter.event(&Event::Note {
-            message: format!("warning: {problem}"),
-        });
-    }
-    if !found.plugins.is_empty() {
-        let offered: Vec<String> = found
-            .plugins
-            .iter()
-            .map(|p| format!("{} ({})", p.name, p.access.label()))
-            .collect();
-        reporter.event(&Event::Note {
-            message: format!("plugin tools offered: {}", offered.join(", ")),
-        });
-    }
-    found.plugins
-}
-
 fn resumed_event(
     run_id: &str,
     workspace: &Workspace,
@@ -204,7 +184,7 @@ fn run_config(
     workspace: &Workspace,
     recording: &Recording,
     resume: Option<ResumePoint>,
-    plugins: Vec<Plugin>,
+    tools: Toolbox,
 ) -> RunConfig {
     RunConfig {
         task: task.text.clone(),
@@ -227,7 +207,7 @@ fn run_config(
         run_id: recording.run_id.clone(),
         save_dir: Some(recording.dir.clone()),
         resume,
-        tools: Toolbox::with_plugins(plugins),
+        tools,
     }
 }
 
