@@ -288,6 +288,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_fetch: bool,
 
+    /// Let the dependency-fetch phase also reach HOST over HTTPS, through the registry proxy
+    /// (repeatable; `*.example.org` for its subdomains): a company registry or mirror, a git host
+    /// a manifest names. The `fetch` profile already allows crates.io, PyPI and npm.
+    #[arg(long = "registry", value_name = "HOST", value_parser = registry_host)]
+    pub registries: Vec<String>,
+
     /// Offer only the built-in tools: no plugin from the repository's tools/ or your config dir.
     #[arg(long)]
     pub no_plugins: bool,
@@ -547,9 +553,22 @@ pub struct SandboxExecArgs {
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub profile: String,
 
+    /// With a profile whose network goes through the registry proxy (`fetch`), also let HOST
+    /// through (repeatable; as `agent run --registry`).
+    #[arg(long = "registry", value_name = "HOST", value_parser = registry_host)]
+    pub registries: Vec<String>,
+
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// A `--registry` value: a host name the registry proxy may let through.
+fn registry_host(value: &str) -> Result<String, String> {
+    match crate::sandbox::profile::check_host(value) {
+        Some(problem) => Err(problem),
+        None => Ok(value.to_string()),
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -130,6 +130,11 @@ pub struct SandboxSection {
     /// `~/.config/agent/sandboxes/`, or a path to a .toml file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// More hosts the dependency-fetch phase may reach over HTTPS through the registry proxy
+    /// (`--registry`), e.g. a company registry; `*.example.org` for subdomains. The `fetch`
+    /// profile already allows crates.io, PyPI and npm.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<String>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -253,6 +258,11 @@ fn parse(bytes: &[u8], path: &Path) -> Result<ConfigFile, ConfigError> {
             }
         }
     }
+    for host in &file.sandbox.registries {
+        if let Some(problem) = crate::sandbox::profile::check_host(host) {
+            return Err(error(format!("sandbox.registries: {problem}")));
+        }
+    }
     for (name, server) in &file.mcp_servers {
         if let Some(problem) = crate::tools::mcp::check_name(name) {
             return Err(error(format!("[mcp_servers.{name}]: {problem}")));
@@ -358,7 +368,7 @@ fn repo_rule(key: &str) -> RepoRule {
         "model" | "context_window" | "threads" | "tool_calls" | "chat_template" => RepoRule::Never(
             "a repository may not choose the model (it could name a server that receives your code)",
         ),
-        "sandbox.mode" | "sandbox.profile" => {
+        "sandbox.mode" | "sandbox.profile" | "sandbox.registries" => {
             RepoRule::Never("a repository may not change the sandbox")
         }
         "run.allow_unverified" | "run.allow_test_edits" => {
@@ -396,6 +406,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("run.allow_test_edits", "allow_test_edits"),
     ("sandbox.mode", "sandbox"),
     ("sandbox.profile", "sandbox_profile"),
+    ("sandbox.registries", "registries"),
 ];
 
 /// The keys a `[models.NAME]` profile sets besides the model itself.
@@ -541,6 +552,14 @@ fn file_settings(file: &ConfigFile, origin: &Origin) -> Vec<Setting> {
             profile.clone(),
             flag("--sandbox-profile", profile),
         );
+    }
+    let registries = &file.sandbox.registries;
+    if !registries.is_empty() {
+        let args = registries
+            .iter()
+            .flat_map(|host| ["--registry".to_string(), host.clone()])
+            .collect();
+        push("sandbox.registries", registries.join(", "), args);
     }
     out
 }

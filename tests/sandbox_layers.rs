@@ -261,3 +261,62 @@ fn a_command_filling_the_disk_is_stopped_before_the_floor() {
         ((floor_mb << 20) - left) >> 20
     );
 }
+
+#[test]
+fn a_registry_host_named_with_registry_is_reached_through_the_proxy_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import urllib.request
+try:
+    print("status", urllib.request.urlopen("https://deb.debian.org/", timeout=20).status)
+except Exception as e: print("failed", e)
+"#;
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["sandbox", "exec", "--command-timeout", "120"])
+            .args(extra)
+            .arg("--repo")
+            .arg(dir.path())
+            .args(["--", "python3", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let without = run(&["--profile", "fetch"]);
+    let text = String::from_utf8_lossy(&without.stdout);
+    assert!(
+        text.contains("failed") && text.contains("registry proxy refused"),
+        "{text}"
+    );
+    let with = run(&["--profile", "fetch", "--registry", "deb.debian.org"]);
+    let text = String::from_utf8_lossy(&with.stdout);
+    assert!(
+        text.contains("status 200"),
+        "{text}{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    // Only host names, and only for a profile that has the proxy.
+    for (extra, expected) in [
+        (
+            &["--profile", "fetch", "--registry", "127.0.0.1"][..],
+            "must be a lower-case DNS name",
+        ),
+        (
+            &[
+                "--profile",
+                "fetch",
+                "--registry",
+                "https://deb.debian.org/",
+            ][..],
+            "must be a lower-case DNS name",
+        ),
+        (
+            &["--profile", "default", "--registry", "deb.debian.org"][..],
+            "has no registry proxy",
+        ),
+    ] {
+        let refused = run(extra);
+        assert_eq!(refused.status.code(), Some(2), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    }
+}

@@ -268,6 +268,7 @@ fn shown_value(
         ("run.fetch" | "run.plugins" | "run.mcp", _) => "true".into(),
         ("run.allow_unverified" | "run.allow_test_edits", _) => "false".into(),
         ("run.max_tokens" | "run.time_limit", _) => "no limit".into(),
+        ("sandbox.registries", _) => "the fetch profile's".into(),
         ("context_window", _) => "the model's".into(),
         ("threads", _) => "all cores".into(),
         ("chat_template", _) => "the model's own".into(),

@@ -13,8 +13,11 @@ pub fn sandbox_exec(args: SandboxExecArgs) -> anyhow::Result<u8> {
         .dir
         .canonicalize()
         .map_err(|e| UsageError(format!("--dir {}: {e}", args.dir.display())))?;
+    let profile = sandbox::profile::Profile::load(&args.profile)
+        .and_then(|p| p.with_registries(&args.registries))
+        .map_err(UsageError)?;
     let (sandbox, warning) =
-        sandbox::select(args.sandbox, Vec::new(), &args.profile).map_err(UsageError)?;
+        sandbox::select_with(args.sandbox, Vec::new(), profile).map_err(UsageError)?;
     if let Some(warning) = warning {
         eprintln!("warning: {warning}");
     }

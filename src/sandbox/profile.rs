@@ -76,6 +76,31 @@ impl Profile {
         Ok(profile)
     }
 
+    /// This profile with `hosts` added to the hosts its registry proxy lets through. Only a profile
+    /// that already reaches the network through the proxy (like `fetch`) can take more: adding
+    /// hosts to an offline profile would open it, and one with unfiltered network has nothing to
+    /// filter.
+    pub fn with_registries(mut self, hosts: &[String]) -> Result<Self, String> {
+        if hosts.is_empty() {
+            return Ok(self);
+        }
+        if !self.network || self.allow_hosts.is_empty() {
+            return Err(format!(
+                "the sandbox profile {} has no registry proxy to add hosts to (only a profile with network = true and allow_hosts, like `fetch`, has one)",
+                self.name
+            ));
+        }
+        for host in hosts {
+            if let Some(problem) = check_host(host) {
+                return Err(problem);
+            }
+            if !self.allow_hosts.contains(host) {
+                self.allow_hosts.push(host.clone());
+            }
+        }
+        Ok(self)
+    }
+
     /// The extra writable paths, with `~/` expanded against `home`.
     pub fn writable_paths(&self, home: Option<&Path>) -> Vec<PathBuf> {
         self.writable
@@ -87,6 +112,29 @@ impl Profile {
             })
             .collect()
     }
+}
+
+/// Why `host` cannot be a registry host (`name.example.org` or `*.example.org`), or None.
+pub fn check_host(host: &str) -> Option<String> {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    let labels_ok = name.split('.').count() >= 2
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    let numeric = name
+        .split('.')
+        .all(|l| l.chars().all(|c| c.is_ascii_digit()));
+    (!labels_ok || numeric || name.len() > 253).then(|| {
+        format!(
+            "registry host {host:?} must be a lower-case DNS name like registry.example.org (or *.example.org for its subdomains), not an address or a URL"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -106,5 +154,46 @@ mod tests {
         assert!(Profile::load("nope")
             .unwrap_err()
             .contains("built in: default, fetch"));
+    }
+
+    #[test]
+    fn registries_are_added_only_to_a_proxied_profile_and_only_as_host_names() {
+        let more = |hosts: &[&str]| {
+            let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+            Profile::load("fetch").unwrap().with_registries(&hosts)
+        };
+        let fetch = more(&["npm.example.org", "*.corp.example", "pypi.org"]).unwrap();
+        assert!(fetch
+            .allow_hosts
+            .ends_with(&["npm.example.org".into(), "*.corp.example".into()]));
+        assert_eq!(
+            fetch
+                .allow_hosts
+                .iter()
+                .filter(|h| *h == "pypi.org")
+                .count(),
+            1
+        );
+        for bad in [
+            "https://x.org",
+            "127.0.0.1",
+            "localhost",
+            "X.org",
+            "a..b",
+            "*.",
+            "x.org:8080",
+        ] {
+            assert!(
+                more(&[bad])
+                    .unwrap_err()
+                    .contains("must be a lower-case DNS name"),
+                "{bad}"
+            );
+        }
+        let offline = Profile::load("default").unwrap();
+        assert!(offline
+            .with_registries(&["a.example.org".into()])
+            .unwrap_err()
+            .contains("has no registry proxy"));
     }
 }

@@ -61,8 +61,11 @@ fn fetch_dependencies(
     reporter: &mut dyn Reporter,
 ) -> anyhow::Result<Box<dyn Sandbox>> {
     let root = workspace.root();
+    let profile = sandbox::profile::Profile::load("fetch")
+        .and_then(|p| p.with_registries(&args.registries))
+        .map_err(|why| UsageError(format!("--registry: {why}")))?;
     let (fetch_sandbox, _) =
-        sandbox::select(args.sandbox, read_only, "fetch").map_err(UsageError)?;
+        sandbox::select_with(args.sandbox, read_only, profile).map_err(UsageError)?;
     let timeout = Duration::from_secs(args.check_timeout);
     let env = command_env(root, workspace.user_repo_path());
     for message in verify::fetch(fetch_sandbox.as_ref(), root, timeout, &env) {
