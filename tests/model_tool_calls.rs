@@ -229,3 +229,41 @@ fn the_coder_model_writes_code_and_patches_as_plain_text_after_its_call() {
         "{result}\n{after}"
     );
 }
+
+/// A withheld tool stays in the prompt (the same tokens, so the prefix cache keeps the conversation)
+/// but cannot be called: asked to finish with `finish` withheld, the model calls something else.
+#[test]
+fn a_withheld_tool_is_rendered_but_cannot_be_called() {
+    let mut model = ModelSpec::Gguf(installed_coder_model())
+        .load(&ModelOptions {
+            prefix_cache: true,
+            ..ModelOptions::default()
+        })
+        .unwrap();
+    let specs = agent::tools::specs();
+    let messages = vec![
+        Message::system(prompt::system(&specs)),
+        Message::user(
+            "calc.py is already correct and its tests pass. The step is done: call finish now with the summary \"nothing to change\".",
+        ),
+    ];
+    let free = model.complete(&messages, &specs).unwrap();
+    println!("offered: {:?} {:?}", free.content, free.tool_calls);
+    assert_eq!(free.tool_calls[0].name, "finish", "{free:?}");
+    let withheld: Vec<_> = specs
+        .iter()
+        .cloned()
+        .map(|mut s| {
+            s.withheld = s.name == "finish";
+            s
+        })
+        .collect();
+    let held = model.complete(&messages, &withheld).unwrap();
+    println!("withheld: {:?} {:?}", held.content, held.tool_calls);
+    assert_eq!(
+        held.usage.prompt_tokens, free.usage.prompt_tokens,
+        "the prompt changed when finish was withheld"
+    );
+    assert!(!held.tool_calls.is_empty(), "{held:?}");
+    assert_ne!(held.tool_calls[0].name, "finish", "{held:?}");
+}

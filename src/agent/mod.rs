@@ -396,7 +396,11 @@ impl Runner<'_> {
             conversation: conversation.to_string(),
             first_message: already,
             messages: messages[already..].to_vec(),
-            tools: specs.iter().map(|t| t.name.clone()).collect(),
+            tools: specs
+                .iter()
+                .filter(|t| !t.withheld)
+                .map(|t| t.name.clone())
+                .collect(),
         });
         // The reply is appended by the caller; counting it as sent keeps the next request's delta small.
         self.sent = Some((conversation.to_string(), messages.len() + 1));

@@ -38,6 +38,7 @@ pub fn spec() -> ToolSpec {
         description: "Give the plan: the ordered steps that complete the task.".into(),
         parameters: schema.to_value(),
         body: None,
+        withheld: false,
     }
 }
 

@@ -271,10 +271,15 @@ impl Runner<'_> {
         let config = self.config;
         let conversation = format!("step-{}", self.done.len() + 1);
         let root = self.root.clone();
+        // Withheld, not removed: the tool list stays in the prompt as it was, so the backend's
+        // prefix cache keeps the conversation (a template renders the list into the system prompt).
         let without_finish: Vec<_> = specs
             .iter()
-            .filter(|s| s.name != "finish")
             .cloned()
+            .map(|mut s| {
+                s.withheld |= s.name == "finish";
+                s
+            })
             .collect();
         let mut edited = false;
         for _ in 0..TURNS_PER_ATTEMPT {
@@ -321,7 +326,16 @@ impl Runner<'_> {
                     .may_edit(&call.name)
                     .then(|| self.workspace.snapshot())
                     .transpose()?;
-                let (ok, output) = match config.tools.call(&ctx, &call.name, &call.arguments) {
+                let withheld = offered.iter().any(|s| s.withheld && s.name == call.name);
+                let result = if withheld {
+                    // A backend that cannot leave it out of its grammar sent it anyway.
+                    Err(crate::tools::ToolError::Failed(
+                        prompt::FINISH_WITHHELD.into(),
+                    ))
+                } else {
+                    config.tools.call(&ctx, &call.name, &call.arguments)
+                };
+                let (ok, output) = match result {
                     Ok(ToolOutput::Text(text)) => (true, text),
                     Ok(ToolOutput::Finish(summary)) => {
                         let text = format!("finish requested: {summary}");

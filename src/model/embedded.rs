@@ -204,11 +204,13 @@ impl EmbeddedModel {
         let mut request = RequestBuilder::new()
             .set_deterministic_sampler()
             .set_sampler_max_len(max_len);
+        // Every tool is rendered; only the callable ones are in the grammar.
+        let callable = super::callable(tools);
         match &self.format {
             CallFormat::Generic => {
                 let schema = match squeeze {
-                    Some(fit) => tool_call_schema_within(tools, fit),
-                    None => tool_call_schema(tools),
+                    Some(fit) => tool_call_schema_within(&callable, fit),
+                    None => tool_call_schema(&callable),
                 };
                 request = request.set_constraint(Constraint::JsonSchema(schema));
                 for message in messages {
@@ -223,7 +225,7 @@ impl EmbeddedModel {
                 request = request
                     .set_tools(native_tools(&shown))
                     .set_constraint(Constraint::Lark(hermes::grammar(
-                        markers, tools, *bodies, squeeze,
+                        markers, &callable, *bodies, squeeze,
                     )))
                     .set_tool_choice(ToolChoice::None);
                 for message in messages {
@@ -369,6 +371,7 @@ fn hermes_markers(runtime: &tokio::runtime::Runtime, model: &Model) -> Option<he
         description: "probe".into(),
         parameters: json!({"type": "object", "properties": {}}),
         body: None,
+        withheld: false,
     };
     let conversation = TextMessages::new().add_message(TextMessageRole::User, "hello");
     let ids = runtime
@@ -527,9 +530,12 @@ impl ChatModel for EmbeddedModel {
             usage.elapsed_ms = started.elapsed().as_millis() as u64;
             return Ok(match &self.format {
                 CallFormat::Generic => constrained_turn(&text, cut_off, usage),
-                CallFormat::Hermes { bodies, .. } => {
-                    hermes::parse_reply(&text, &hermes::offered(tools, *bodies), cut_off, usage)
-                }
+                CallFormat::Hermes { bodies, .. } => hermes::parse_reply(
+                    &text,
+                    &hermes::offered(&super::callable(tools), *bodies),
+                    cut_off,
+                    usage,
+                ),
                 CallFormat::Free => native_turn(
                     text,
                     choice.message.tool_calls.as_deref().unwrap_or_default(),

@@ -415,6 +415,7 @@ mod tests {
                 "required": ["path"],
             }),
             body: None,
+            withheld: false,
         }
     }
 
@@ -541,6 +542,7 @@ mod tests {
                 "required": ["path", "content"],
             }),
             body: Some("content".into()),
+            withheld: false,
         }
     }
 
@@ -554,6 +556,7 @@ mod tests {
                 "required": ["patch"],
             }),
             body: Some("patch".into()),
+            withheld: false,
         }
     }
 

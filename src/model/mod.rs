@@ -96,6 +96,17 @@ pub struct ToolSpec {
     /// escaped inside the call's JSON (see [`hermes`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Described to the model but not callable this turn: constrained decoding leaves it out, and
+    /// the loop refuses a call to it. Withholding a tool this way, instead of leaving it out of the
+    /// list, keeps the prompt the same from turn to turn (a chat template renders the tool list into
+    /// the system prompt), so the backend's prefix cache keeps the whole conversation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
+}
+
+/// The tools of `tools` the model may call this turn (those not [`ToolSpec::withheld`]).
+pub fn callable(tools: &[ToolSpec]) -> Vec<ToolSpec> {
+    tools.iter().filter(|t| !t.withheld).cloned().collect()
 }
 
 /// Token counts and speeds of one model turn. Backends fill in what they know.

@@ -525,6 +525,9 @@ impl ChatModel for OpenAiModel {
         messages: &[Message],
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError> {
+        // A server cannot be told to describe a tool but not let it be called: a withheld tool is
+        // left out of the request (the server's prompt cache pays for that).
+        let tools = &super::callable(tools)[..];
         let started = Instant::now();
         let mut usage = Usage::default();
         let mut budget = TURN_TOKEN_BUDGET;

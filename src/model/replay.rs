@@ -79,6 +79,7 @@ impl ChatModel for ReplayModel {
         _messages: &[Message],
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError> {
+        let tools = &super::callable(tools)[..];
         let Some(turn) = self.turns.get(self.next) else {
             return Err(ModelError::ReplayExhausted {
                 path: self.path.clone(),

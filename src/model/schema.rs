@@ -377,6 +377,7 @@ mod tests {
             parameters: json!({"$schema": "x", "title": "Args", "type": "object",
                 "properties": {"n": {"type": "integer", "format": "uint32"}}}),
             body: None,
+            withheld: false,
         }];
         let schema = tool_call_schema(&tools);
         let variant = &schema["anyOf"][0];
@@ -394,6 +395,7 @@ mod tests {
                 description: "d".into(),
                 parameters: json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
                 body: None,
+                withheld: false,
             },
             ToolSpec {
                 name: "long".into(),
@@ -402,6 +404,7 @@ mod tests {
                     "text": {"type": "string", "maxLength": 1000},
                     "maybe": {"type": ["string", "null"], "maxLength": 50}}}),
                 body: None,
+                withheld: false,
             },
         ];
         let bound = max_reply_tokens(&tool_call_schema(&tools));

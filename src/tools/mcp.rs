@@ -177,6 +177,7 @@ impl RemoteTool {
             description: self.description.clone(),
             parameters: self.schema.clone(),
             body: None,
+            withheld: false,
         }
     }
 }

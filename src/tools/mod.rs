@@ -80,6 +80,7 @@ fn spec<T: Tool>() -> ToolSpec {
         description: T::DESCRIPTION.into(),
         parameters: schema.to_value(),
         body: T::BODY.map(String::from),
+        withheld: false,
     }
 }
 

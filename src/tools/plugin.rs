@@ -236,6 +236,7 @@ impl Plugin {
             description: self.description.clone(),
             parameters: self.schema.clone(),
             body: None,
+            withheld: false,
         }
     }
 
