@@ -71,6 +71,9 @@ pub enum Event {
         head: String,
         done_steps: usize,
         remaining_steps: usize,
+        /// The resumed run's own worktree (absent in logs from before 2026-12-06).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workspace: Option<PathBuf>,
     },
     /// What the model is sent: the messages added to `conversation` since its previous request
     /// (from index `first_message`), and the tools offered. The log holds every prompt this way.

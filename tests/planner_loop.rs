@@ -379,6 +379,13 @@ fn a_crash_between_the_edit_and_the_commit_is_resumed_from_the_last_accepted_ste
         1,
         "only step 1 landed"
     );
+    // The crash leaves the run's copy of the repository behind, b.txt written but not committed.
+    let abandoned = std::path::PathBuf::from(
+        of_kind(&crash_events, "run_started")[0]["workspace"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(abandoned.join("b.txt").is_file());
     assert_eq!(user_state(repo.path()), before);
 
     // While another process (this test) holds the run's lock, resuming it is refused.
@@ -405,6 +412,22 @@ fn a_crash_between_the_edit_and_the_commit_is_resumed_from_the_last_accepted_ste
         .unwrap();
     assert_eq!(resumed.status.code(), Some(0), "{}", describe(&resumed));
     let events = common::events(&resumed);
+    // The copy the crash left is gone, its uncommitted change saved beside the run's log.
+    assert!(
+        !abandoned.exists(),
+        "the crashed run's worktree was left behind"
+    );
+    let saved = run_dir.join("interrupted-1.patch");
+    assert!(
+        notes(&events)
+            .iter()
+            .any(|n| n.contains("removed the interrupted run's worktree")
+                && n.contains(&saved.display().to_string())),
+        "{:?}",
+        notes(&events)
+    );
+    let patch = std::fs::read_to_string(&saved).unwrap();
+    assert!(patch.contains("+ok") && patch.contains("b.txt"), "{patch}");
     let point = of_kind(&events, "run_resumed")[0];
     assert_eq!(point["done_steps"], 1, "{point}");
     assert_eq!(point["remaining_steps"], 2, "{point}");
@@ -650,4 +673,29 @@ fn finish_on_untouched_failing_files_is_withheld_until_a_file_changes() {
     );
     let finished = of_kind(&events, "finished")[0];
     assert_eq!(finished["outcome"], "finished", "{finished}");
+}
+
+/// Only a worktree the agent made for this repository is ever removed when a run is resumed: not a
+/// folder of the same name without the borrowed objects, not a link to one, not the repository.
+#[test]
+fn reclaiming_an_abandoned_worktree_touches_nothing_else() {
+    let repo = repo_with(&[("README.md", "r\n")]);
+    let never = |_: &str| -> std::io::Result<()> { panic!("nothing is ours to save") };
+    let decoy = tempfile::Builder::new()
+        .prefix("agent-work-")
+        .tempdir()
+        .unwrap();
+    std::fs::write(decoy.path().join("precious.txt"), "keep\n").unwrap();
+    let link = std::env::temp_dir().join(format!("agent-work-link-{}", std::process::id()));
+    std::os::unix::fs::symlink(decoy.path(), &link).unwrap();
+    for path in [decoy.path(), link.as_path(), repo.path()] {
+        let reclaimed = agent::vcs::reclaim_abandoned(path, repo.path(), never).unwrap();
+        assert_eq!(reclaimed, None, "{}", path.display());
+    }
+    std::fs::remove_file(&link).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(decoy.path().join("precious.txt")).unwrap(),
+        "keep\n"
+    );
+    assert!(repo.path().join("README.md").is_file());
 }

@@ -562,6 +562,81 @@ impl Workspace {
     }
 }
 
+/// Most bytes of an abandoned worktree's changes kept as a patch.
+const MAX_ABANDONED_PATCH: usize = 16 << 20;
+
+/// What became of an abandoned worktree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reclaimed {
+    /// It held no change since its last commit, and is removed.
+    Clean,
+    /// Its changes were handed to `save`, and it is removed.
+    Saved,
+}
+
+/// A worktree an interrupted run left behind (`kill -9`, a power cut, a crash): its changes since
+/// its last commit are handed to `save` as patch text, then the folder is removed (it is kept when
+/// `save` fails). Only a folder this module made is touched: directly in the temporary directory,
+/// named `agent-work-…`, a real directory (not a link), holding a repository whose objects are
+/// borrowed from `user_repo`'s. `Ok(None)` for anything else, or when the folder is gone already.
+pub fn reclaim_abandoned(
+    path: &Path,
+    user_repo: &Path,
+    save: impl FnOnce(&str) -> std::io::Result<()>,
+) -> Result<Option<Reclaimed>, VcsError> {
+    let ours = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        && path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("agent-work-"))
+        && path.parent().and_then(|p| p.canonicalize().ok())
+            == std::env::temp_dir().canonicalize().ok();
+    if !ours {
+        return Ok(None);
+    }
+    let Ok(user) = Repository::discover(user_repo) else {
+        return Ok(None);
+    };
+    let borrowed = user.commondir().join("objects");
+    let alternates =
+        std::fs::read_to_string(path.join(".git/objects/info/alternates")).unwrap_or_default();
+    if alternates.trim_end() != borrowed.display().to_string() {
+        return Ok(None);
+    }
+    let patch = {
+        let scratch = Repository::open(path).ctx(|| format!("opening {}", path.display()))?;
+        let head = scratch
+            .head()
+            .and_then(|h| h.peel_to_tree())
+            .ctx(|| format!("reading the last commit of {}", path.display()))?;
+        let mut options = git2::DiffOptions::new();
+        options
+            .include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .show_untracked_content(true);
+        let diff = scratch
+            .diff_tree_to_workdir(Some(&head), Some(&mut options))
+            .ctx(|| format!("comparing {} with its last commit", path.display()))?;
+        let mut text = Vec::new();
+        // A print callback returning false stops the walk: the patch is capped, not the memory.
+        let _ = diff.print(git2::DiffFormat::Patch, |_, _, line| {
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                text.push(line.origin() as u8);
+            }
+            text.extend_from_slice(line.content());
+            text.len() < MAX_ABANDONED_PATCH
+        });
+        String::from_utf8_lossy(&text).into_owned()
+    };
+    let reclaimed = if patch.is_empty() {
+        Reclaimed::Clean
+    } else {
+        save(&patch).ctx(|| format!("saving the changes of {}", path.display()))?;
+        Reclaimed::Saved
+    };
+    std::fs::remove_dir_all(path).ctx(|| format!("removing {}", path.display()))?;
+    Ok(Some(reclaimed))
+}
+
 /// The changes a commit of the repository at `repo_dir` made to its first parent (to the empty tree
 /// for a root commit), e.g. to show a recorded run's commits.
 pub fn commit_changes(repo_dir: &Path, commit: &str) -> Result<Vec<FileChange>, VcsError> {

@@ -28,7 +28,7 @@ use crate::cli::{ReplayArgs, ResumeArgs, RunArgs};
 use crate::model::{ChatModel, ModelSpec};
 use crate::protocol::{Event, Reporter};
 use crate::tools::Toolbox;
-use crate::vcs::Workspace;
+use crate::vcs::{Reclaimed, Workspace};
 use deps::Sandboxes;
 use publish::{Finished, Landed};
 use record::Recording;
@@ -92,6 +92,9 @@ fn execute(args: RunArgs, task: Task, start: Start) -> anyhow::Result<u8> {
     let tools = offered::toolbox(&args, &workspace, &mut reporter);
     if let Some(point) = &resume {
         reporter.event(&resumed_event(&recording.run_id, &workspace, point)?);
+        if let Start::Resume { events, .. } = &start {
+            reclaim_abandoned(events, &workspace, &recording, &mut reporter);
+        }
     }
     let config = run_config(&args, &task, check, &workspace, &recording, resume, tools);
     let result = run_agent(
@@ -173,7 +176,48 @@ fn resumed_event(
         head: workspace.head()?.to_string(),
         done_steps: point.done.len(),
         remaining_steps: point.remaining.len(),
+        workspace: Some(workspace.root().to_path_buf()),
     })
+}
+
+/// The worktrees the interrupted run left behind (a `kill -9` leaves its copy of the repository in
+/// the temporary directory): each one's uncommitted changes are saved in the run's folder, then it
+/// is removed. Folders the agent did not make for this repository are left alone.
+fn reclaim_abandoned(
+    events: &[Event],
+    workspace: &Workspace,
+    recording: &Recording,
+    reporter: &mut dyn Reporter,
+) {
+    let recorded = events.iter().filter_map(|e| match e {
+        Event::RunStarted { workspace, .. } => Some(workspace.clone()),
+        Event::RunResumed { workspace, .. } => workspace.clone(),
+        _ => None,
+    });
+    for (n, path) in recorded.enumerate() {
+        if path == workspace.root() {
+            continue;
+        }
+        let saved = recording.dir.join(format!("interrupted-{}.patch", n + 1));
+        let save = |patch: &str| std::fs::write(&saved, patch);
+        let message = match crate::vcs::reclaim_abandoned(&path, workspace.user_repo_path(), save) {
+            Ok(None) => continue,
+            Ok(Some(Reclaimed::Clean)) => format!(
+                "removed the interrupted run's worktree {} (no uncommitted changes)",
+                path.display()
+            ),
+            Ok(Some(Reclaimed::Saved)) => format!(
+                "removed the interrupted run's worktree {}; its uncommitted changes are in {}",
+                path.display(),
+                saved.display()
+            ),
+            Err(e) => format!(
+                "warning: the interrupted run's worktree {} is kept: {e}",
+                path.display()
+            ),
+        };
+        reporter.event(&Event::Note { message });
+    }
 }
 
 /// The loop's configuration from the command line: task, check, budgets, timeouts and tools.
