@@ -252,7 +252,10 @@ impl PrefixCacheManagerV2 {
 
         let mut best_match: Option<(usize, &CacheElement, usize, usize, usize)> = None;
         for (k, v) in &self.caches {
-            let match_len = toks.shared_prefix_len(k);
+            // A prompt the cache holds whole (a retry, or a conversation that starts again the way
+            // an earlier one did) still needs its last token computed for the reply's logits: reuse
+            // all but that token instead of nothing.
+            let match_len = toks.shared_prefix_len(k).min(toks.0.len() - 1);
             if match_len == 0 {
                 continue;
             }
@@ -463,6 +466,31 @@ mod tests {
             None => panic!("expected a shorter valid prefix-cache hit"),
         }
 
+        Ok(())
+    }
+
+    #[test]
+    fn a_prompt_the_cache_holds_whole_reuses_all_but_its_last_token() -> candle_core::Result<()> {
+        let mut prefix_cacher = PrefixCacheManagerV2::new(1, false, false);
+        prefix_cacher.caches.insert(
+            vec![1, 2, 3, 4, 5, 6, 7, 8].into(),
+            CacheElement {
+                cache: vec![Some(make_normal_kv_cache(8)?)],
+                recurrent_snapshots: None,
+                audio_hashes: None,
+                image_hashes: None,
+                video_hashes: None,
+            },
+        );
+        for (prompt, offset) in [(&[1, 2, 3, 4, 5][..], 4), (&[1, 2, 3, 4, 5, 6, 7, 8][..], 7)] {
+            match prefix_cacher.search_for_matching_cache(prompt, None, None, None)? {
+                Some(MatchingCache::Normal { toks, offset: at, .. }) => {
+                    assert_eq!(at, offset);
+                    assert_eq!(toks, vec![prompt[offset]]);
+                }
+                None => panic!("a prompt the cache holds whole was computed again"),
+            }
+        }
         Ok(())
     }
 
