@@ -20,3 +20,122 @@ pub fn first_line(text: &str, max: usize) -> String {
         line.to_string()
     }
 }
+
+/// The agent shows files with each line's number in front: `{n:>width}| {line}` (`read_file`, a
+/// step's brief), under a header like `calc.py (lines 1-21 of 21):`. Small models copy those
+/// numbers into what they write. `text` without them, when every line after an optional copied
+/// header carries one and the numbers count up by one (two lines at least); None when `text` does
+/// not look like a copied display.
+pub fn without_display_numbers(text: &str) -> Option<String> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    if lines.first().is_some_and(|l| is_display_header(l)) {
+        lines.remove(0);
+    }
+    if lines.len() < 2 {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut expected = None;
+    for line in &lines {
+        let (n, rest) = display_number(line)?;
+        if expected.is_some_and(|e| e != n) {
+            return None;
+        }
+        expected = Some(n + 1);
+        out.push_str(rest);
+        out.push('\n');
+    }
+    if !text.ends_with('\n') {
+        out.pop();
+    }
+    Some(out)
+}
+
+/// A patch whose removed and context lines all carry a copied display number (`-13|     x = 1`),
+/// without them (added lines lose theirs too, where they have one); None when some removed or
+/// context line has none, or there is no such line.
+pub fn patch_without_display_numbers(patch: &str) -> Option<String> {
+    let is_header = |l: &str| {
+        [
+            "---", "+++", "@@", "***", "diff ", "<<<<<<<", "=======", ">>>>>>>",
+        ]
+        .iter()
+        .any(|h| l.starts_with(h))
+    };
+    let mut numbered = 0;
+    let mut out = String::with_capacity(patch.len());
+    for line in patch.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let marker = body.chars().next();
+        match marker {
+            Some(m @ ('+' | '-' | ' ')) if !is_header(body) => match display_number(&body[1..]) {
+                Some((_, rest)) => {
+                    numbered += 1;
+                    out.push(m);
+                    out.push_str(rest);
+                    out.push_str(&line[body.len()..]);
+                }
+                None if m == '+' => out.push_str(line),
+                None => return None,
+            },
+            _ => out.push_str(line),
+        }
+    }
+    (numbered > 0).then_some(out)
+}
+
+/// `13| text` (spaces before the number allowed) → (13, `text`).
+fn display_number(line: &str) -> Option<(usize, &str)> {
+    let trimmed = line.trim_start();
+    let digits = trimmed.len()
+        - trimmed
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .len();
+    if digits == 0 || digits > 7 {
+        return None;
+    }
+    let n = trimmed[..digits].parse().ok()?;
+    let rest = trimmed[digits..].strip_prefix('|')?;
+    Some((n, rest.strip_prefix(' ').unwrap_or(rest)))
+}
+
+/// `calc.py (lines 1-21 of 21):`, perhaps behind a `#`.
+fn is_display_header(line: &str) -> bool {
+    let line = line.trim().trim_start_matches('#').trim();
+    line.ends_with("):") && line.contains(" (lines ") && line.contains(" of ")
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn copied_display_numbers_are_removed_and_nothing_else_is() {
+        let copied =
+            "# calc.py (lines 1-3 of 3):\n 9| def add(a, b):\n10|     return a - b\n11| \n";
+        assert_eq!(
+            without_display_numbers(copied).unwrap(),
+            "def add(a, b):\n    return a - b\n\n"
+        );
+        assert_eq!(without_display_numbers("1| a\n2| b").unwrap(), "a\nb");
+        for not_copied in [
+            "def f():\n    return 1\n",
+            "1| a\n3| b\n",
+            "1| only one line\n",
+            "x = 1\n2| b\n",
+            "| a | b |\n| 1 | 2 |\n",
+        ] {
+            assert_eq!(without_display_numbers(not_copied), None, "{not_copied:?}");
+        }
+        let patch = "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n 1| def add(a, b):\n-2|     return a - b\n+    return a + b\n";
+        assert_eq!(
+            patch_without_display_numbers(patch).unwrap(),
+            "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n"
+        );
+        let plain =
+            "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-    return a - b\n+    return a + b\n";
+        assert_eq!(patch_without_display_numbers(plain), None);
+        let mixed = "@@ -1,2 +1,2 @@\n 1| def add(a, b):\n-    return a - b\n+    return a + b\n";
+        assert_eq!(patch_without_display_numbers(mixed), None);
+    }
+}

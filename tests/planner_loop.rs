@@ -699,3 +699,54 @@ fn reclaiming_an_abandoned_worktree_touches_nothing_else() {
     );
     assert!(repo.path().join("README.md").is_file());
 }
+
+/// What Qwen2.5-Coder-1.5B did in the bug-fix slice: it copied read_file's `N| ` line numbers (and
+/// the header above them) into the file it wrote back and into a patch's context lines. The file
+/// must end up without them, and the model be told.
+#[test]
+fn line_numbers_copied_from_read_file_never_reach_the_file() {
+    let fixed = "def add(a, b):\n    return a + b\n";
+    let patch = "--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n 1| def add(a, b):\n-2|     return a - b\n+    return a + b\n";
+    let copied = "calc.py (lines 1-2 of 2):\n1| def add(a, b):\n2|     return a + b\n";
+    let cases = [
+        json!({"content": "patch", "tool_calls": [{"name": "apply_patch", "arguments": {"patch": patch}}]}),
+        write("calc.py", copied),
+    ];
+    for edit in cases {
+        let repo = buggy_calc_repo();
+        let home = tempfile::tempdir().unwrap();
+        let model = replay_script(
+            home.path(),
+            json!([
+                plan_turn(&["Fix the add function"]),
+                edit,
+                finish("add adds")
+            ]),
+        );
+        let out = run_agent(
+            home.path(),
+            repo.path(),
+            "Fix add in calc.py: test_calc.T.test_add fails",
+            &model,
+            &["--check", "python3 -m unittest test_calc"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{edit}\n{}", describe(&out));
+        let events = events(&out);
+        let result = of_kind(&events, "tool_result")[0]["output"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            result.contains("line numbers"),
+            "the model is told: {result}"
+        );
+        let branch = of_kind(&events, "finished")[0]["branch"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            git(repo.path(), &["show", &format!("{branch}:calc.py")]),
+            fixed.trim_end()
+        );
+    }
+}

@@ -27,39 +27,58 @@ impl Tool for ApplyPatch {
     const BODY: Option<&'static str> = Some("patch");
 
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
-        let files = match parse_any(&args.patch) {
-            Ok((_, files)) => files,
-            Err(PatchError::Empty) => match headerless::parse(&args.patch) {
-                Some(hunks) => return apply_to_the_one_file_it_fits(ctx, &hunks),
-                None => return Err(patch_error(PatchError::Empty)),
+        match apply_text(ctx, &args.patch) {
+            // Small models copy the `N| ` line numbers of read_file into their patches: a patch
+            // that does not apply is tried once more without them.
+            Err(error) => match crate::text::patch_without_display_numbers(&args.patch) {
+                Some(stripped) => match apply_text(ctx, &stripped) {
+                    Ok(ToolOutput::Text(text)) => Ok(ToolOutput::Text(format!(
+                        "{text}\n(applied without the `N| ` line numbers copied from read_file: leave them out)"
+                    ))),
+                    Ok(other) => Ok(other),
+                    Err(_) => Err(error),
+                },
+                None => Err(error),
             },
-            Err(e) => return Err(patch_error(e)),
-        };
-        let fs = beneath(ctx.root)?;
-        let changes = plan(&files, &fs).map_err(|e| match e {
-            // A refused path is a confinement refusal, not a matching problem: say so plainly.
-            PatchError::Refused(reason) => ToolError::Failed(reason),
-            other => patch_error(other),
-        })?;
-        if changes.iter().all(|c| c.action == "unchanged") {
-            let shown: Vec<&str> = changes.iter().map(|c| c.shown.as_str()).collect();
-            return Err(ToolError::Failed(format!(
-                "{NO_CHANGE} ({})",
-                shown.join(", ")
-            )));
+            done => done,
         }
-        let writes: Vec<_> = changes
-            .iter()
-            .map(|c| (c.path.clone(), c.content.clone()))
-            .collect();
-        write_all_or_nothing(&fs, &writes).map_err(|e| {
-            ToolError::Failed(format!(
-                "writing the patched files failed, nothing was changed: {e}"
-            ))
-        })?;
-        let summary: Vec<String> = changes.iter().map(|c| c.describe()).collect();
-        Ok(ToolOutput::Text(summary.join("\n")))
     }
+}
+
+/// Parse `patch`, plan every file's new content, and write them all or none.
+fn apply_text(ctx: &ToolContext<'_>, patch: &str) -> Result<ToolOutput, ToolError> {
+    let files = match parse_any(patch) {
+        Ok((_, files)) => files,
+        Err(PatchError::Empty) => match headerless::parse(patch) {
+            Some(hunks) => return apply_to_the_one_file_it_fits(ctx, &hunks),
+            None => return Err(patch_error(PatchError::Empty)),
+        },
+        Err(e) => return Err(patch_error(e)),
+    };
+    let fs = beneath(ctx.root)?;
+    let changes = plan(&files, &fs).map_err(|e| match e {
+        // A refused path is a confinement refusal, not a matching problem: say so plainly.
+        PatchError::Refused(reason) => ToolError::Failed(reason),
+        other => patch_error(other),
+    })?;
+    if changes.iter().all(|c| c.action == "unchanged") {
+        let shown: Vec<&str> = changes.iter().map(|c| c.shown.as_str()).collect();
+        return Err(ToolError::Failed(format!(
+            "{NO_CHANGE} ({})",
+            shown.join(", ")
+        )));
+    }
+    let writes: Vec<_> = changes
+        .iter()
+        .map(|c| (c.path.clone(), c.content.clone()))
+        .collect();
+    write_all_or_nothing(&fs, &writes).map_err(|e| {
+        ToolError::Failed(format!(
+            "writing the patched files failed, nothing was changed: {e}"
+        ))
+    })?;
+    let summary: Vec<String> = changes.iter().map(|c| c.describe()).collect();
+    Ok(ToolOutput::Text(summary.join("\n")))
 }
 
 /// What a patch that leaves every file as it was is told: small models send `-x` / `+x` pairs.

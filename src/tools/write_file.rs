@@ -31,8 +31,13 @@ impl Tool for WriteFile {
 
     const BODY: Option<&'static str> = Some("content");
 
-    fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
+    fn run(ctx: &ToolContext<'_>, mut args: Args) -> Result<ToolOutput, ToolError> {
         let rel = crate::hostfs::relative(&args.path).map_err(fs_error)?;
+        // Small models copy read_file's `N| ` line numbers into the file they write back.
+        let unnumbered = crate::text::without_display_numbers(&args.content);
+        if let Some(text) = &unnumbered {
+            args.content.clone_from(text);
+        }
         if args.content.len() > MAX_CONTENT_BYTES {
             return Err(ToolError::Failed(format!(
                 "content for {} is {} bytes, more than the {MAX_CONTENT_BYTES}-byte limit",
@@ -74,9 +79,14 @@ impl Tool for WriteFile {
         fs.write(&rel, args.content.as_bytes()).map_err(fs_error)?;
         let verb = if existed { "replaced" } else { "created" };
         Ok(ToolOutput::Text(format!(
-            "{verb} {} ({} lines)",
+            "{verb} {} ({} lines){}",
             args.path,
-            args.content.lines().count()
+            args.content.lines().count(),
+            if unnumbered.is_some() {
+                "; the `N| ` line numbers copied from read_file were left out: they are not part of the file"
+            } else {
+                ""
+            }
         )))
     }
 }
