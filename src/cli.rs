@@ -58,6 +58,10 @@ pub enum Command {
     Config(ConfigCommand),
     /// Serve this agent's tools (`run`, `apply`, `log`) to an MCP client on stdin/stdout (docs/mcp.md).
     Mcp,
+    /// Share one loaded model with yourself and your friends over HTTP: `agent run --model
+    /// serve:URL` and OpenAI-compatible clients (editors) use it with per-user keys, limits and usage
+    /// counts; prompts and replies are never logged or stored (docs/serve.md).
+    Serve(ServeArgs),
     /// Print a shell completion script to stdout, e.g. `agent completions bash >
     /// ~/.local/share/bash-completion/completions/agent` (zsh: a `_agent` file on `$fpath`; fish:
     /// `~/.config/fish/completions/agent.fish`).
@@ -575,4 +579,65 @@ fn registry_host(value: &str) -> Result<String, String> {
 pub enum SandboxCommand {
     /// Run one command under exactly the sandbox the agent uses.
     Exec(SandboxExecArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  agent serve user add alice            # prints alice's key once\n  agent serve --listen 0.0.0.0:8080     # then, on alice's machine:\n  AGENT_API_KEY=agent-... agent run \"fix the test\" --model serve:http://HOST:8080\n  agent serve usage\n\nRequests: GET /health, GET /v1/models, POST /v1/chat/completions (OpenAI-compatible), POST /agent/v1/turn (agent run --model serve:URL). Each needs `Authorization: Bearer KEY`, except /health. Put TLS in front of it (a reverse proxy, docs/serve.md) before listening beyond your machine."
+)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
+
+    /// The model to load once and share (as `agent run --model`; an in-process model, or a
+    /// replay: script for tests). Default: $AGENT_MODEL, else Qwen2.5-Coder-1.5B-Instruct.
+    #[arg(long, value_name = "SPEC", env = "AGENT_MODEL")]
+    pub model: Option<String>,
+
+    #[command(flatten)]
+    pub model_options: ModelArgs,
+
+    /// Address and port to listen on. The default answers this machine only; 0.0.0.0:8080 answers
+    /// the network (use TLS in front of it). Port 0 picks a free port (printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Model requests that may wait while the model answers another; one more is answered 429 with
+    /// Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub queue: u16,
+
+    /// The folder of users.toml (users and their key hashes) and usage.json (default:
+    /// $XDG_STATE_HOME/agent/serve, else ~/.local/state/agent/serve).
+    #[arg(long, value_name = "DIR", global = true, env = "AGENT_SERVE_STATE")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// Add, list or remove the server's users.
+    #[command(subcommand)]
+    User(ServeUserCommand),
+    /// Requests and tokens per user, today (UTC) and in total.
+    Usage,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeUserCommand {
+    /// Add a user and print their API key: it is shown this once and stored only as a hash.
+    Add {
+        /// Letters, digits, '-', '_', '.' or '@'.
+        name: String,
+        /// Model requests a minute this user may send (default: no limit).
+        #[arg(long, value_name = "N")]
+        requests_per_minute: Option<u32>,
+        /// Prompt and completion tokens a day (UTC) this user may use (default: no limit).
+        #[arg(long, value_name = "N")]
+        tokens_per_day: Option<u64>,
+    },
+    /// List the users and their limits (never their keys).
+    List,
+    /// Remove a user: their key stops working at once, even on a running server.
+    Remove { name: String },
 }

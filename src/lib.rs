@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod report;
 pub mod runs;
 pub mod sandbox;
+pub mod serve;
 pub mod text;
 pub mod tools;
 pub mod vcs;

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Man(args) => app::man(args),
         Command::Config(command) => app::config(command),
         Command::Mcp => app::mcp(),
+        Command::Serve(args) => app::serve(args),
         Command::SandboxHelper {
             writable,
             network,

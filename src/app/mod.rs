@@ -12,6 +12,7 @@ mod manual;
 mod mcp;
 mod run;
 mod sandbox;
+mod serve;
 mod tools;
 
 pub use apply::apply;
@@ -23,6 +24,7 @@ pub use manual::{completions, man};
 pub use mcp::mcp;
 pub use run::{replay, resume, run};
 pub use sandbox::sandbox_exec;
+pub use serve::serve;
 pub use tools::tools;
 
 /// A mistake in how the command was called; exits with status 2.

@@ -146,7 +146,7 @@ impl EmbeddedModel {
                     repo.clone(),
                 )
             }
-            ModelSpec::Replay(_) | ModelSpec::OpenAi { .. } => {
+            ModelSpec::Replay(_) | ModelSpec::OpenAi { .. } | ModelSpec::Serve { .. } => {
                 return Err(load_err("not a model the embedded backend runs".into()))
             }
         };
@@ -487,6 +487,9 @@ impl ChatModel for EmbeddedModel {
                 window: self.context_window,
             });
         }
+        if tools.is_empty() {
+            return self.reply_in_text(messages, room, started);
+        }
         // A body is a whole file or patch, longer than any JSON call.
         let body_offered = matches!(self.format, CallFormat::Hermes { bodies: true, .. })
             && tools.iter().any(|t| t.body.is_some());
@@ -545,6 +548,50 @@ impl ChatModel for EmbeddedModel {
         }
     }
 }
+
+impl EmbeddedModel {
+    /// A turn offered no tools (a plain chat through `agent serve`): free text, no grammar.
+    fn reply_in_text(
+        &mut self,
+        messages: &[Message],
+        room: usize,
+        started: Instant,
+    ) -> Result<AssistantTurn, ModelError> {
+        let mut request = RequestBuilder::new()
+            .set_deterministic_sampler()
+            .set_sampler_max_len(TEXT_TOKEN_BUDGET.min(room));
+        for message in messages {
+            let (role, text) = render(message);
+            request = request.add_message(role, text);
+        }
+        let response = self
+            .runtime
+            .block_on(self.model.send_chat_request(request))
+            .map_err(|e| ModelError::Generation(format!("{e:#}")))?;
+        let usage = Usage {
+            prompt_tokens: response.usage.prompt_tokens,
+            completion_tokens: response.usage.completion_tokens,
+            prompt_tok_per_s: f64::from(response.usage.avg_prompt_tok_per_sec),
+            decode_tok_per_s: f64::from(response.usage.avg_compl_tok_per_sec),
+            ttft_ms: (response.usage.total_prompt_time_sec * 1000.0) as u64,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            cut_off_retries: 0,
+        };
+        let content = response
+            .choices
+            .first()
+            .and_then(|c| c.message.content.clone())
+            .unwrap_or_default();
+        Ok(AssistantTurn {
+            content,
+            tool_calls: Vec::new(),
+            usage,
+        })
+    }
+}
+
+/// Tokens a reply in plain text may take at most.
+const TEXT_TOKEN_BUDGET: usize = 1024;
 
 /// A native-mode reply: calls whose arguments are not JSON are reported in the content (the loop then
 /// asks again) rather than passed on half-parsed.

@@ -10,6 +10,7 @@ pub mod hermes;
 pub mod openai;
 pub mod replay;
 pub mod schema;
+pub mod served;
 pub mod spec;
 
 pub use spec::{ModelSpec, SpecError};
@@ -86,7 +87,7 @@ impl Message {
 }
 
 /// What the model is told about one tool: its name, what it does, and the JSON schema of its arguments.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
@@ -94,7 +95,7 @@ pub struct ToolSpec {
     /// The string argument that holds code or a patch (`write_file`'s content, `apply_patch`'s
     /// patch). A format that can, has the model write it after the call as plain text instead of
     /// escaped inside the call's JSON (see [`hermes`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Described to the model but not callable this turn: constrained decoding leaves it out, and
     /// the loop refuses a call to it. Withholding a tool this way, instead of leaving it out of the
@@ -130,7 +131,7 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// One reply of the model.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssistantTurn {
     pub content: String,
     pub tool_calls: Vec<ToolCall>,
@@ -245,6 +246,7 @@ impl ModelSpec {
             Self::OpenAi { base_url, model } => Ok(Box::new(openai::OpenAiModel::new(
                 base_url, model, options,
             )?)),
+            Self::Serve { base_url } => Ok(Box::new(served::ServedModel::new(base_url, options)?)),
             #[cfg(feature = "embedded")]
             _ => Ok(Box::new(embedded::EmbeddedModel::load(self, options)?)),
             #[cfg(not(feature = "embedded"))]

@@ -21,6 +21,9 @@ pub enum ModelSpec {
     Hub { repo: String, file: Option<String> },
     /// `openai:http://host:port/v1#model`: an OpenAI-compatible chat-completions server.
     OpenAi { base_url: String, model: String },
+    /// `serve:http://host:port`: a server started with `agent serve`; the loop, the tools, the
+    /// sandbox and git stay here, only model turns go there.
+    Serve { base_url: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,7 @@ pub enum SpecError {
 
 const HELP: &str =
     "Use a path to a .gguf file, a Hugging Face model folder, hf:org/name[:file.gguf], \
-                    openai:http://host:port/v1#model, or replay:FILE (see docs/models.md)";
+                    openai:http://host:port/v1#model, serve:http://host:port, or replay:FILE (see docs/models.md)";
 
 impl ModelSpec {
     /// Parse the `--model` argument. `None` means the default model installed by the set-up script.
@@ -69,6 +72,14 @@ impl ModelSpec {
             } else {
                 Err(SpecError::Missing(spec.into()))
             };
+        }
+        if let Some(url) = spec.strip_prefix("serve:") {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid("the server must start with http:// or https://, e.g. serve:http://127.0.0.1:8080"));
+            }
+            return Ok(Self::Serve {
+                base_url: url.trim_end_matches('/').to_string(),
+            });
         }
         if let Some(rest) = spec.strip_prefix("openai:") {
             let (url, model) = rest.split_once('#').unwrap_or((rest, ""));
@@ -235,6 +246,7 @@ impl std::fmt::Display for ModelSpec {
                 file: Some(file),
             } => write!(f, "hf:{repo}:{file}"),
             Self::OpenAi { base_url, model } => write!(f, "openai:{base_url}#{model}"),
+            Self::Serve { base_url } => write!(f, "serve:{base_url}"),
         }
     }
 }

@@ -1,0 +1,547 @@
+//! `agent serve`: one loaded model shared over HTTP by its owner and their friends.
+//!
+//! Each request is authenticated by its API key (`users`), held to its user's limits, queued (a
+//! bounded queue: a full one answers 429 with `Retry-After`) and answered by the one model, on the
+//! thread that loaded it, one request at a time. Two protocols reach it:
+//!
+//! - `POST /agent/v1/turn`: the agent's own turn (messages and tool specs in, one assistant turn out),
+//!   which `agent run --model serve:URL` speaks. The server's backend decodes the call under its
+//!   grammar exactly as in-process, so a remote run keeps constrained tool calls.
+//! - `POST /v1/chat/completions` (OpenAI-compatible; `tools` optional, `stream` answered as one
+//!   chunk) and `GET /v1/models`, for editors and other clients; `GET /health` needs no key.
+//!
+//! What it must never do: log or store a prompt, a reply or a key. It writes counts and timings only
+//! (`usage.json`, one line per request on stderr: user, endpoint, status, tokens, milliseconds).
+
+pub mod users;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::model::{AssistantTurn, ChatModel, Message, ModelError, Role, ToolCall, ToolSpec};
+use users::{now_secs, Counts, UsageBook, User, Users};
+
+/// The largest request body read: a long conversation is a few hundred KB.
+const MAX_BODY_BYTES: u64 = 16 << 20;
+
+/// Threads reading requests. Each waits for the model while its request is queued or answered, so
+/// this also bounds how many requests are in the server at once (with the queue).
+const WORKERS: usize = 16;
+
+/// How `agent serve` runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to listen on; 127.0.0.1 unless the owner says otherwise.
+    pub listen: String,
+    /// Where `users.toml` and `usage.json` live.
+    pub state: PathBuf,
+    /// Requests that may wait for the model; one more is answered 429.
+    pub queue: usize,
+    /// The model's name in `/v1/models` and in replies.
+    pub model_id: String,
+}
+
+/// A request for the model, and where its answer goes.
+struct Job {
+    messages: Vec<Message>,
+    tools: Vec<ToolSpec>,
+    reply: mpsc::Sender<Result<AssistantTurn, ModelError>>,
+}
+
+/// What the request threads share.
+struct Shared {
+    options: Options,
+    context_window: usize,
+    jobs: SyncSender<Job>,
+    /// Each user's model requests of the last minute.
+    recent: Mutex<HashMap<String, VecDeque<Instant>>>,
+    usage: Mutex<UsageBook>,
+    ids: AtomicU64,
+}
+
+/// Listen, tell `ready` the address, and answer requests until the process ends. The model stays on
+/// this thread.
+pub fn serve(
+    mut model: Box<dyn ChatModel>,
+    options: Options,
+    ready: &mut dyn FnMut(SocketAddr),
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&options.state)
+        .with_context(|| format!("creating {}", options.state.display()))?;
+    let usage = UsageBook::load(&options.state)?;
+    let server = Server::http(&options.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
+    let address = server
+        .server_addr()
+        .to_ip()
+        .context("the server has no IP address")?;
+    let (jobs, queue) = mpsc::sync_channel::<Job>(options.queue.max(1));
+    let shared = Arc::new(Shared {
+        context_window: model.context_window(),
+        options,
+        jobs,
+        recent: Mutex::new(HashMap::new()),
+        usage: Mutex::new(usage),
+        ids: AtomicU64::new(1),
+    });
+    let server = Arc::new(server);
+    for _ in 0..WORKERS {
+        let (server, shared) = (Arc::clone(&server), Arc::clone(&shared));
+        std::thread::spawn(move || {
+            while let Ok(request) = server.recv() {
+                handle(&shared, request);
+            }
+        });
+    }
+    ready(address);
+    for job in queue {
+        let answer = model.complete(&job.messages, &job.tools);
+        // The client may have gone: its answer is dropped.
+        let _ = job.reply.send(answer);
+    }
+    Ok(())
+}
+
+/// An answer, before it becomes a tiny_http response.
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+    content_type: &'static str,
+    retry_after: Option<u64>,
+}
+
+impl Reply {
+    fn json(status: u16, value: &Value) -> Self {
+        Self {
+            status,
+            body: serde_json::to_vec(value).unwrap_or_default(),
+            content_type: "application/json",
+            retry_after: None,
+        }
+    }
+
+    /// An OpenAI-style error object.
+    fn error(status: u16, kind: &str, message: &str) -> Self {
+        Self::json(
+            status,
+            &json!({"error": {"message": message, "type": kind, "code": status}}),
+        )
+    }
+
+    fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
+    }
+}
+
+fn handle(shared: &Shared, mut request: Request) {
+    let started = Instant::now();
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    let mut who = String::from("-");
+    let mut counts = Counts::default();
+    let reply = match (request.method(), path.as_str()) {
+        (Method::Get, "/health") => Reply::json(200, &json!({"status": "ok"})),
+        (Method::Get, "/v1/models") => match authenticate(shared, &request) {
+            Ok(user) => {
+                who = user.name;
+                models(shared)
+            }
+            Err(reply) => reply,
+        },
+        (Method::Post, "/agent/v1/turn" | "/v1/chat/completions") => {
+            match admit(shared, &request) {
+                Ok(user) => {
+                    who = user.name.clone();
+                    let reply = answer(shared, &mut request, &path, &mut counts);
+                    record(shared, &user, &counts);
+                    reply
+                }
+                Err(reply) => reply,
+            }
+        }
+        (_, "/health" | "/v1/models" | "/agent/v1/turn" | "/v1/chat/completions") => {
+            Reply::error(405, "method_not_allowed", "wrong HTTP method for this endpoint")
+        }
+        _ => Reply::error(
+            404,
+            "not_found",
+            "no such endpoint; this server offers GET /health, GET /v1/models, POST /v1/chat/completions and POST /agent/v1/turn",
+        ),
+    };
+    // Counts and timings only: never a prompt, a reply or a key.
+    eprintln!(
+        "{who} {path} {} {}+{} tokens {} ms",
+        reply.status,
+        counts.prompt_tokens,
+        counts.completion_tokens,
+        started.elapsed().as_millis()
+    );
+    let mut response = Response::from_data(reply.body).with_status_code(reply.status);
+    if let Ok(header) = Header::from_bytes("Content-Type", reply.content_type) {
+        response.add_header(header);
+    }
+    if let Some(secs) = reply.retry_after {
+        if let Ok(header) = Header::from_bytes("Retry-After", secs.to_string()) {
+            response.add_header(header);
+        }
+    }
+    let _ = request.respond(response);
+}
+
+/// The user whose key the request carries (`Authorization: Bearer KEY`). The users file is read
+/// on every request, so a removed user is refused at once, without a restart.
+fn authenticate(shared: &Shared, request: &Request) -> Result<User, Reply> {
+    let key = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .and_then(|h| {
+            let value = h.value.as_str();
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(key) = key else {
+        return Err(Reply::error(
+            401,
+            "invalid_api_key",
+            "no API key: send `Authorization: Bearer KEY` (the owner makes keys with `agent serve user add NAME`)",
+        ));
+    };
+    let users = Users::load(&shared.options.state)
+        .map_err(|_| Reply::error(500, "server_error", "the server cannot read its users file"))?;
+    users.authenticate(key).cloned().ok_or_else(|| {
+        Reply::error(
+            401,
+            "invalid_api_key",
+            "this API key is not valid here (never issued, mistyped or revoked)",
+        )
+    })
+}
+
+/// Authenticate and hold the user to their limits; a request let through counts against the
+/// minute at once.
+fn admit(shared: &Shared, request: &Request) -> Result<User, Reply> {
+    let user = authenticate(shared, request)?;
+    if let Some(limit) = user.tokens_per_day {
+        let used = lock(&shared.usage).tokens_today(&user.name);
+        if used >= limit {
+            let to_midnight = 86_400 - now_secs() % 86_400;
+            return Err(Reply::error(
+                429,
+                "rate_limit_exceeded",
+                &format!("{} has used {used} of their {limit} tokens today (UTC); the count starts afresh at midnight UTC", user.name),
+            )
+            .retry_after(to_midnight));
+        }
+    }
+    if let Some(limit) = user.requests_per_minute {
+        let mut recent = lock(&shared.recent);
+        let times = recent.entry(user.name.clone()).or_default();
+        let now = Instant::now();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+        {
+            times.pop_front();
+        }
+        if times.len() >= limit as usize {
+            let wait = times
+                .front()
+                .map_or(60, |t| 60 - now.duration_since(*t).as_secs().min(59));
+            return Err(Reply::error(
+                429,
+                "rate_limit_exceeded",
+                &format!(
+                    "{} may send {limit} model requests a minute; retry after {wait} s",
+                    user.name
+                ),
+            )
+            .retry_after(wait));
+        }
+        times.push_back(now);
+    }
+    Ok(user)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn record(shared: &Shared, user: &User, counts: &Counts) {
+    let mut book = lock(&shared.usage);
+    book.record(&user.name, counts);
+    if let Err(e) = book.save(&shared.options.state) {
+        eprintln!("warning: usage not saved: {e:#}");
+    }
+}
+
+fn models(shared: &Shared) -> Reply {
+    Reply::json(
+        200,
+        &json!({"object": "list", "data": [{
+            "id": shared.options.model_id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "agent serve",
+            "context_length": shared.context_window,
+        }]}),
+    )
+}
+
+/// The agent's own turn request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TurnRequest {
+    messages: Vec<Message>,
+    #[serde(default)]
+    tools: Vec<ToolSpec>,
+}
+
+/// Read the body, queue the model request, wait for its answer, and shape the reply for `path`.
+fn answer(shared: &Shared, request: &mut Request, path: &str, counts: &mut Counts) -> Reply {
+    counts.requests = 1;
+    let mut body = Vec::new();
+    let read = request
+        .as_reader()
+        .take(MAX_BODY_BYTES + 1)
+        .read_to_end(&mut body);
+    if read.is_err() {
+        return Reply::error(
+            400,
+            "invalid_request_error",
+            "the request body could not be read",
+        );
+    }
+    if body.len() as u64 > MAX_BODY_BYTES {
+        return Reply::error(
+            413,
+            "invalid_request_error",
+            &format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    let openai = path == "/v1/chat/completions";
+    let parsed = if openai {
+        serde_json::from_slice::<Value>(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|v| from_openai(&v).map(|(m, t)| (m, t, v)))
+    } else {
+        serde_json::from_slice::<TurnRequest>(&body)
+            .map(|r| (r.messages, r.tools, Value::Null))
+            .map_err(|e| e.to_string())
+    };
+    let (messages, tools, original) = match parsed {
+        Ok(parts) => parts,
+        Err(why) => {
+            return Reply::error(
+                400,
+                "invalid_request_error",
+                &format!("malformed request: {why}"),
+            )
+        }
+    };
+    let (reply, answered) = mpsc::channel();
+    let job = Job {
+        messages,
+        tools,
+        reply,
+    };
+    match shared.jobs.try_send(job) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            return Reply::error(
+                429,
+                "server_busy",
+                &format!(
+                    "the server is busy: {} requests are already waiting for the model",
+                    shared.options.queue
+                ),
+            )
+            .retry_after(5)
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            return Reply::error(503, "server_error", "the model has stopped").retry_after(30)
+        }
+    }
+    let turn = match answered.recv() {
+        Ok(Ok(turn)) => turn,
+        Ok(Err(ModelError::ContextOverflow { needed, window })) => {
+            return Reply::json(
+                400,
+                &json!({"error": {
+                    "type": "context_overflow",
+                    "code": 400,
+                    "message": format!("the conversation needs {needed} tokens but the model's context window is {window}"),
+                    "needed": needed,
+                    "window": window,
+                }}),
+            )
+        }
+        Ok(Err(e)) => return Reply::error(500, "server_error", &e.to_string()),
+        Err(_) => return Reply::error(503, "server_error", "the model has stopped"),
+    };
+    counts.prompt_tokens = turn.usage.prompt_tokens as u64;
+    counts.completion_tokens = turn.usage.completion_tokens as u64;
+    counts.model_ms = turn.usage.elapsed_ms;
+    if !openai {
+        return Reply::json(200, &json!(turn));
+    }
+    let id = format!("chatcmpl-{}", shared.ids.fetch_add(1, Ordering::Relaxed));
+    to_openai(&turn, &id, &shared.options.model_id, &original)
+}
+
+/// OpenAI chat messages and tools → the agent's. Content may be a string or a list of text parts;
+/// a call's arguments a JSON string or an object.
+fn from_openai(request: &Value) -> Result<(Vec<Message>, Vec<ToolSpec>), String> {
+    let Some(list) = request.get("messages").and_then(Value::as_array) else {
+        return Err("`messages` must be a list".into());
+    };
+    let mut messages = Vec::with_capacity(list.len());
+    for m in list {
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("system" | "developer") => Role::System,
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            Some("tool") => Role::Tool,
+            other => return Err(format!("unknown message role {other:?}")),
+        };
+        let content = match m.get("content") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        };
+        let calls =
+            m.get("tool_calls")
+                .and_then(Value::as_array)
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .map(|c| {
+                            let function = c.get("function").unwrap_or(&Value::Null);
+                            let arguments = match function.get("arguments") {
+                                Some(Value::String(s)) => serde_json::from_str(s)
+                                    .unwrap_or_else(|_| Value::String(s.clone())),
+                                Some(v) => v.clone(),
+                                None => json!({}),
+                            };
+                            ToolCall {
+                                id: c.get("id").and_then(Value::as_str).unwrap_or("").into(),
+                                name: function
+                                    .get("name")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                    .into(),
+                                arguments,
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        messages.push(Message {
+            role,
+            content,
+            tool_calls: calls,
+            tool_call_id: m
+                .get("tool_call_id")
+                .and_then(Value::as_str)
+                .map(String::from),
+            tool_name: m.get("name").and_then(Value::as_str).map(String::from),
+        });
+    }
+    let tools = request
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t.get("function"))
+                .map(|f| ToolSpec {
+                    name: f.get("name").and_then(Value::as_str).unwrap_or("").into(),
+                    description: f
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    parameters: f
+                        .get("parameters")
+                        .cloned()
+                        .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                    body: None,
+                    withheld: false,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((messages, tools))
+}
+
+/// One assistant turn as an OpenAI chat completion, or as one streamed chunk when asked to stream.
+fn to_openai(turn: &AssistantTurn, id: &str, model: &str, request: &Value) -> Reply {
+    let calls: Vec<Value> = turn
+        .tool_calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({
+                "index": i,
+                "id": if c.id.is_empty() { format!("call_{i}") } else { c.id.clone() },
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments.to_string()},
+            })
+        })
+        .collect();
+    let finish = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    let mut message = json!({"role": "assistant", "content": turn.content});
+    if !calls.is_empty() {
+        message["tool_calls"] = json!(calls);
+    }
+    let usage = json!({
+        "prompt_tokens": turn.usage.prompt_tokens,
+        "completion_tokens": turn.usage.completion_tokens,
+        "total_tokens": turn.usage.prompt_tokens + turn.usage.completion_tokens,
+    });
+    let created = now_secs();
+    if request.get("stream").and_then(Value::as_bool) != Some(true) {
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": usage,
+            }),
+        );
+    }
+    let chunk = json!({
+        "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": [{"index": 0, "delta": message, "finish_reason": finish}],
+        "usage": usage,
+    });
+    Reply {
+        status: 200,
+        body: format!("data: {chunk}\n\ndata: [DONE]\n\n").into_bytes(),
+        content_type: "text/event-stream",
+        retry_after: None,
+    }
+}

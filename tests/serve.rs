@@ -1,0 +1,318 @@
+//! `agent serve` as its users meet it: a real server process on 127.0.0.1, real HTTP requests, and
+//! `agent run --model serve:URL` fixing a bug in a real repository through it. Keys: missing, wrong
+//! and revoked ones are refused; a user's limit answers 429 with Retry-After; usage counts what was
+//! asked; and no prompt text or key reaches the server's log or its state files.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A running `agent serve`, killed when dropped; its stderr collected.
+struct Served {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(home: &Path, state: &Path, model: &str) -> Served {
+    let mut child = agent(home)
+        .args([
+            "serve",
+            "--model",
+            model,
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+        ])
+        .arg(state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (found, url) = mpsc::channel();
+    let shared = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                let _ = found.send(rest.split(' ').next().unwrap_or("").to_string());
+            }
+            let mut log = shared.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    let url = url
+        .recv_timeout(Duration::from_secs(300))
+        .unwrap_or_else(|_| panic!("the server did not start: {}", log.lock().unwrap()));
+    Served { child, url, log }
+}
+
+fn add_user(home: &Path, state: &Path, name: &str, extra: &[&str]) -> String {
+    let out = agent(home)
+        .args(["serve", "user", "add", name, "--state"])
+        .arg(state)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// POST `body` to `path` with `key`: the status, the Retry-After header and the JSON answer.
+fn post(url: &str, path: &str, key: Option<&str>, body: &Value) -> (u16, Option<String>, Value) {
+    let mut request = ureq::post(&format!("{url}{path}")).timeout(Duration::from_secs(600));
+    if let Some(key) = key {
+        request = request.set("Authorization", &format!("Bearer {key}"));
+    }
+    let response = match request.send_json(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
+    let status = response.status();
+    let retry = response.header("Retry-After").map(String::from);
+    let text = response.into_string().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, retry, value)
+}
+
+/// Every file under `dir`, read whole.
+fn all_bytes_under(dir: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            bytes.extend(all_bytes_under(&path));
+        } else {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_friend_runs_the_agent_through_the_server_and_only_counts_are_kept() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("serve");
+    let alice = add_user(home.path(), &state, "alice", &[]);
+    let bob = add_user(home.path(), &state, "bob", &["--requests-per-minute", "1"]);
+    assert!(alice.starts_with("agent-") && alice != bob);
+    let users = std::fs::read_to_string(state.join("users.toml")).unwrap();
+    assert!(!users.contains(&alice) && !users.contains(&bob), "{users}");
+    let list = agent(home.path())
+        .args(["serve", "user", "list", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(listed.contains("alice") && listed.contains("bob\trequests/min: 1"));
+    assert!(!listed.contains(&alice));
+
+    // The server's model is a replay script: the turns of a run that fixes `add`.
+    let marker = "PRIVATE-TASK-TEXT-5b1e";
+    let script = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&["Fix the add function"]),
+            {"content": "fix it", "tool_calls": [{"name": "write_file", "arguments": {"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"}}]},
+            {"tool_calls": [{"name": "finish", "arguments": {"summary": "add adds"}}]},
+        ]),
+    );
+    let server = start(home.path(), &state, &script);
+    let health = ureq::get(&format!("{}/health", server.url)).call().unwrap();
+    assert_eq!(health.status(), 200);
+
+    // Keys: none, a wrong one.
+    let turn = json!({"messages": [{"role": "user", "content": marker}], "tools": []});
+    let (status, _, error) = post(&server.url, "/agent/v1/turn", None, &turn);
+    assert_eq!(status, 401, "{error}");
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("API key"));
+    let wrong = format!("{}0", &alice[..alice.len() - 1]);
+    assert_eq!(
+        post(&server.url, "/agent/v1/turn", Some(&wrong), &turn).0,
+        401
+    );
+
+    // Bob may send one model request a minute (a malformed one counts too).
+    let (status, _, _) = post(
+        &server.url,
+        "/agent/v1/turn",
+        Some(&bob),
+        &json!({"nonsense": 1}),
+    );
+    assert_eq!(status, 400);
+    let (status, retry, error) = post(&server.url, "/agent/v1/turn", Some(&bob), &turn);
+    assert_eq!(status, 429, "{error}");
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+
+    // Alice runs the agent on her machine; only the model turns go to the server.
+    let repo = repo_with(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        (
+            "test_calc.py",
+            "import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n",
+        ),
+    ]);
+    let out = agent(home.path())
+        .args([
+            "run",
+            &format!("Fix add ({marker})"),
+            "--json",
+            "--no-fetch",
+        ])
+        .args(["--model", &format!("serve:{}", server.url)])
+        .args(["--check", "python3 -m unittest test_calc", "--repo"])
+        .arg(repo.path())
+        .env("AGENT_API_KEY", &alice)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let events = events(&out);
+    let branch = of_kind(&events, "finished")[0]["branch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:calc.py")]),
+        "def add(a, b):\n    return a + b"
+    );
+    let model = of_kind(&events, "run_started")[0].to_string();
+    assert!(model.contains("on agent serve at"), "{model}");
+
+    let usage = agent(home.path())
+        .args(["serve", "usage", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let usage = String::from_utf8_lossy(&usage.stdout).to_string();
+    assert!(
+        usage.contains("\nalice\t3\t"),
+        "three turns for alice: {usage}"
+    );
+    assert!(usage.contains("\nbob\t1\t"), "one request for bob: {usage}");
+
+    // Removing alice takes effect on the running server.
+    let removed = agent(home.path())
+        .args(["serve", "user", "remove", "alice", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
+    assert_eq!(
+        post(&server.url, "/agent/v1/turn", Some(&alice), &turn).0,
+        401
+    );
+    let refused = agent(home.path())
+        .args(["run", "again", "--json", "--no-fetch"])
+        .args(["--model", &format!("serve:{}", server.url)])
+        .args(["--check", "true", "--repo"])
+        .arg(repo.path())
+        .env("AGENT_API_KEY", &alice)
+        .output()
+        .unwrap();
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused the API key"),
+        "{}",
+        describe(&refused)
+    );
+
+    // Nothing of the prompts, and no key, in the server's log or state.
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains("alice /agent/v1/turn 200"), "{log}");
+    let kept = all_bytes_under(&state);
+    for secret in [marker, alice.as_str(), bob.as_str(), "return a - b"] {
+        assert!(!log.contains(secret), "{secret:?} in the log: {log}");
+        assert!(
+            !contains(&kept, secret),
+            "{secret:?} in {}",
+            state.display()
+        );
+    }
+}
+
+/// The real small model behind the OpenAI-compatible endpoint: a plain chat reply, a constrained
+/// tool call, and usage that adds up to what the replies said.
+#[cfg(feature = "embedded")]
+#[test]
+fn openai_clients_get_chat_replies_and_constrained_calls_from_the_shared_model() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("serve");
+    let key = add_user(
+        home.path(),
+        &state,
+        "carol",
+        &["--tokens-per-day", "100000"],
+    );
+    let model = installed_model();
+    let server = start(home.path(), &state, model.to_str().unwrap());
+
+    let models: Value = ureq::get(&format!("{}/v1/models", server.url))
+        .set("Authorization", &format!("Bearer {key}"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert!(models["data"][0]["context_length"].as_u64().unwrap() >= 2048);
+
+    let chat = json!({"model": "any", "messages": [{"role": "user", "content": "Say hello."}]});
+    let (status, _, reply) = post(&server.url, "/v1/chat/completions", Some(&key), &chat);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["object"], "chat.completion");
+    assert!(reply["choices"][0]["message"]["content"].is_string());
+    let tools = json!({"messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]});
+    let (status, _, called) = post(&server.url, "/v1/chat/completions", Some(&key), &tools);
+    assert_eq!(status, 200, "{called}");
+    let call = &called["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "weather", "{called}");
+    let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    assert!(arguments["city"].is_string(), "{arguments}");
+
+    let tokens = |r: &Value, k: &str| r["usage"][k].as_u64().unwrap();
+    let prompt = tokens(&reply, "prompt_tokens") + tokens(&called, "prompt_tokens");
+    let completion = tokens(&reply, "completion_tokens") + tokens(&called, "completion_tokens");
+    assert!(completion > 0);
+    let usage = agent(home.path())
+        .args(["serve", "usage", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let usage = String::from_utf8_lossy(&usage.stdout).to_string();
+    let line = usage.lines().find(|l| l.starts_with("carol\t")).unwrap();
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields[1], "2", "{line}");
+    assert_eq!(fields[2], (prompt + completion).to_string(), "{line}");
+    assert_eq!(fields[4], prompt.to_string(), "{line}");
+    assert_eq!(fields[5], completion.to_string(), "{line}");
+    let log = server.log.lock().unwrap().clone();
+    assert!(!log.contains("Paris") && !log.contains(&key), "{log}");
+}
