@@ -54,6 +54,9 @@ fn start(args: &ServeArgs, state: PathBuf) -> anyhow::Result<u8> {
             "listening on http://{address} ({} requests may wait)",
             args.queue
         );
+        if !address.ip().is_loopback() {
+            eprintln!("warning: {address} answers the network in plain HTTP: keys and prompts cross it unencrypted unless a TLS proxy is in front (docs/serve.md)");
+        }
     })?;
     Ok(0)
 }
