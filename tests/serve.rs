@@ -313,6 +313,49 @@ fn openai_clients_get_chat_replies_and_constrained_calls_from_the_shared_model()
     assert_eq!(fields[2], (prompt + completion).to_string(), "{line}");
     assert_eq!(fields[4], prompt.to_string(), "{line}");
     assert_eq!(fields[5], completion.to_string(), "{line}");
+    // SmolLM2 has no fill-in-the-middle tokens: code completion is refused, saying so.
+    let fill = json!({"prompt": "def add(a, b):\n    return ", "suffix": "\n"});
+    let (status, _, refused) = post(&server.url, "/v1/completions", Some(&key), &fill);
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["type"], "fim_unsupported", "{refused}");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no fill-in-the-middle tokens"));
     let log = server.log.lock().unwrap().clone();
     assert!(!log.contains("Paris") && !log.contains(&key), "{log}");
+}
+
+/// Code completion from the default coder model's own FIM tokens, as OpenAI's completions (with a
+/// suffix and a one-line stop) and as llama.cpp's /infill, which llama.vscode and llama.vim send.
+#[cfg(feature = "embedded")]
+#[test]
+fn editors_get_code_completion_between_prefix_and_suffix() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("serve");
+    let key = add_user(home.path(), &state, "dev", &[]);
+    let model = installed_coder_model();
+    let server = start(home.path(), &state, model.to_str().unwrap());
+    let prefix = "def add(a, b):\n    \"\"\"The sum of a and b.\"\"\"\n    return ";
+    let suffix = "\n\n\ndef sub(a, b):\n    return a - b\n";
+    let (status, _, reply) = post(
+        &server.url,
+        "/v1/completions",
+        Some(&key),
+        &json!({"prompt": prefix, "suffix": suffix, "max_tokens": 16, "stop": ["\n"]}),
+    );
+    assert_eq!(status, 200, "{reply}");
+    let text = reply["choices"][0]["text"].as_str().unwrap();
+    assert!(text.replace(' ', "").starts_with("a+b"), "{text:?}");
+    assert!(!text.contains('\n'), "one line: {text:?}");
+    assert!(reply["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    let (status, _, infill) = post(
+        &server.url,
+        "/infill",
+        Some(&key),
+        &json!({"input_prefix": prefix, "input_suffix": suffix, "n_predict": 16}),
+    );
+    assert_eq!(status, 200, "{infill}");
+    let content = infill["content"].as_str().unwrap();
+    assert!(content.replace(' ', "").starts_with("a+b"), "{content:?}");
 }

@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use either::Either;
 use mistralrs::{
-    Constraint, GgufModelBuilder, Model, RequestBuilder, StopTokens, TextMessageRole, TextMessages,
-    TextModelBuilder, TokenSource, ToolChoice,
+    Constraint, GgufModelBuilder, Model, NormalRequest, Request, RequestBuilder, RequestMessage,
+    Response, SamplingParams, StopTokens, TextMessageRole, TextMessages, TextModelBuilder,
+    TokenSource, ToolChoice,
 };
 use serde_json::json;
 
@@ -75,7 +76,59 @@ pub struct EmbeddedModel {
     format: CallFormat,
     /// Ids of the END_TOKENS this model's vocabulary has as single tokens.
     stop_ids: Vec<u32>,
+    /// The model's fill-in-the-middle tokens, when its vocabulary has a known set.
+    fim: Option<Fim>,
 }
+
+/// A family's fill-in-the-middle tokens, as token ids.
+#[derive(Debug, Clone)]
+struct Fim {
+    prefix: u32,
+    suffix: u32,
+    middle: u32,
+    /// Codestral's order: suffix first, then prefix (SPM); the others put the prefix first (PSM).
+    suffix_first: bool,
+    /// Tokens that end a fill besides the end-of-text ones (the next file, padding).
+    stops: Vec<u32>,
+}
+
+/// Known FIM token sets: (prefix, suffix, middle, suffix first, extra stops). The first whose three
+/// tokens are all single tokens of the vocabulary is the model's.
+const FIM_FAMILIES: &[(&str, &str, &str, bool, &[&str])] = &[
+    // Qwen2.5-Coder, Qwen3-Coder
+    (
+        "<|fim_prefix|>",
+        "<|fim_suffix|>",
+        "<|fim_middle|>",
+        false,
+        &[
+            "<|fim_pad|>",
+            "<|file_sep|>",
+            "<|repo_name|>",
+            "<|fim_prefix|>",
+        ],
+    ),
+    // StarCoder, StarCoder2, SantaCoder
+    (
+        "<fim_prefix>",
+        "<fim_suffix>",
+        "<fim_middle>",
+        false,
+        &["<file_sep>", "<fim_pad>", "<fim_prefix>"],
+    ),
+    // DeepSeek-Coder
+    (
+        "<｜fim▁begin｜>",
+        "<｜fim▁hole｜>",
+        "<｜fim▁end｜>",
+        false,
+        &[],
+    ),
+    // Codestral
+    ("[PREFIX]", "[SUFFIX]", "[MIDDLE]", true, &[]),
+    // CodeLlama
+    ("▁<PRE>", "▁<SUF>", "▁<MID>", false, &["▁<EOT>"]),
+];
 
 impl EmbeddedModel {
     /// Load what `spec` names. Errors say which file or repo, what went wrong and what to do.
@@ -173,6 +226,29 @@ impl EmbeddedModel {
                 (ids.len() == 1).then(|| ids[0])
             })
             .collect();
+        let single = |token: &str| {
+            let ids = runtime
+                .block_on(model.tokenize(
+                    Either::Right(token.to_string()),
+                    None,
+                    false,
+                    false,
+                    None,
+                ))
+                .ok()?;
+            (ids.len() == 1).then(|| ids[0])
+        };
+        let fim = FIM_FAMILIES
+            .iter()
+            .find_map(|(prefix, suffix, middle, suffix_first, stops)| {
+                Some(Fim {
+                    prefix: single(prefix)?,
+                    suffix: single(suffix)?,
+                    middle: single(middle)?,
+                    suffix_first: *suffix_first,
+                    stops: stops.iter().filter_map(|t| single(t)).collect(),
+                })
+            });
         let format = match options.tool_calls {
             ToolCallMode::Constrained => CallFormat::Generic,
             mode => match hermes_markers(&runtime, &model) {
@@ -191,6 +267,7 @@ impl EmbeddedModel {
             context_window,
             format,
             stop_ids,
+            fim,
         })
     }
 
@@ -473,6 +550,15 @@ impl ChatModel for EmbeddedModel {
         self.context_window
     }
 
+    fn fill_in_middle(
+        &mut self,
+        prefix: &str,
+        suffix: &str,
+        max_tokens: usize,
+    ) -> Result<AssistantTurn, ModelError> {
+        self.fill(prefix, suffix, max_tokens)
+    }
+
     fn complete(
         &mut self,
         messages: &[Message],
@@ -550,6 +636,104 @@ impl ChatModel for EmbeddedModel {
 }
 
 impl EmbeddedModel {
+    /// Fill in the middle: the prompt is built from token ids (the family's FIM tokens around the
+    /// tokenized prefix and suffix), so text in the code that spells a special token stays text.
+    fn fill(
+        &mut self,
+        prefix: &str,
+        suffix: &str,
+        max_tokens: usize,
+    ) -> Result<AssistantTurn, ModelError> {
+        let started = Instant::now();
+        let Some(fim) = self.fim.clone() else {
+            return Err(ModelError::NoFim(self.name.clone()));
+        };
+        let tokens = |text: &str| {
+            self.runtime
+                .block_on(self.model.tokenize(
+                    Either::Right(text.to_string()),
+                    None,
+                    false,
+                    false,
+                    None,
+                ))
+                .map_err(|e| ModelError::Generation(format!("cannot tokenize the code: {e}")))
+        };
+        let (before, after) = (tokens(prefix)?, tokens(suffix)?);
+        let room = self.context_window.saturating_sub(max_tokens + 3);
+        // Too long for the window: keep the code nearest the cursor, most of it before.
+        let keep_after = after.len().min(room / 4);
+        let keep_before = before.len().min(room - keep_after);
+        let before = &before[before.len() - keep_before..];
+        let after = &after[..keep_after];
+        let mut ids = Vec::with_capacity(before.len() + after.len() + 3);
+        if fim.suffix_first {
+            ids.push(fim.suffix);
+            ids.extend_from_slice(after);
+            ids.push(fim.prefix);
+            ids.extend_from_slice(before);
+        } else {
+            ids.push(fim.prefix);
+            ids.extend_from_slice(before);
+            ids.push(fim.suffix);
+            ids.extend_from_slice(after);
+        }
+        ids.push(fim.middle);
+        let mut sampling = SamplingParams::deterministic();
+        sampling.max_len = Some(max_tokens);
+        let mut stops = self.stop_ids.clone();
+        stops.extend(&fim.stops);
+        sampling.stop_toks = Some(StopTokens::Ids(stops));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let request = Request::Normal(Box::new(NormalRequest::new_simple(
+            RequestMessage::CompletionTokens(ids),
+            sampling,
+            tx,
+            0,
+            None,
+            None,
+        )));
+        let inner = self.model.inner();
+        let response = self.runtime.block_on(async {
+            let sender = inner
+                .get_sender(None)
+                .map_err(|e| ModelError::Generation(format!("{e}")))?;
+            sender
+                .send(request)
+                .await
+                .map_err(|e| ModelError::Generation(format!("{e}")))?;
+            rx.recv()
+                .await
+                .ok_or_else(|| ModelError::Generation("the model stopped".into()))
+        })?;
+        let done = match response {
+            Response::CompletionDone(done) => done,
+            Response::CompletionModelError(e, _) => return Err(ModelError::Generation(e)),
+            Response::InternalError(e) | Response::ValidationError(e) => {
+                return Err(ModelError::Generation(e.to_string()))
+            }
+            _ => return Err(ModelError::Generation("an unexpected kind of reply".into())),
+        };
+        let text = done
+            .choices
+            .first()
+            .map(|c| c.text.clone())
+            .unwrap_or_default();
+        Ok(AssistantTurn {
+            content: text,
+            tool_calls: Vec::new(),
+            usage: Usage {
+                prompt_tokens: done.usage.prompt_tokens,
+                completion_tokens: done.usage.completion_tokens,
+                prompt_tok_per_s: f64::from(done.usage.avg_prompt_tok_per_sec),
+                decode_tok_per_s: f64::from(done.usage.avg_compl_tok_per_sec),
+                ttft_ms: (done.usage.total_prompt_time_sec * 1000.0) as u64,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                cut_off_retries: 0,
+            },
+        })
+    }
+
     /// A turn offered no tools (a plain chat through `agent serve`): free text, no grammar.
     fn reply_in_text(
         &mut self,

@@ -160,6 +160,8 @@ pub enum ModelError {
     /// Raised before anything is sent, so the caller can shorten the conversation and try again.
     #[error("the conversation needs {needed} tokens (prompt plus room for the reply) but the model's context window is {window}; shorten the conversation or use a model with a longer context (--context-window when the server does not say)")]
     ContextOverflow { needed: usize, window: usize },
+    #[error("{0} has no fill-in-the-middle tokens, so it cannot complete code between a prefix and a suffix; use a code model that has them (Qwen2.5-Coder, StarCoder2, DeepSeek-Coder, Codestral, CodeLlama)")]
+    NoFim(String),
     #[error("the model server at {url} failed: {message}")]
     Server { url: String, message: String },
 }
@@ -176,6 +178,17 @@ pub trait ChatModel {
         messages: &[Message],
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError>;
+    /// Code completion: the text between `prefix` and `suffix`, at most `max_tokens`, from the
+    /// model's own fill-in-the-middle tokens (the reply's `content`).
+    fn fill_in_middle(
+        &mut self,
+        prefix: &str,
+        suffix: &str,
+        max_tokens: usize,
+    ) -> Result<AssistantTurn, ModelError> {
+        let _ = (prefix, suffix, max_tokens);
+        Err(ModelError::NoFim(self.describe()))
+    }
 }
 
 /// How to run the model, from the command line. Backends use what applies to them.

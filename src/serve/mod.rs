@@ -1,14 +1,17 @@
 //! `agent serve`: one loaded model shared over HTTP by its owner and their friends.
 //!
 //! Each request is authenticated by its API key (`users`), held to its user's limits, queued (a
-//! bounded queue: a full one answers 429 with `Retry-After`) and answered by the one model, on the
-//! thread that loaded it, one request at a time. Two protocols reach it:
+//! bounded queue: a full one answers 429 with `Retry-After`; completions first, then users in turn)
+//! and answered by the one model, on the thread that loaded it, one request at a time. What reaches
+//! it:
 //!
 //! - `POST /agent/v1/turn`: the agent's own turn (messages and tool specs in, one assistant turn out),
 //!   which `agent run --model serve:URL` speaks. The server's backend decodes the call under its
 //!   grammar exactly as in-process, so a remote run keeps constrained tool calls.
 //! - `POST /v1/chat/completions` (OpenAI-compatible; `tools` optional, `stream` answered as one
 //!   chunk) and `GET /v1/models`, for editors and other clients; `GET /health` needs no key.
+//! - `POST /v1/completions` (with `suffix`) and llama.cpp's `POST /infill`: code completion from
+//!   the model's own fill-in-the-middle tokens; these go before every waiting turn.
 //!
 //! What it must never do: log or store a prompt, a reply or a key. It writes counts and timings only
 //! (`usage.json`, one line per request on stderr: user, endpoint, status, tokens, milliseconds).
@@ -20,8 +23,8 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -54,16 +57,88 @@ pub struct Options {
 
 /// A request for the model, and where its answer goes.
 struct Job {
-    messages: Vec<Message>,
-    tools: Vec<ToolSpec>,
+    user: String,
+    work: Work,
     reply: mpsc::Sender<Result<AssistantTurn, ModelError>>,
+}
+
+enum Work {
+    /// An agent turn or a chat completion.
+    Turn {
+        messages: Vec<Message>,
+        tools: Vec<ToolSpec>,
+    },
+    /// Code completion between a prefix and a suffix.
+    Fill {
+        prefix: String,
+        suffix: String,
+        max_tokens: usize,
+    },
+}
+
+/// The requests waiting for the model. Code completions go first (an editor waits on each
+/// keystroke); turns go to the user served least recently, so one user's ten agent runs take turns
+/// with another's one. Bounded: a full queue refuses.
+struct Queue {
+    waiting: Mutex<Waiting>,
+    arrived: Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Waiting {
+    fills: VecDeque<Job>,
+    turns: VecDeque<Job>,
+    /// When each user was last served, as a count of jobs served.
+    served: HashMap<String, u64>,
+    served_count: u64,
+}
+
+impl Queue {
+    /// Queue `job`; gives it back when the queue is full.
+    fn push(&self, job: Job) -> Result<(), Job> {
+        let mut waiting = lock(&self.waiting);
+        if waiting.fills.len() + waiting.turns.len() >= self.capacity {
+            return Err(job);
+        }
+        match job.work {
+            Work::Fill { .. } => waiting.fills.push_back(job),
+            Work::Turn { .. } => waiting.turns.push_back(job),
+        }
+        self.arrived.notify_one();
+        Ok(())
+    }
+
+    /// The next job to run, waiting for one.
+    fn pop(&self) -> Job {
+        let mut waiting = lock(&self.waiting);
+        loop {
+            if let Some(job) = waiting.fills.pop_front() {
+                return job;
+            }
+            let next = (0..waiting.turns.len()).min_by_key(|&i| {
+                let user = &waiting.turns[i].user;
+                (waiting.served.get(user).copied().unwrap_or(0), i)
+            });
+            if let Some(job) = next.and_then(|i| waiting.turns.remove(i)) {
+                waiting.served_count += 1;
+                let count = waiting.served_count;
+                waiting.served.insert(job.user.clone(), count);
+                return job;
+            }
+            waiting = self
+                .arrived
+                .wait(waiting)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
 }
 
 /// What the request threads share.
 struct Shared {
     options: Options,
     context_window: usize,
-    jobs: SyncSender<Job>,
+    queue: Arc<Queue>,
     /// Each user's model requests of the last minute.
     recent: Mutex<HashMap<String, VecDeque<Instant>>>,
     usage: Mutex<UsageBook>,
@@ -86,11 +161,15 @@ pub fn serve(
         .server_addr()
         .to_ip()
         .context("the server has no IP address")?;
-    let (jobs, queue) = mpsc::sync_channel::<Job>(options.queue.max(1));
+    let queue = Arc::new(Queue {
+        waiting: Mutex::new(Waiting::default()),
+        arrived: Condvar::new(),
+        capacity: options.queue.max(1),
+    });
     let shared = Arc::new(Shared {
         context_window: model.context_window(),
         options,
-        jobs,
+        queue: Arc::clone(&queue),
         recent: Mutex::new(HashMap::new()),
         usage: Mutex::new(usage),
         ids: AtomicU64::new(1),
@@ -105,12 +184,19 @@ pub fn serve(
         });
     }
     ready(address);
-    for job in queue {
-        let answer = model.complete(&job.messages, &job.tools);
+    loop {
+        let job = queue.pop();
+        let answer = match &job.work {
+            Work::Turn { messages, tools } => model.complete(messages, tools),
+            Work::Fill {
+                prefix,
+                suffix,
+                max_tokens,
+            } => model.fill_in_middle(prefix, suffix, *max_tokens),
+        };
         // The client may have gone: its answer is dropped.
         let _ = job.reply.send(answer);
     }
-    Ok(())
 }
 
 /// An answer, before it becomes a tiny_http response.
@@ -159,24 +245,28 @@ fn handle(shared: &Shared, mut request: Request) {
             }
             Err(reply) => reply,
         },
-        (Method::Post, "/agent/v1/turn" | "/v1/chat/completions") => {
+        (Method::Post, "/agent/v1/turn" | "/v1/chat/completions" | "/v1/completions" | "/infill") => {
             match admit(shared, &request) {
                 Ok(user) => {
                     who = user.name.clone();
-                    let reply = answer(shared, &mut request, &path, &mut counts);
+                    let reply = answer(shared, &mut request, &path, &user.name, &mut counts);
                     record(shared, &user, &counts);
                     reply
                 }
                 Err(reply) => reply,
             }
         }
-        (_, "/health" | "/v1/models" | "/agent/v1/turn" | "/v1/chat/completions") => {
+        (
+            _,
+            "/health" | "/v1/models" | "/agent/v1/turn" | "/v1/chat/completions" | "/v1/completions"
+            | "/infill",
+        ) => {
             Reply::error(405, "method_not_allowed", "wrong HTTP method for this endpoint")
         }
         _ => Reply::error(
             404,
             "not_found",
-            "no such endpoint; this server offers GET /health, GET /v1/models, POST /v1/chat/completions and POST /agent/v1/turn",
+            "no such endpoint; this server offers GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /infill and POST /agent/v1/turn",
         ),
     };
     // Counts and timings only: never a prompt, a reply or a key.
@@ -313,7 +403,13 @@ struct TurnRequest {
 }
 
 /// Read the body, queue the model request, wait for its answer, and shape the reply for `path`.
-fn answer(shared: &Shared, request: &mut Request, path: &str, counts: &mut Counts) -> Reply {
+fn answer(
+    shared: &Shared,
+    request: &mut Request,
+    path: &str,
+    user: &str,
+    counts: &mut Counts,
+) -> Reply {
     counts.requests = 1;
     let mut body = Vec::new();
     let read = request
@@ -334,17 +430,31 @@ fn answer(shared: &Shared, request: &mut Request, path: &str, counts: &mut Count
             &format!("the request body is over {MAX_BODY_BYTES} bytes"),
         );
     }
-    let openai = path == "/v1/chat/completions";
-    let parsed = if openai {
-        serde_json::from_slice::<Value>(&body)
+    let parsed = match path {
+        "/agent/v1/turn" => serde_json::from_slice::<TurnRequest>(&body)
+            .map(|r| {
+                (
+                    Work::Turn {
+                        messages: r.messages,
+                        tools: r.tools,
+                    },
+                    Value::Null,
+                )
+            })
+            .map_err(|e| e.to_string()),
+        _ => serde_json::from_slice::<Value>(&body)
             .map_err(|e| e.to_string())
-            .and_then(|v| from_openai(&v).map(|(m, t)| (m, t, v)))
-    } else {
-        serde_json::from_slice::<TurnRequest>(&body)
-            .map(|r| (r.messages, r.tools, Value::Null))
-            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                let work = match path {
+                    "/v1/chat/completions" => {
+                        from_openai(&v).map(|(messages, tools)| Work::Turn { messages, tools })?
+                    }
+                    _ => fill_from(&v)?,
+                };
+                Ok((work, v))
+            }),
     };
-    let (messages, tools, original) = match parsed {
+    let (work, original) = match parsed {
         Ok(parts) => parts,
         Err(why) => {
             return Reply::error(
@@ -356,26 +466,20 @@ fn answer(shared: &Shared, request: &mut Request, path: &str, counts: &mut Count
     };
     let (reply, answered) = mpsc::channel();
     let job = Job {
-        messages,
-        tools,
+        user: user.to_string(),
+        work,
         reply,
     };
-    match shared.jobs.try_send(job) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            return Reply::error(
-                429,
-                "server_busy",
-                &format!(
-                    "the server is busy: {} requests are already waiting for the model",
-                    shared.options.queue
-                ),
-            )
-            .retry_after(5)
-        }
-        Err(TrySendError::Disconnected(_)) => {
-            return Reply::error(503, "server_error", "the model has stopped").retry_after(30)
-        }
+    if shared.queue.push(job).is_err() {
+        return Reply::error(
+            429,
+            "server_busy",
+            &format!(
+                "the server is busy: {} requests are already waiting for the model",
+                shared.options.queue
+            ),
+        )
+        .retry_after(5);
     }
     let turn = match answered.recv() {
         Ok(Ok(turn)) => turn,
@@ -391,17 +495,104 @@ fn answer(shared: &Shared, request: &mut Request, path: &str, counts: &mut Count
                 }}),
             )
         }
+        Ok(Err(e @ ModelError::NoFim(_))) => {
+            return Reply::error(400, "fim_unsupported", &e.to_string())
+        }
         Ok(Err(e)) => return Reply::error(500, "server_error", &e.to_string()),
         Err(_) => return Reply::error(503, "server_error", "the model has stopped"),
     };
     counts.prompt_tokens = turn.usage.prompt_tokens as u64;
     counts.completion_tokens = turn.usage.completion_tokens as u64;
     counts.model_ms = turn.usage.elapsed_ms;
-    if !openai {
-        return Reply::json(200, &json!(turn));
+    let id = shared.ids.fetch_add(1, Ordering::Relaxed);
+    let model = &shared.options.model_id;
+    match path {
+        "/agent/v1/turn" => Reply::json(200, &json!(turn)),
+        "/v1/chat/completions" => to_openai(&turn, &format!("chatcmpl-{id}"), model, &original),
+        _ => fill_reply(&turn, path, &format!("cmpl-{id}"), model, &original),
     }
-    let id = format!("chatcmpl-{}", shared.ids.fetch_add(1, Ordering::Relaxed));
-    to_openai(&turn, &id, &shared.options.model_id, &original)
+}
+
+/// The most a code completion may generate, and what it generates when not told.
+const MAX_FILL_TOKENS: usize = 512;
+const DEFAULT_FILL_TOKENS: usize = 64;
+
+/// A code completion request: OpenAI's `/v1/completions` (`prompt`, `suffix`, `max_tokens`) or
+/// llama.cpp's `/infill` (`input_prefix`, `prompt` = the text typed on the cursor's line,
+/// `input_suffix`, `n_predict`).
+fn fill_from(request: &Value) -> Result<Work, String> {
+    let text = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("");
+    let infill = request.get("input_prefix").is_some() || request.get("input_suffix").is_some();
+    let (prefix, suffix) = if infill {
+        (
+            format!("{}{}", text("input_prefix"), text("prompt")),
+            text("input_suffix").to_string(),
+        )
+    } else {
+        match request.get("prompt") {
+            Some(Value::String(p)) => (p.clone(), text("suffix").to_string()),
+            _ => return Err("`prompt` must be a string (one prompt per request)".into()),
+        }
+    };
+    Ok(Work::Fill {
+        prefix,
+        suffix,
+        max_tokens: fill_tokens(request),
+    })
+}
+
+/// `max_tokens` (or llama.cpp's `n_predict`), within bounds.
+fn fill_tokens(request: &Value) -> usize {
+    ["max_tokens", "n_predict"]
+        .iter()
+        .find_map(|k| request.get(*k).and_then(Value::as_i64))
+        .filter(|n| *n > 0)
+        .map_or(DEFAULT_FILL_TOKENS, |n| (n as usize).min(MAX_FILL_TOKENS))
+}
+
+/// The completion cut at the first of the request's `stop` strings (a single-line completion asks
+/// for "\n").
+fn fill_reply(turn: &AssistantTurn, path: &str, id: &str, model: &str, request: &Value) -> Reply {
+    let stops: Vec<&str> = match request.get("stop") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let cut = stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| turn.content.find(s))
+        .min();
+    let text = &turn.content[..cut.unwrap_or(turn.content.len())];
+    let usage = &turn.usage;
+    let finish = if cut.is_none() && usage.completion_tokens >= fill_tokens(request) {
+        "length"
+    } else {
+        "stop"
+    };
+    if path == "/infill" {
+        return Reply::json(
+            200,
+            &json!({
+                "content": text,
+                "model": model,
+                "stop": true,
+                "tokens_predicted": usage.completion_tokens,
+                "tokens_evaluated": usage.prompt_tokens,
+                "timings": {"prompt_ms": usage.ttft_ms, "predicted_ms": usage.elapsed_ms.saturating_sub(usage.ttft_ms)},
+            }),
+        );
+    }
+    Reply::json(
+        200,
+        &json!({
+            "id": id, "object": "text_completion", "created": now_secs(), "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": null,
+                "finish_reason": finish}],
+            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens},
+        }),
+    )
 }
 
 /// OpenAI chat messages and tools → the agent's. Content may be a string or a list of text parts;
@@ -543,5 +734,74 @@ fn to_openai(turn: &AssistantTurn, id: &str, model: &str, request: &Value) -> Re
         body: format!("data: {chunk}\n\ndata: [DONE]\n\n").into_bytes(),
         content_type: "text/event-stream",
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(user: &str, fill: bool) -> (Job, mpsc::Receiver<Result<AssistantTurn, ModelError>>) {
+        let (reply, answer) = mpsc::channel();
+        let work = if fill {
+            Work::Fill {
+                prefix: String::new(),
+                suffix: String::new(),
+                max_tokens: 1,
+            }
+        } else {
+            Work::Turn {
+                messages: Vec::new(),
+                tools: Vec::new(),
+            }
+        };
+        let job = Job {
+            user: user.to_string(),
+            work,
+            reply,
+        };
+        (job, answer)
+    }
+
+    #[test]
+    fn completions_go_first_and_users_take_turns_and_a_full_queue_refuses() {
+        let queue = Queue {
+            waiting: Mutex::new(Waiting::default()),
+            arrived: Condvar::new(),
+            capacity: 6,
+        };
+        let mut keep = Vec::new();
+        for (user, fill) in [
+            ("ann", false),
+            ("ann", false),
+            ("ann", false),
+            ("bob", false),
+            ("cat", true),
+            ("bob", false),
+        ] {
+            let (job, answer) = job(user, fill);
+            assert!(queue.push(job).is_ok());
+            keep.push(answer);
+        }
+        let (extra, _) = job("dan", true);
+        assert!(queue.push(extra).is_err(), "the seventh is refused");
+        let order: Vec<(String, bool)> = (0..6)
+            .map(|_| {
+                let job = queue.pop();
+                (job.user, matches!(job.work, Work::Fill { .. }))
+            })
+            .collect();
+        let order: Vec<(&str, bool)> = order.iter().map(|(u, f)| (u.as_str(), *f)).collect();
+        assert_eq!(
+            order,
+            [
+                ("cat", true),
+                ("ann", false),
+                ("bob", false),
+                ("ann", false),
+                ("bob", false),
+                ("ann", false)
+            ]
+        );
     }
 }
