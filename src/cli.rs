@@ -605,7 +605,7 @@ pub struct ServeArgs {
 
     /// Model requests that may wait while the model answers another; one more is answered 429 with
     /// Retry-After.
-    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub queue: u16,
 
     /// The folder of users.toml (users and their key hashes) and usage.json (default:

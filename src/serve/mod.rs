@@ -38,9 +38,9 @@ use users::{now_secs, Counts, UsageBook, User, Users};
 /// The largest request body read: a long conversation is a few hundred KB.
 const MAX_BODY_BYTES: u64 = 16 << 20;
 
-/// Threads reading requests. Each waits for the model while its request is queued or answered, so
-/// this also bounds how many requests are in the server at once (with the queue).
-const WORKERS: usize = 16;
+/// Threads reading requests besides one per queue place: each waits while its request is queued or
+/// answered, so with a full queue these few still answer /health, refusals and 429s at once.
+const SPARE_WORKERS: usize = 4;
 
 /// How `agent serve` runs.
 #[derive(Debug, Clone)]
@@ -175,7 +175,7 @@ pub fn serve(
         ids: AtomicU64::new(1),
     });
     let server = Arc::new(server);
-    for _ in 0..WORKERS {
+    for _ in 0..shared.options.queue.max(1) + 1 + SPARE_WORKERS {
         let (server, shared) = (Arc::clone(&server), Arc::clone(&shared));
         std::thread::spawn(move || {
             while let Ok(request) = server.recv() {
