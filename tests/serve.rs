@@ -359,3 +359,83 @@ fn editors_get_code_completion_between_prefix_and_suffix() {
     let content = infill["content"].as_str().unwrap();
     assert!(content.replace(' ', "").starts_with("a+b"), "{content:?}");
 }
+
+/// A hostile or broken server behind `serve:URL`: the client waits as `Retry-After` says and tries
+/// again, and a reply with more calls than a turn can hold is an error, not an allocation.
+#[test]
+fn the_client_retries_a_busy_server_and_refuses_an_oversized_reply() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let turns = Arc::new(Mutex::new(0usize));
+    let seen = Arc::clone(&turns);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|n| n.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            stream.read_exact(&mut body).unwrap();
+            let (status, extra, reply) = if head.starts_with("GET /v1/models") {
+                (
+                    "200 OK",
+                    "",
+                    json!({"data": [{"id": "m", "context_length": 8192}]}).to_string(),
+                )
+            } else {
+                let mut n = seen.lock().unwrap();
+                *n += 1;
+                if *n == 1 {
+                    (
+                        "429 Too Many Requests",
+                        "Retry-After: 1\r\n",
+                        json!({"error": {"message": "busy"}}).to_string(),
+                    )
+                } else {
+                    let calls: Vec<Value> = (0..1000)
+                        .map(|i| json!({"id": i.to_string(), "name": "plan", "arguments": {}}))
+                        .collect();
+                    (
+                        "200 OK",
+                        "",
+                        json!({"content": "", "tool_calls": calls, "usage": {}}).to_string(),
+                    )
+                }
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let repo = repo_with(&[("README.md", "hi\n")]);
+    let out = agent(home.path())
+        .args(["run", "change the readme", "--no-fetch", "--check", "true"])
+        .args(["--model", &format!("serve:{url}"), "--repo"])
+        .arg(repo.path())
+        .env("AGENT_API_KEY", "agent-test")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1000 tool calls, more than 64"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(*turns.lock().unwrap(), 2, "one refusal, one retry");
+}
