@@ -282,11 +282,14 @@ fn openai_clients_get_chat_replies_and_constrained_calls_from_the_shared_model()
         .unwrap();
     assert!(models["data"][0]["context_length"].as_u64().unwrap() >= 2048);
 
-    let chat = json!({"model": "any", "messages": [{"role": "user", "content": "Say hello."}]});
+    let chat = json!({"model": "any", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}]});
     let (status, _, reply) = post(&server.url, "/v1/chat/completions", Some(&key), &chat);
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["object"], "chat.completion");
     assert!(reply["choices"][0]["message"]["content"].is_string());
+    let told = reply["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..=8).contains(&told), "max_tokens is honoured: {reply}");
     let tools = json!({"messages": [{"role": "user", "content": "What is the weather in Paris?"}],
         "tools": [{"type": "function", "function": {"name": "weather", "description": "The weather in a city",
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]});

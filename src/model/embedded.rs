@@ -559,6 +559,23 @@ impl ChatModel for EmbeddedModel {
         self.fill(prefix, suffix, max_tokens)
     }
 
+    fn chat(
+        &mut self,
+        messages: &[Message],
+        max_tokens: usize,
+    ) -> Result<AssistantTurn, ModelError> {
+        let started = Instant::now();
+        let prompt = self.prompt_tokens(messages, &[])?;
+        let room = self.context_window.saturating_sub(prompt);
+        if room == 0 {
+            return Err(ModelError::ContextOverflow {
+                needed: prompt + max_tokens,
+                window: self.context_window,
+            });
+        }
+        self.reply_in_text(messages, max_tokens.min(room), started)
+    }
+
     fn complete(
         &mut self,
         messages: &[Message],
@@ -574,7 +591,7 @@ impl ChatModel for EmbeddedModel {
             });
         }
         if tools.is_empty() {
-            return self.reply_in_text(messages, room, started);
+            return self.reply_in_text(messages, TEXT_TOKEN_BUDGET.min(room), started);
         }
         // A body is a whole file or patch, longer than any JSON call.
         let body_offered = matches!(self.format, CallFormat::Hermes { bodies: true, .. })
@@ -738,12 +755,12 @@ impl EmbeddedModel {
     fn reply_in_text(
         &mut self,
         messages: &[Message],
-        room: usize,
+        max_tokens: usize,
         started: Instant,
     ) -> Result<AssistantTurn, ModelError> {
         let mut request = RequestBuilder::new()
             .set_deterministic_sampler()
-            .set_sampler_max_len(TEXT_TOKEN_BUDGET.min(room));
+            .set_sampler_max_len(max_tokens.max(1));
         for message in messages {
             let (role, text) = render(message);
             request = request.add_message(role, text);
@@ -774,7 +791,7 @@ impl EmbeddedModel {
     }
 }
 
-/// Tokens a reply in plain text may take at most.
+/// Tokens a reply in plain text may take when the request does not say.
 const TEXT_TOKEN_BUDGET: usize = 1024;
 
 /// A native-mode reply: calls whose arguments are not JSON are reported in the content (the loop then

@@ -178,6 +178,16 @@ pub trait ChatModel {
         messages: &[Message],
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError>;
+    /// A reply in plain text of at most `max_tokens` (a chat with no tools offered, from
+    /// `agent serve`'s OpenAI endpoint). Backends that cannot bound it answer as `complete` does.
+    fn chat(
+        &mut self,
+        messages: &[Message],
+        max_tokens: usize,
+    ) -> Result<AssistantTurn, ModelError> {
+        let _ = max_tokens;
+        self.complete(messages, &[])
+    }
     /// Code completion: the text between `prefix` and `suffix`, at most `max_tokens`, from the
     /// model's own fill-in-the-middle tokens (the reply's `content`).
     fn fill_in_middle(
