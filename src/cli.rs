@@ -608,6 +608,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=512))]
     pub queue: u16,
 
+    /// Requests the in-process model works on at once: the engine batches them, so several
+    /// friends' turns share each pass over the weights. 1 answers one request at a time.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel: u16,
+
     /// The folder of users.toml (users and their key hashes) and usage.json (default:
     /// $XDG_STATE_HOME/agent/serve, else ~/.local/state/agent/serve).
     #[arg(long, value_name = "DIR", global = true, env = "AGENT_SERVE_STATE")]

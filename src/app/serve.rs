@@ -48,6 +48,7 @@ fn start(args: &ServeArgs, state: PathBuf) -> anyhow::Result<u8> {
         state,
         queue: usize::from(args.queue),
         model_id,
+        lanes: usize::from(args.parallel),
     };
     serve::serve(model, options, &mut |address| {
         eprintln!(

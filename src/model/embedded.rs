@@ -25,8 +25,8 @@ use super::schema::{
     tool_call_schema_within,
 };
 use super::{
-    hermes, AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ModelSpec, Role, ToolCall,
-    ToolCallMode, ToolSpec, Usage,
+    hermes, AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ModelSpec, Role,
+    SharedModel, ToolCall, ToolCallMode, ToolSpec, Usage,
 };
 
 /// Tokens a turn may generate at first. A cut-off turn is generated once more with twice the room,
@@ -556,7 +556,7 @@ impl ChatModel for EmbeddedModel {
         suffix: &str,
         max_tokens: usize,
     ) -> Result<AssistantTurn, ModelError> {
-        self.fill(prefix, suffix, max_tokens)
+        SharedModel::fill_in_middle(self, prefix, suffix, max_tokens)
     }
 
     fn chat(
@@ -564,6 +564,35 @@ impl ChatModel for EmbeddedModel {
         messages: &[Message],
         max_tokens: usize,
     ) -> Result<AssistantTurn, ModelError> {
+        SharedModel::chat(self, messages, max_tokens)
+    }
+
+    fn complete(
+        &mut self,
+        messages: &[Message],
+        tools: &[ToolSpec],
+    ) -> Result<AssistantTurn, ModelError> {
+        SharedModel::complete(self, messages, tools)
+    }
+
+    fn as_shared(&self) -> Option<&dyn SharedModel> {
+        Some(self)
+    }
+}
+
+/// The engine batches requests that arrive together (its scheduler runs up to 32 sequences a
+/// step), so `agent serve` may call these from several threads at once.
+impl SharedModel for EmbeddedModel {
+    fn fill_in_middle(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        max_tokens: usize,
+    ) -> Result<AssistantTurn, ModelError> {
+        self.fill(prefix, suffix, max_tokens)
+    }
+
+    fn chat(&self, messages: &[Message], max_tokens: usize) -> Result<AssistantTurn, ModelError> {
         let started = Instant::now();
         let prompt = self.prompt_tokens(messages, &[])?;
         let room = self.context_window.saturating_sub(prompt);
@@ -577,7 +606,7 @@ impl ChatModel for EmbeddedModel {
     }
 
     fn complete(
-        &mut self,
+        &self,
         messages: &[Message],
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError> {
@@ -656,7 +685,7 @@ impl EmbeddedModel {
     /// Fill in the middle: the prompt is built from token ids (the family's FIM tokens around the
     /// tokenized prefix and suffix), so text in the code that spells a special token stays text.
     fn fill(
-        &mut self,
+        &self,
         prefix: &str,
         suffix: &str,
         max_tokens: usize,
@@ -753,7 +782,7 @@ impl EmbeddedModel {
 
     /// A turn offered no tools (a plain chat through `agent serve`): free text, no grammar.
     fn reply_in_text(
-        &mut self,
+        &self,
         messages: &[Message],
         max_tokens: usize,
         started: Instant,

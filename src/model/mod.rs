@@ -199,6 +199,27 @@ pub trait ChatModel {
         let _ = (prefix, suffix, max_tokens);
         Err(ModelError::NoFim(self.describe()))
     }
+    /// This model as one that answers several requests at once, where the backend can.
+    fn as_shared(&self) -> Option<&dyn SharedModel> {
+        None
+    }
+}
+
+/// A model that can answer several requests at once, from several threads (`agent serve`): the
+/// in-process engine batches what arrives together.
+pub trait SharedModel: Send + Sync {
+    fn complete(
+        &self,
+        messages: &[Message],
+        tools: &[ToolSpec],
+    ) -> Result<AssistantTurn, ModelError>;
+    fn chat(&self, messages: &[Message], max_tokens: usize) -> Result<AssistantTurn, ModelError>;
+    fn fill_in_middle(
+        &self,
+        prefix: &str,
+        suffix: &str,
+        max_tokens: usize,
+    ) -> Result<AssistantTurn, ModelError>;
 }
 
 /// How to run the model, from the command line. Backends use what applies to them.

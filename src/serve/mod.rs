@@ -2,8 +2,8 @@
 //!
 //! Each request is authenticated by its API key (`users`), held to its user's limits, queued (a
 //! bounded queue: a full one answers 429 with `Retry-After`; completions first, then users in turn)
-//! and answered by the one model, on the thread that loaded it, one request at a time. What reaches
-//! it:
+//! and answered by the one model: several at once where the engine batches them (`--parallel`),
+//! else one at a time on the thread that loaded it. What reaches it:
 //!
 //! - `POST /agent/v1/turn`: the agent's own turn (messages and tool specs in, one assistant turn out),
 //!   which `agent run --model serve:URL` speaks. The server's backend decodes the call under its
@@ -38,8 +38,9 @@ use users::{now_secs, Counts, UsageBook, User, Users};
 /// The largest request body read: a long conversation is a few hundred KB.
 const MAX_BODY_BYTES: u64 = 16 << 20;
 
-/// Threads reading requests besides one per queue place: each waits while its request is queued or
-/// answered, so with a full queue these few still answer /health, refusals and 429s at once.
+/// Threads reading requests besides one per queue place and one per request in the model: each
+/// waits while its request is queued or answered, so with a full queue these few still answer
+/// /health, refusals and 429s at once.
 const SPARE_WORKERS: usize = 4;
 
 /// How `agent serve` runs.
@@ -53,6 +54,8 @@ pub struct Options {
     pub queue: usize,
     /// The model's name in `/v1/models` and in replies.
     pub model_id: String,
+    /// Requests the model works on at once (an engine that batches them); 1 answers one at a time.
+    pub lanes: usize,
 }
 
 /// A request for the model, and where its answer goes.
@@ -63,10 +66,15 @@ struct Job {
 }
 
 enum Work {
-    /// An agent turn or a chat completion.
+    /// An agent turn or a chat completion offered tools.
     Turn {
         messages: Vec<Message>,
         tools: Vec<ToolSpec>,
+    },
+    /// A chat completion offered no tools: plain text, at most `max_tokens`.
+    Chat {
+        messages: Vec<Message>,
+        max_tokens: usize,
     },
     /// Code completion between a prefix and a suffix.
     Fill {
@@ -103,7 +111,7 @@ impl Queue {
         }
         match job.work {
             Work::Fill { .. } => waiting.fills.push_back(job),
-            Work::Turn { .. } => waiting.turns.push_back(job),
+            Work::Turn { .. } | Work::Chat { .. } => waiting.turns.push_back(job),
         }
         self.arrived.notify_one();
         Ok(())
@@ -175,7 +183,7 @@ pub fn serve(
         ids: AtomicU64::new(1),
     });
     let server = Arc::new(server);
-    for _ in 0..shared.options.queue.max(1) + 1 + SPARE_WORKERS {
+    for _ in 0..shared.options.queue.max(1) + shared.options.lanes.max(1) + SPARE_WORKERS {
         let (server, shared) = (Arc::clone(&server), Arc::clone(&shared));
         std::thread::spawn(move || {
             while let Ok(request) = server.recv() {
@@ -184,19 +192,49 @@ pub fn serve(
         });
     }
     ready(address);
-    loop {
-        let job = queue.pop();
-        let answer = match &job.work {
-            Work::Turn { messages, tools } => model.complete(messages, tools),
-            Work::Fill {
-                prefix,
-                suffix,
-                max_tokens,
-            } => model.fill_in_middle(prefix, suffix, *max_tokens),
-        };
-        // The client may have gone: its answer is dropped.
-        let _ = job.reply.send(answer);
+    let lanes = shared.options.lanes.max(1);
+    match model.as_shared() {
+        // Several requests in the engine at once: it batches them.
+        Some(engine) if lanes > 1 => std::thread::scope(|scope| {
+            for _ in 0..lanes {
+                let queue = &queue;
+                scope.spawn(move || loop {
+                    let job = queue.pop();
+                    let answer = match &job.work {
+                        Work::Turn { messages, tools } => engine.complete(messages, tools),
+                        Work::Chat {
+                            messages,
+                            max_tokens,
+                        } => engine.chat(messages, *max_tokens),
+                        Work::Fill {
+                            prefix,
+                            suffix,
+                            max_tokens,
+                        } => engine.fill_in_middle(prefix, suffix, *max_tokens),
+                    };
+                    // The client may have gone: its answer is dropped.
+                    let _ = job.reply.send(answer);
+                });
+            }
+        }),
+        _ => loop {
+            let job = queue.pop();
+            let answer = match &job.work {
+                Work::Turn { messages, tools } => model.complete(messages, tools),
+                Work::Chat {
+                    messages,
+                    max_tokens,
+                } => model.chat(messages, *max_tokens),
+                Work::Fill {
+                    prefix,
+                    suffix,
+                    max_tokens,
+                } => model.fill_in_middle(prefix, suffix, *max_tokens),
+            };
+            let _ = job.reply.send(answer);
+        },
     }
+    Ok(())
 }
 
 /// An answer, before it becomes a tiny_http response.
@@ -446,9 +484,18 @@ fn answer(
             .map_err(|e| e.to_string())
             .and_then(|v| {
                 let work = match path {
-                    "/v1/chat/completions" => {
-                        from_openai(&v).map(|(messages, tools)| Work::Turn { messages, tools })?
-                    }
+                    "/v1/chat/completions" => match from_openai(&v)? {
+                        (messages, tools) if tools.is_empty() => Work::Chat {
+                            messages,
+                            max_tokens: ["max_completion_tokens", "max_tokens"]
+                                .iter()
+                                .find_map(|k| v.get(*k).and_then(Value::as_u64))
+                                .map_or(MAX_CHAT_TOKENS, |n| {
+                                    (n as usize).clamp(1, MAX_CHAT_TOKENS)
+                                }),
+                        },
+                        (messages, tools) => Work::Turn { messages, tools },
+                    },
                     _ => fill_from(&v)?,
                 };
                 Ok((work, v))
@@ -512,6 +559,9 @@ fn answer(
         _ => fill_reply(&turn, path, &format!("cmpl-{id}"), model, &original),
     }
 }
+
+/// The most a plain chat reply may generate, and what it generates when not told.
+const MAX_CHAT_TOKENS: usize = 2048;
 
 /// The most a code completion may generate, and what it generates when not told.
 const MAX_FILL_TOKENS: usize = 512;
