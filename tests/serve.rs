@@ -300,9 +300,29 @@ fn openai_clients_get_chat_replies_and_constrained_calls_from_the_shared_model()
     let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
     assert!(arguments["city"].is_string(), "{arguments}");
 
+    // Three friends at once: the engine works on them together (--parallel 4) and each gets its
+    // own answer.
+    let together: Vec<_> = ["lighthouse", "harbour", "ferry"]
+        .iter()
+        .map(|topic| {
+            let (url, key) = (server.url.clone(), key.clone());
+            let body = json!({"max_tokens": 12, "messages": [{"role": "user", "content": format!("Write about a {topic}.")}]});
+            std::thread::spawn(move || post(&url, "/v1/chat/completions", Some(&key), &body))
+        })
+        .collect();
+    let together: Vec<Value> = together
+        .into_iter()
+        .map(|t| {
+            let (status, _, reply) = t.join().unwrap();
+            assert_eq!(status, 200, "{reply}");
+            reply
+        })
+        .collect();
+
     let tokens = |r: &Value, k: &str| r["usage"][k].as_u64().unwrap();
-    let prompt = tokens(&reply, "prompt_tokens") + tokens(&called, "prompt_tokens");
-    let completion = tokens(&reply, "completion_tokens") + tokens(&called, "completion_tokens");
+    let all: Vec<&Value> = [&reply, &called].into_iter().chain(&together).collect();
+    let prompt: u64 = all.iter().map(|r| tokens(r, "prompt_tokens")).sum();
+    let completion: u64 = all.iter().map(|r| tokens(r, "completion_tokens")).sum();
     assert!(completion > 0);
     let usage = agent(home.path())
         .args(["serve", "usage", "--state"])
@@ -312,7 +332,7 @@ fn openai_clients_get_chat_replies_and_constrained_calls_from_the_shared_model()
     let usage = String::from_utf8_lossy(&usage.stdout).to_string();
     let line = usage.lines().find(|l| l.starts_with("carol\t")).unwrap();
     let fields: Vec<&str> = line.split('\t').collect();
-    assert_eq!(fields[1], "2", "{line}");
+    assert_eq!(fields[1], "5", "{line}");
     assert_eq!(fields[2], (prompt + completion).to_string(), "{line}");
     assert_eq!(fields[4], prompt.to_string(), "{line}");
     assert_eq!(fields[5], completion.to_string(), "{line}");
