@@ -381,6 +381,26 @@ fn editors_get_code_completion_between_prefix_and_suffix() {
     assert_eq!(status, 200, "{infill}");
     let content = infill["content"].as_str().unwrap();
     assert!(content.replace(' ', "").starts_with("a+b"), "{content:?}");
+    // Editors stream completions: one event, then [DONE].
+    let (status, _, streamed) = post(
+        &server.url,
+        "/v1/completions",
+        Some(&key),
+        &json!({"prompt": prefix, "suffix": suffix, "max_tokens": 8, "stream": true}),
+    );
+    assert_eq!(status, 200);
+    let streamed = streamed.as_str().unwrap();
+    let event: Value = serde_json::from_str(
+        streamed
+            .strip_prefix("data: ")
+            .unwrap()
+            .split("\n\n")
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
+    assert!(event["choices"][0]["text"].is_string(), "{event}");
 }
 
 /// A hostile or broken server behind `serve:URL`: the client waits as `Retry-After` says and tries

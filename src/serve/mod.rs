@@ -263,6 +263,16 @@ impl Reply {
         )
     }
 
+    /// A streamed answer, sent whole: one server-sent event, then `[DONE]`.
+    fn events(chunk: &Value) -> Self {
+        Self {
+            status: 200,
+            body: format!("data: {chunk}\n\ndata: [DONE]\n\n").into_bytes(),
+            content_type: "text/event-stream",
+            retry_after: None,
+        }
+    }
+
     fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
         self
@@ -633,16 +643,17 @@ fn fill_reply(turn: &AssistantTurn, path: &str, id: &str, model: &str, request: 
             }),
         );
     }
-    Reply::json(
-        200,
-        &json!({
-            "id": id, "object": "text_completion", "created": now_secs(), "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": null,
-                "finish_reason": finish}],
-            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.prompt_tokens + usage.completion_tokens},
-        }),
-    )
+    let completion = json!({
+        "id": id, "object": "text_completion", "created": now_secs(), "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": null,
+            "finish_reason": finish}],
+        "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.prompt_tokens + usage.completion_tokens},
+    });
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Reply::events(&completion);
+    }
+    Reply::json(200, &completion)
 }
 
 /// OpenAI chat messages and tools → the agent's. Content may be a string or a list of text parts;
@@ -774,17 +785,11 @@ fn to_openai(turn: &AssistantTurn, id: &str, model: &str, request: &Value) -> Re
             }),
         );
     }
-    let chunk = json!({
+    Reply::events(&json!({
         "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
         "choices": [{"index": 0, "delta": message, "finish_reason": finish}],
         "usage": usage,
-    });
-    Reply {
-        status: 200,
-        body: format!("data: {chunk}\n\ndata: [DONE]\n\n").into_bytes(),
-        content_type: "text/event-stream",
-        retry_after: None,
-    }
+    }))
 }
 
 #[cfg(test)]
