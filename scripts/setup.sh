@@ -51,12 +51,23 @@ say "models: $(cd "$models" && du -h ./*.gguf | tr '\n\t' '  ')"
 #    llama.cpp comparison: llama-cpp-python[server] from PyPI, built from source (~3 min on 2 cores).
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/agent/llama-venv"
 lcp_version=0.3.36
-if ! "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; assert llama_cpp.__version__ == '$lcp_version'" 2>/dev/null; then
-  say "installing llama-cpp-python[server]==$lcp_version into $venv (compiles llama.cpp: a few minutes)"
+# On CPUs that report AMX, llama.cpp's native build uses it, and in some VMs its first tile
+# configuration (ldtilecfg) dies with a general protection fault on every inference. There the
+# reference is built for AVX-512 without AMX (docs/benchmarks.md says which build each figure used).
+lcp_cmake=""
+if grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+  lcp_cmake="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_AVX_VNNI=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+  lcp_cmake+=" -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+  lcp_cmake+=" -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+fi
+if ! "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; assert llama_cpp.__version__ == '$lcp_version'" 2>/dev/null ||
+   [[ "$(cat "$venv/agent-cmake-args" 2>/dev/null)" != "$lcp_cmake" ]]; then
+  say "installing llama-cpp-python[server]==$lcp_version into $venv (compiles llama.cpp: a few minutes)${lcp_cmake:+; without AMX}"
   rm -rf "$venv"
   python3 -m venv "$venv"
-  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "llama-cpp-python[server]==$lcp_version"
+  CMAKE_ARGS="$lcp_cmake" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    --no-cache-dir "llama-cpp-python[server]==$lcp_version"
+  printf '%s' "$lcp_cmake" > "$venv/agent-cmake-args"
 fi
 say "reference server: $venv/bin/python -m llama_cpp.server"
 

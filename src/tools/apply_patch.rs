@@ -1,9 +1,12 @@
 //! `apply_patch {patch}`: edit files through a unified diff, all files or none.
 
+use std::path::{Path, PathBuf};
+
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{beneath, Tool, ToolContext, ToolError, ToolOutput};
+use crate::hostfs::Beneath;
 use crate::patch::{
     apply_hunks_noted, headerless, parse_any, plan, write_all_or_nothing, Hunk, PatchError,
 };
@@ -51,7 +54,7 @@ fn apply_text(ctx: &ToolContext<'_>, patch: &str) -> Result<ToolOutput, ToolErro
         Ok((_, files)) => files,
         Err(PatchError::Empty) => match headerless::parse(patch) {
             Some(hunks) => return apply_to_the_one_file_it_fits(ctx, &hunks),
-            None => return Err(patch_error(PatchError::Empty)),
+            None => return replace_the_file_it_rewrites(ctx, patch),
         },
         Err(e) => return Err(patch_error(e)),
     };
@@ -90,14 +93,8 @@ const MAX_FILES_TRIED: usize = 5000;
 const MAX_FILE_BYTES: u64 = 1 << 20;
 const MAX_BYTES_TRIED: u64 = 64 << 20;
 
-/// Hunks that name no file go to the one file of the repository they apply to; where they fit none
-/// or several, nothing changes and the model is told to name the file.
-fn apply_to_the_one_file_it_fits(
-    ctx: &ToolContext<'_>,
-    hunks: &[Hunk],
-) -> Result<ToolOutput, ToolError> {
-    let fs = beneath(ctx.root)?;
-    let mut fits = Vec::new();
+/// Visit the repository's text files (path, shown path, content), within the bounds above.
+fn for_each_text_file(fs: &Beneath, mut visit: impl FnMut(&Path, String, String)) {
     let mut budget = MAX_BYTES_TRIED;
     let files = super::list_files::walker(fs.root())
         .build()
@@ -119,11 +116,24 @@ fn apply_to_the_one_file_it_fits(
             continue;
         };
         let shown = rel.to_string_lossy().replace('\\', "/");
+        visit(rel, shown, text);
+    }
+}
+
+/// Hunks that name no file go to the one file of the repository they apply to; where they fit none
+/// or several, nothing changes and the model is told to name the file.
+fn apply_to_the_one_file_it_fits(
+    ctx: &ToolContext<'_>,
+    hunks: &[Hunk],
+) -> Result<ToolOutput, ToolError> {
+    let fs = beneath(ctx.root)?;
+    let mut fits = Vec::new();
+    for_each_text_file(&fs, |rel, shown, text| {
         if let Ok(applied) = apply_hunks_noted(&shown, &text, hunks, true) {
             let same = applied.text == text;
             fits.push((rel.to_path_buf(), shown, applied, same));
         }
-    }
+    });
     fits.sort_by(|a, b| a.1.cmp(&b.1));
     let unnamed = "the patch names no file (no `--- a/PATH` and `+++ b/PATH` lines, no `*** Update File: PATH`)";
     match fits.as_slice() {
@@ -156,6 +166,55 @@ fn apply_to_the_one_file_it_fits(
     }
 }
 
+/// How alike a whole file sent as a patch must be to the file it replaces (the share of lines the
+/// two have in common), and how much more alike than any other file.
+const WHOLE_FILE_LIKENESS: f32 = 0.6;
+const WHOLE_FILE_MARGIN: f32 = 0.15;
+
+/// Small models send the whole corrected file where a diff belongs (no `---`/`+++`, no `@@`, no
+/// `-`/`+` lines). When it is clearly a new version of one file of the repository (most of its
+/// lines shared with that file, far more than with any other), that file is replaced, and the model
+/// is told what happened; otherwise nothing changes and the error says how to write a patch.
+fn replace_the_file_it_rewrites(
+    ctx: &ToolContext<'_>,
+    text: &str,
+) -> Result<ToolOutput, ToolError> {
+    let empty = || Err(patch_error(PatchError::Empty));
+    if text.lines().count() < 2 {
+        return empty();
+    }
+    let fs = beneath(ctx.root)?;
+    let mut ranked: Vec<(f32, PathBuf, String, bool)> = Vec::new();
+    for_each_text_file(&fs, |rel, shown, old| {
+        let likeness = similar::TextDiff::from_lines(old.as_str(), text).ratio();
+        ranked.push((likeness, rel.to_path_buf(), shown, old == text));
+    });
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (best, second) = match ranked.as_slice() {
+        [best, rest @ ..] => (best, rest.first().map_or(0.0, |r| r.0)),
+        [] => return empty(),
+    };
+    let (likeness, path, shown, same) = best;
+    if *likeness < WHOLE_FILE_LIKENESS || likeness - second < WHOLE_FILE_MARGIN {
+        return empty();
+    }
+    if *same {
+        return Err(ToolError::Failed(format!(
+            "{NO_CHANGE} (the patch is the whole of {shown}, as it already is)"
+        )));
+    }
+    write_all_or_nothing(&fs, &[(path.clone(), Some(text.as_bytes().to_vec()))]).map_err(|e| {
+        ToolError::Failed(format!(
+            "writing the patched file failed, nothing was changed: {e}"
+        ))
+    })?;
+    Ok(ToolOutput::Text(format!(
+        "replaced {shown} ({} lines): the patch was not a diff but a whole file, {:.0}% like {shown} and like no other file; next time send a unified diff, or the whole file with write_file",
+        text.lines().count(),
+        likeness * 100.0
+    )))
+}
+
 fn patch_error(e: PatchError) -> ToolError {
     ToolError::Failed(format!("patch not applied, no file was changed: {e}"))
 }
@@ -164,6 +223,72 @@ fn patch_error(e: PatchError) -> ToolError {
 mod tests {
     use super::*;
     use crate::tools::tests_support::ctx_in;
+
+    #[test]
+    fn a_whole_file_sent_as_a_patch_replaces_the_one_file_it_rewrites() {
+        let calc = "def add(a, b):\n    \"\"\"Sum.\"\"\"\n    return a - b\n\n\ndef label(n):\n    return f\"total: {n}\"\n";
+        let test = "import unittest\nfrom calc import add\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n";
+        let fixed = calc.replace("a - b", "a + b");
+        let (dir, sandbox) = ctx_in(&[("calc.py", calc), ("test_calc.py", test)]);
+        let ctx = sandbox.ctx(dir.path());
+        let out = ApplyPatch::run(
+            &ctx,
+            Args {
+                patch: fixed.clone(),
+            },
+        )
+        .unwrap();
+        let ToolOutput::Text(text) = out else {
+            panic!("{out:?}")
+        };
+        assert!(
+            text.contains("replaced calc.py") && text.contains("not a diff"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("calc.py")).unwrap(),
+            fixed
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("test_calc.py")).unwrap(),
+            test
+        );
+        // The same again changes nothing and says so.
+        let err = ApplyPatch::run(&ctx, Args { patch: fixed })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("changes nothing"), "{err}");
+
+        // Two files it could be, or none: nothing is written.
+        let (dir, sandbox) = ctx_in(&[("a.py", calc), ("b.py", calc)]);
+        let ctx = sandbox.ctx(dir.path());
+        let err = ApplyPatch::run(
+            &ctx,
+            Args {
+                patch: calc.replace("a - b", "a + b"),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("holds no file changes"), "{err}");
+        let err = ApplyPatch::run(
+            &ctx,
+            Args {
+                patch: "print('hello')\nprint('world')\n".into(),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("holds no file changes"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.py")).unwrap(),
+            calc
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("b.py")).unwrap(),
+            calc
+        );
+    }
 
     #[test]
     fn applies_across_files_or_not_at_all() {
@@ -280,6 +405,27 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join(".git/config")).unwrap(),
             "token = abc\n"
+        );
+    }
+
+    #[test]
+    fn a_whole_file_never_replaces_git_metadata_or_a_file_outside() {
+        // The only files it is like: .git/config, and a file outside reached through a link.
+        let config =
+            "[core]\n\tbare = false\n[remote \"origin\"]\n\turl = https://example.com/r.git\n";
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.txt");
+        std::fs::write(&secret, config).unwrap();
+        let (dir, sandbox) = ctx_in(&[(".git/config", config), ("a.txt", "x\n")]);
+        std::os::unix::fs::symlink(&secret, dir.path().join("link.txt")).unwrap();
+        let ctx = sandbox.ctx(dir.path());
+        let hostile = config.replace("example.com", "attacker.example");
+        let err = ApplyPatch::run(&ctx, Args { patch: hostile }).unwrap_err();
+        assert!(err.to_string().contains("holds no file changes"), "{err}");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), config);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(".git/config")).unwrap(),
+            config
         );
     }
 
