@@ -95,6 +95,7 @@ def main():
     parser.add_argument("--turns", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--completions", type=int, default=6)
+    parser.add_argument("--load-turns", type=int, default=4, help="turns of each of the 2 conversations running while completions are timed")
     parser.add_argument("--concurrency", default="1,2,4")
     args = parser.parse_args()
     for spec in args.server:
@@ -105,7 +106,7 @@ def main():
             row[f"tok/s x{c}"] = round(throughput(url, key, c, args.turns, args.max_tokens), 2)
         idle = completion_latencies(url, key, args.completions, lambda: False)
         done = threading.Event()
-        load = threading.Thread(target=lambda: (throughput(url, key, 2, args.turns, args.max_tokens), done.set()))
+        load = threading.Thread(target=lambda: (throughput(url, key, 2, args.load_turns, args.max_tokens), done.set()))
         load.start()
         time.sleep(1)
         busy = completion_latencies(url, key, args.completions, done.is_set)

@@ -25,8 +25,8 @@ use super::schema::{
     tool_call_schema_within,
 };
 use super::{
-    hermes, AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ModelSpec, Role,
-    SharedModel, ToolCall, ToolCallMode, ToolSpec, Usage,
+    hermes, AssistantTurn, ChatModel, FillRequest, Message, ModelError, ModelOptions, ModelSpec,
+    Role, SharedModel, ToolCall, ToolCallMode, ToolSpec, Usage,
 };
 
 /// Tokens a turn may generate at first. A cut-off turn is generated once more with twice the room,
@@ -90,6 +90,8 @@ struct Fim {
     suffix_first: bool,
     /// Tokens that end a fill besides the end-of-text ones (the next file, padding).
     stops: Vec<u32>,
+    /// Those tokens and the end-of-text ones this vocabulary has, as text.
+    stop_texts: Vec<String>,
 }
 
 /// Known FIM token sets: (prefix, suffix, middle, suffix first, extra stops). The first whose three
@@ -247,6 +249,12 @@ impl EmbeddedModel {
                     middle: single(middle)?,
                     suffix_first: *suffix_first,
                     stops: stops.iter().filter_map(|t| single(t)).collect(),
+                    stop_texts: stops
+                        .iter()
+                        .chain(END_TOKENS)
+                        .filter(|t| single(t).is_some())
+                        .map(|t| t.to_string())
+                        .collect(),
                 })
             });
         let format = match options.tool_calls {
@@ -550,13 +558,8 @@ impl ChatModel for EmbeddedModel {
         self.context_window
     }
 
-    fn fill_in_middle(
-        &mut self,
-        prefix: &str,
-        suffix: &str,
-        max_tokens: usize,
-    ) -> Result<AssistantTurn, ModelError> {
-        SharedModel::fill_in_middle(self, prefix, suffix, max_tokens)
+    fn fill_in_middle(&mut self, fill: &FillRequest) -> Result<AssistantTurn, ModelError> {
+        SharedModel::fill_in_middle(self, fill)
     }
 
     fn chat(
@@ -583,13 +586,8 @@ impl ChatModel for EmbeddedModel {
 /// The engine batches requests that arrive together (its scheduler runs up to 32 sequences a
 /// step), so `agent serve` may call these from several threads at once.
 impl SharedModel for EmbeddedModel {
-    fn fill_in_middle(
-        &self,
-        prefix: &str,
-        suffix: &str,
-        max_tokens: usize,
-    ) -> Result<AssistantTurn, ModelError> {
-        self.fill(prefix, suffix, max_tokens)
+    fn fill_in_middle(&self, fill: &FillRequest) -> Result<AssistantTurn, ModelError> {
+        self.fill(fill)
     }
 
     fn chat(&self, messages: &[Message], max_tokens: usize) -> Result<AssistantTurn, ModelError> {
@@ -684,12 +682,8 @@ impl SharedModel for EmbeddedModel {
 impl EmbeddedModel {
     /// Fill in the middle: the prompt is built from token ids (the family's FIM tokens around the
     /// tokenized prefix and suffix), so text in the code that spells a special token stays text.
-    fn fill(
-        &self,
-        prefix: &str,
-        suffix: &str,
-        max_tokens: usize,
-    ) -> Result<AssistantTurn, ModelError> {
+    fn fill(&self, fill: &FillRequest) -> Result<AssistantTurn, ModelError> {
+        let (prefix, suffix, max_tokens) = (&fill.prefix, &fill.suffix, fill.max_tokens);
         let started = Instant::now();
         let Some(fim) = self.fim.clone() else {
             return Err(ModelError::NoFim(self.name.clone()));
@@ -727,9 +721,17 @@ impl EmbeddedModel {
         ids.push(fim.middle);
         let mut sampling = SamplingParams::deterministic();
         sampling.max_len = Some(max_tokens);
-        let mut stops = self.stop_ids.clone();
-        stops.extend(&fim.stops);
-        sampling.stop_toks = Some(StopTokens::Ids(stops));
+        sampling.stop_toks = Some(if fill.stop.is_empty() {
+            let mut stops = self.stop_ids.clone();
+            stops.extend(&fim.stops);
+            StopTokens::Ids(stops)
+        } else {
+            // Strings stop the generation itself (a one-line completion ends at its newline instead
+            // of running to max_tokens); the engine turns those that are one token into ids.
+            let mut stops = fill.stop.clone();
+            stops.extend(fim.stop_texts.iter().cloned());
+            StopTokens::Seqs(stops)
+        });
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
         let request = Request::Normal(Box::new(NormalRequest::new_simple(
             RequestMessage::CompletionTokens(ids),

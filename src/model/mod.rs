@@ -188,15 +188,9 @@ pub trait ChatModel {
         let _ = max_tokens;
         self.complete(messages, &[])
     }
-    /// Code completion: the text between `prefix` and `suffix`, at most `max_tokens`, from the
-    /// model's own fill-in-the-middle tokens (the reply's `content`).
-    fn fill_in_middle(
-        &mut self,
-        prefix: &str,
-        suffix: &str,
-        max_tokens: usize,
-    ) -> Result<AssistantTurn, ModelError> {
-        let _ = (prefix, suffix, max_tokens);
+    /// Code completion from the model's own fill-in-the-middle tokens (the reply's `content`).
+    fn fill_in_middle(&mut self, fill: &FillRequest) -> Result<AssistantTurn, ModelError> {
+        let _ = fill;
         Err(ModelError::NoFim(self.describe()))
     }
     /// This model as one that answers several requests at once, where the backend can.
@@ -214,12 +208,17 @@ pub trait SharedModel: Send + Sync {
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError>;
     fn chat(&self, messages: &[Message], max_tokens: usize) -> Result<AssistantTurn, ModelError>;
-    fn fill_in_middle(
-        &self,
-        prefix: &str,
-        suffix: &str,
-        max_tokens: usize,
-    ) -> Result<AssistantTurn, ModelError>;
+    fn fill_in_middle(&self, fill: &FillRequest) -> Result<AssistantTurn, ModelError>;
+}
+
+/// A code completion: the text between `prefix` and `suffix`, at most `max_tokens`, ending at the
+/// first of `stop` (e.g. "\n" for one line) or at the model's own end.
+#[derive(Debug, Clone, Default)]
+pub struct FillRequest {
+    pub prefix: String,
+    pub suffix: String,
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
 }
 
 /// How to run the model, from the command line. Backends use what applies to them.

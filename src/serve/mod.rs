@@ -32,7 +32,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::model::{AssistantTurn, ChatModel, Message, ModelError, Role, ToolCall, ToolSpec};
+use crate::model::{
+    AssistantTurn, ChatModel, FillRequest, Message, ModelError, Role, ToolCall, ToolSpec,
+};
 use users::{now_secs, Counts, UsageBook, User, Users};
 
 /// The largest request body read: a long conversation is a few hundred KB.
@@ -77,11 +79,7 @@ enum Work {
         max_tokens: usize,
     },
     /// Code completion between a prefix and a suffix.
-    Fill {
-        prefix: String,
-        suffix: String,
-        max_tokens: usize,
-    },
+    Fill(FillRequest),
 }
 
 /// The requests waiting for the model. Code completions go first (an editor waits on each
@@ -110,7 +108,7 @@ impl Queue {
             return Err(job);
         }
         match job.work {
-            Work::Fill { .. } => waiting.fills.push_back(job),
+            Work::Fill(_) => waiting.fills.push_back(job),
             Work::Turn { .. } | Work::Chat { .. } => waiting.turns.push_back(job),
         }
         self.arrived.notify_one();
@@ -206,11 +204,7 @@ pub fn serve(
                             messages,
                             max_tokens,
                         } => engine.chat(messages, *max_tokens),
-                        Work::Fill {
-                            prefix,
-                            suffix,
-                            max_tokens,
-                        } => engine.fill_in_middle(prefix, suffix, *max_tokens),
+                        Work::Fill(fill) => engine.fill_in_middle(fill),
                     };
                     // The client may have gone: its answer is dropped.
                     let _ = job.reply.send(answer);
@@ -225,11 +219,7 @@ pub fn serve(
                     messages,
                     max_tokens,
                 } => model.chat(messages, *max_tokens),
-                Work::Fill {
-                    prefix,
-                    suffix,
-                    max_tokens,
-                } => model.fill_in_middle(prefix, suffix, *max_tokens),
+                Work::Fill(fill) => model.fill_in_middle(fill),
             };
             let _ = job.reply.send(answer);
         },
@@ -594,11 +584,22 @@ fn fill_from(request: &Value) -> Result<Work, String> {
             _ => return Err("`prompt` must be a string (one prompt per request)".into()),
         }
     };
-    Ok(Work::Fill {
+    Ok(Work::Fill(FillRequest {
         prefix,
         suffix,
         max_tokens: fill_tokens(request),
-    })
+        stop: stops(request).into_iter().map(String::from).collect(),
+    }))
+}
+
+/// The request's `stop`: a string or a list of them (empty ones dropped).
+fn stops(request: &Value) -> Vec<&str> {
+    let list = match request.get("stop") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    list.into_iter().filter(|s| !s.is_empty()).take(8).collect()
 }
 
 /// `max_tokens` (or llama.cpp's `n_predict`), within bounds.
@@ -613,14 +614,8 @@ fn fill_tokens(request: &Value) -> usize {
 /// The completion cut at the first of the request's `stop` strings (a single-line completion asks
 /// for "\n").
 fn fill_reply(turn: &AssistantTurn, path: &str, id: &str, model: &str, request: &Value) -> Reply {
-    let stops: Vec<&str> = match request.get("stop") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    let cut = stops
+    let cut = stops(request)
         .iter()
-        .filter(|s| !s.is_empty())
         .filter_map(|s| turn.content.find(s))
         .min();
     let text = &turn.content[..cut.unwrap_or(turn.content.len())];
@@ -799,11 +794,7 @@ mod tests {
     fn job(user: &str, fill: bool) -> (Job, mpsc::Receiver<Result<AssistantTurn, ModelError>>) {
         let (reply, answer) = mpsc::channel();
         let work = if fill {
-            Work::Fill {
-                prefix: String::new(),
-                suffix: String::new(),
-                max_tokens: 1,
-            }
+            Work::Fill(FillRequest::default())
         } else {
             Work::Turn {
                 messages: Vec::new(),
@@ -843,7 +834,7 @@ mod tests {
         let order: Vec<(String, bool)> = (0..6)
             .map(|_| {
                 let job = queue.pop();
-                (job.user, matches!(job.work, Work::Fill { .. }))
+                (job.user, matches!(job.work, Work::Fill(_)))
             })
             .collect();
         let order: Vec<(&str, bool)> = order.iter().map(|(u, f)| (u.as_str(), *f)).collect();
