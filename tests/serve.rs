@@ -28,7 +28,7 @@ impl Drop for Served {
     }
 }
 
-fn start(home: &Path, state: &Path, model: &str) -> Served {
+fn start(home: &Path, state: &Path, model: &str, extra: &[&str]) -> Served {
     let mut child = agent(home)
         .args([
             "serve",
@@ -39,6 +39,7 @@ fn start(home: &Path, state: &Path, model: &str) -> Served {
             "--state",
         ])
         .arg(state)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -141,7 +142,7 @@ fn a_friend_runs_the_agent_through_the_server_and_only_counts_are_kept() {
             {"tool_calls": [{"name": "finish", "arguments": {"summary": "add adds"}}]},
         ]),
     );
-    let server = start(home.path(), &state, &script);
+    let server = start(home.path(), &state, &script, &[]);
     let health = ureq::get(&format!("{}/health", server.url)).call().unwrap();
     assert_eq!(health.status(), 200);
 
@@ -272,7 +273,12 @@ fn openai_clients_get_chat_replies_and_constrained_calls_from_the_shared_model()
         &["--tokens-per-day", "100000"],
     );
     let model = installed_model();
-    let server = start(home.path(), &state, model.to_str().unwrap());
+    let server = start(
+        home.path(),
+        &state,
+        model.to_str().unwrap(),
+        &["--parallel", "4"],
+    );
 
     let models: Value = ureq::get(&format!("{}/v1/models", server.url))
         .set("Authorization", &format!("Bearer {key}"))
@@ -358,7 +364,7 @@ fn editors_get_code_completion_between_prefix_and_suffix() {
     let state = home.path().join("serve");
     let key = add_user(home.path(), &state, "dev", &[]);
     let model = installed_coder_model();
-    let server = start(home.path(), &state, model.to_str().unwrap());
+    let server = start(home.path(), &state, model.to_str().unwrap(), &[]);
     let prefix = "def add(a, b):\n    \"\"\"The sum of a and b.\"\"\"\n    return ";
     let suffix = "\n\n\ndef sub(a, b):\n    return a - b\n";
     let (status, _, reply) = post(
