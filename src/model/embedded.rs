@@ -213,21 +213,7 @@ impl EmbeddedModel {
             (Some(asked), Some(model)) => asked.min(model),
             (asked, model) => asked.or(model).unwrap_or(FALLBACK_CONTEXT),
         };
-        let stop_ids = END_TOKENS
-            .iter()
-            .filter_map(|token| {
-                let ids = runtime
-                    .block_on(model.tokenize(
-                        Either::Right(token.to_string()),
-                        None,
-                        false,
-                        false,
-                        None,
-                    ))
-                    .ok()?;
-                (ids.len() == 1).then(|| ids[0])
-            })
-            .collect();
+        // The id of `token` when the vocabulary holds it as one token.
         let single = |token: &str| {
             let ids = runtime
                 .block_on(model.tokenize(
@@ -240,6 +226,7 @@ impl EmbeddedModel {
                 .ok()?;
             (ids.len() == 1).then(|| ids[0])
         };
+        let stop_ids = END_TOKENS.iter().filter_map(|t| single(t)).collect();
         let fim = FIM_FAMILIES
             .iter()
             .find_map(|(prefix, suffix, middle, suffix_first, stops)| {

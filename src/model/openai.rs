@@ -42,6 +42,22 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// The longest a server may stay silent: a CPU server can take minutes on a long prompt.
 const READ_TIMEOUT: Duration = Duration::from_secs(900);
 
+/// The HTTP client of the model backends: connect, read and whole-request timeouts.
+pub(super) fn http_agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(15))
+        .timeout_read(READ_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+}
+
+/// The API key from the first of [`API_KEY_VARS`] that is set.
+pub(super) fn api_key() -> Option<String> {
+    API_KEY_VARS
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|k| !k.trim().is_empty()))
+}
+
 pub struct OpenAiModel {
     base_url: String,
     model: String,
@@ -56,14 +72,7 @@ pub struct OpenAiModel {
 
 impl OpenAiModel {
     pub fn new(base_url: &str, model: &str, options: &ModelOptions) -> Result<Self, ModelError> {
-        let http = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(READ_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build();
-        let api_key = API_KEY_VARS
-            .iter()
-            .find_map(|v| std::env::var(v).ok().filter(|k| !k.trim().is_empty()));
+        let (http, api_key) = (http_agent(), api_key());
         let mut backend = Self {
             base_url: base_url.to_string(),
             model: model.to_string(),

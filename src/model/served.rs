@@ -12,15 +12,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::openai::{API_KEY_VARS, MAX_CALLS_PER_REPLY, MAX_REPLY_BYTES, REQUEST_TIMEOUT};
+use super::openai::{api_key, http_agent, MAX_CALLS_PER_REPLY, MAX_REPLY_BYTES};
 use super::{AssistantTurn, ChatModel, Message, ModelError, ModelOptions, ToolSpec};
 
 /// Tries of one turn while the server says it is busy or failing.
 const TRIES: u32 = 6;
 /// The longest wait between tries, whatever `Retry-After` says.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-/// The longest the server may stay silent: a CPU server can take minutes on a long prompt.
-const READ_TIMEOUT: Duration = Duration::from_secs(900);
 
 pub struct ServedModel {
     base_url: String,
@@ -33,20 +31,12 @@ pub struct ServedModel {
 impl ServedModel {
     /// Connect: the server's model list gives the model's name and context window, and proves the key.
     pub fn new(base_url: &str, options: &ModelOptions) -> Result<Self, ModelError> {
-        let http = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(15))
-            .timeout_read(READ_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build();
-        let api_key = API_KEY_VARS
-            .iter()
-            .find_map(|v| std::env::var(v).ok().filter(|k| !k.trim().is_empty()));
         let mut model = Self {
             base_url: base_url.to_string(),
-            api_key,
+            api_key: api_key(),
             model_id: String::new(),
             context_window: 0,
-            http,
+            http: http_agent(),
         };
         let list = model.send(
             model
