@@ -36,6 +36,22 @@ pub(crate) unsafe fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256
     }
 }
 
+/// Patched in by agent (vendor/README.md): `acc + madd(a, b)` (i16 pairs multiplied and summed
+/// into i32 lanes); one `vpdpwssd` where the CPU has VNNI. Exact either way: the kernels' products
+/// never reach the i32 range.
+#[inline(always)]
+unsafe fn madd_acc_epi16(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    #[cfg(all(target_feature = "avx512vnni", target_feature = "avx512vl"))]
+    return _mm256_dpwssd_epi32(acc, a, b);
+    #[cfg(all(
+        target_feature = "avxvnni",
+        not(all(target_feature = "avx512vnni", target_feature = "avx512vl"))
+    ))]
+    return _mm256_dpwssd_avx_epi32(acc, a, b);
+    #[allow(unreachable_code)]
+    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+}
+
 #[inline(always)]
 pub(crate) unsafe fn hsum_float_8(x: __m256) -> f32 {
     let res = _mm256_extractf128_ps(x, 1);
@@ -390,13 +406,10 @@ pub(crate) fn vec_dot_q6k_q8k(n: usize, xs: &[BlockQ6K], ys: &[BlockQ8K]) -> f32
                 let p16_2 = _mm256_maddubs_epi16(q4_2, q8_2);
                 let p16_3 = _mm256_maddubs_epi16(q4_3, q8_3);
 
-                let p16_0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_0), p16_0);
-                let p16_1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_1), p16_1);
-                let p16_2 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_2), p16_2);
-                let p16_3 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scale_3), p16_3);
-
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_0, p16_1));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16_2, p16_3));
+                sumi = madd_acc_epi16(sumi, _mm256_cvtepi8_epi16(scale_0), p16_0);
+                sumi = madd_acc_epi16(sumi, _mm256_cvtepi8_epi16(scale_1), p16_1);
+                sumi = madd_acc_epi16(sumi, _mm256_cvtepi8_epi16(scale_2), p16_2);
+                sumi = madd_acc_epi16(sumi, _mm256_cvtepi8_epi16(scale_3), p16_3);
             }
             acc = _mm256_fmadd_ps(_mm256_broadcast_ss(&d), _mm256_cvtepi32_ps(sumi), acc);
         }
@@ -462,13 +475,10 @@ pub(crate) fn vec_dot_q6k_q8k_x4(n: usize, xs: &[BlockQ6K], ys: [&[BlockQ8K]; 4]
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m4), q4h_3),
                 ];
                 for r in 0..4 {
-                    let mut p = [_mm256_setzero_si256(); 4];
                     for k in 0..4 {
                         let q8k = _mm256_loadu_si256(q8[r].add(128 * j + 32 * k) as *const __m256i);
-                        p[k] = _mm256_madd_epi16(sc[k], _mm256_maddubs_epi16(q[k], q8k));
+                        sumi[r] = madd_acc_epi16(sumi[r], sc[k], _mm256_maddubs_epi16(q[k], q8k));
                     }
-                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p[0], p[1]));
-                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p[2], p[3]));
                 }
             }
             for r in 0..4 {
@@ -769,14 +779,12 @@ pub(crate) fn vec_dot_q4k_q8k(n: usize, xs: &[BlockQ4K], ys: &[BlockQ8K]) -> f32
                 let q8l = _mm256_loadu_si256(q8 as *const __m256i);
                 q8 = q8.add(32);
                 let p16l = _mm256_maddubs_epi16(q4l, q8l);
-                let p16l = _mm256_madd_epi16(scale_l, p16l);
-                sumi = _mm256_add_epi32(sumi, p16l);
+                sumi = madd_acc_epi16(sumi, scale_l, p16l);
 
                 let q8h = _mm256_loadu_si256(q8 as *const __m256i);
                 q8 = q8.add(32);
                 let p16h = _mm256_maddubs_epi16(q4h, q8h);
-                let p16h = _mm256_madd_epi16(scale_h, p16h);
-                sumi = _mm256_add_epi32(sumi, p16h);
+                sumi = madd_acc_epi16(sumi, scale_h, p16h);
             }
 
             let vd = _mm256_set1_ps(d);
@@ -790,15 +798,22 @@ pub(crate) fn vec_dot_q4k_q8k(n: usize, xs: &[BlockQ4K], ys: &[BlockQ8K]) -> f32
     }
 }
 
-/// Patched in by agent (vendor/README.md): `vec_dot_q4k_q8k` of one Q4K row with four Q8K rows.
-/// Each weight block's scales and mins are decoded and its nibbles unpacked once for the four rows;
-/// every row's sums are formed in the same order as in `vec_dot_q4k_q8k`, so the results are
-/// bit-identical to four calls of it.
+/// Patched in by agent (vendor/README.md): `vec_dot_q4k_q8k` of one Q4K row with `R` Q8K rows (a
+/// prompt tile uses four: eight measured slower on an AVX-512 machine). Each weight block's scales and mins are decoded and its
+/// nibbles unpacked once for the `R` rows; the rows' sums per 32 activations (`sums`, from
+/// `k_quants::q8k_sums32`) come precomputed, since every weight row of a tile needs the same ones for
+/// its minimum term. Every row's sums are formed in the same order as in `vec_dot_q4k_q8k`, so the
+/// results are bit-identical to `R` calls of it.
 #[inline(always)]
-pub(crate) fn vec_dot_q4k_q8k_x4(n: usize, xs: &[BlockQ4K], ys: [&[BlockQ8K]; 4]) -> [f32; 4] {
+pub(crate) fn vec_dot_q4k_q8k_rows<const R: usize>(
+    n: usize,
+    xs: &[BlockQ4K],
+    ys: [&[BlockQ8K]; R],
+    sums: [&[[i16; 8]]; R],
+) -> [f32; R] {
     debug_assert!(
         n.is_multiple_of(QK_K),
-        "vec_dot_q4k_q8k_x4: {n} is not divisible by {QK_K}"
+        "vec_dot_q4k_q8k_rows: {n} is not divisible by {QK_K}"
     );
     let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
     let mut utmp = [0u32; 4];
@@ -808,8 +823,8 @@ pub(crate) fn vec_dot_q4k_q8k_x4(n: usize, xs: &[BlockQ4K], ys: [&[BlockQ8K]; 4]
 
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut acc_m = [_mm_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc_m = [_mm_setzero_ps(); R];
 
         for i in 0..nb {
             let x = xs.get_unchecked(i);
@@ -833,27 +848,14 @@ pub(crate) fn vec_dot_q4k_q8k_x4(n: usize, xs: &[BlockQ4K], ys: [&[BlockQ8K]; 4]
             let sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
             let scales = mm256_set_m128i(sc128, sc128);
 
-            let mut d = [0f32; 4];
-            for r in 0..4 {
-                let y = ys[r].get_unchecked(i);
-                d[r] = y.d * xd;
-                let dmin = -y.d * xmin;
-                let q8sums = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-                let q8s = _mm_hadd_epi16(
-                    _mm256_extracti128_si256(q8sums, 0),
-                    _mm256_extracti128_si256(q8sums, 1),
-                );
+            for r in 0..R {
+                let dmin = -ys[r].get_unchecked(i).d * xmin;
+                let q8s = _mm_loadu_si128(sums[r].get_unchecked(i).as_ptr() as *const __m128i);
                 let prod = _mm_madd_epi16(mins, q8s);
                 acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[r]);
             }
 
-            let q8: [*const i8; 4] = [
-                ys[0].get_unchecked(i).qs.as_ptr(),
-                ys[1].get_unchecked(i).qs.as_ptr(),
-                ys[2].get_unchecked(i).qs.as_ptr(),
-                ys[3].get_unchecked(i).qs.as_ptr(),
-            ];
-            let mut sumi = [_mm256_setzero_si256(); 4];
+            let mut sumi = [_mm256_setzero_si256(); R];
             let q4 = x.qs.as_ptr();
             for j in 0..QK_K / 64 {
                 let scale_l = _mm256_shuffle_epi8(scales, get_scale_shuffle_k4(2 * j));
@@ -861,27 +863,25 @@ pub(crate) fn vec_dot_q4k_q8k_x4(n: usize, xs: &[BlockQ4K], ys: [&[BlockQ8K]; 4]
                 let q4bits = _mm256_loadu_si256(q4.add(32 * j) as *const __m256i);
                 let q4l = _mm256_and_si256(q4bits, m4);
                 let q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-                for r in 0..4 {
-                    let q8l = _mm256_loadu_si256(q8[r].add(64 * j) as *const __m256i);
-                    let p16l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, q8l));
-                    sumi[r] = _mm256_add_epi32(sumi[r], p16l);
-                    let q8h = _mm256_loadu_si256(q8[r].add(64 * j + 32) as *const __m256i);
-                    let p16h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, q8h));
-                    sumi[r] = _mm256_add_epi32(sumi[r], p16h);
+                for r in 0..R {
+                    let q8 = ys[r].get_unchecked(i).qs.as_ptr();
+                    let q8l = _mm256_loadu_si256(q8.add(64 * j) as *const __m256i);
+                    sumi[r] = madd_acc_epi16(sumi[r], scale_l, _mm256_maddubs_epi16(q4l, q8l));
+                    let q8h = _mm256_loadu_si256(q8.add(64 * j + 32) as *const __m256i);
+                    sumi[r] = madd_acc_epi16(sumi[r], scale_h, _mm256_maddubs_epi16(q4h, q8h));
                 }
             }
-            for r in 0..4 {
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d[r]), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+            for r in 0..R {
+                let d = ys[r].get_unchecked(i).d * xd;
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
             }
         }
 
-        let mut out = [0f32; 4];
-        for r in 0..4 {
+        std::array::from_fn(|r| {
             let m = _mm_add_ps(acc_m[r], _mm_movehl_ps(acc_m[r], acc_m[r]));
             let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            out[r] = hsum_float_8(acc[r]) + _mm_cvtss_f32(m);
-        }
-        out
+            hsum_float_8(acc[r]) + _mm_cvtss_f32(m)
+        })
     }
 }
 
@@ -1028,3 +1028,4 @@ pub(crate) fn vec_dot_q8k_q8k(n: usize, xs: &[BlockQ8K], ys: &[BlockQ8K]) -> f32
         hsum_float_8(acc)
     }
 }
+

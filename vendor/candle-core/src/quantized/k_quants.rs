@@ -76,6 +76,12 @@ pub trait GgmlType: Sized + Clone + Send + Sync {
     }
 }
 
+/// Patched in by agent (vendor/README.md): a Q8K block's sums per 32 activations, `bsums` added in
+/// pairs (as the Q4K kernels' minimum term uses them).
+pub(crate) fn q8k_sums32(y: &BlockQ8K) -> [i16; 8] {
+    std::array::from_fn(|s| y.bsums[2 * s].wrapping_add(y.bsums[2 * s + 1]))
+}
+
 /// Patched in by agent (vendor/README.md): rows `first..m` of a `matmul_tile`, four at a time.
 fn matmul_tile_rows<T: GgmlType>(
     n: usize,
@@ -1447,12 +1453,36 @@ impl GgmlType for BlockQ4K {
         Self::vec_dot_unopt(n, xs, ys)
     }
 
-    #[allow(unreachable_code)]
-    fn vec_dot_x4(n: usize, xs: &[Self], ys: [&[Self::VecDotType]; 4]) -> [f32; 4] {
+    /// Patched in by agent (vendor/README.md): with AVX2, four activation rows per unpacked weight
+    /// block, and the activations' sums per 32 values (the minimum term's) formed once per tile.
+    fn matmul_tile(
+        n: usize,
+        kb: usize,
+        xs: &[Self],
+        ys: &[Self::VecDotType],
+        m: usize,
+        out: &mut [f32],
+    ) {
         #[cfg(target_feature = "avx2")]
-        return super::avx::vec_dot_q4k_q8k_x4(n, xs, ys);
-
-        ys.map(|y| Self::vec_dot(n, xs, y))
+        {
+            let sums: Vec<[i16; 8]> = ys[..m * kb].iter().map(q8k_sums32).collect();
+            let row = |r: usize| &ys[r * kb..(r + 1) * kb];
+            let row_sums = |r: usize| &sums[r * kb..(r + 1) * kb];
+            let mut r = 0;
+            while r + 4 <= m {
+                let rows: [_; 4] = std::array::from_fn(|i| row(r + i));
+                let rows_sums: [_; 4] = std::array::from_fn(|i| row_sums(r + i));
+                for (c, col) in xs.chunks_exact(kb).enumerate() {
+                    let v = super::avx::vec_dot_q4k_q8k_rows(n, col, rows, rows_sums);
+                    out[c * m + r..c * m + r + 4].copy_from_slice(&v);
+                }
+                r += 4;
+            }
+            matmul_tile_rows(n, kb, xs, ys, m, r, out);
+            return;
+        }
+        #[allow(unreachable_code)]
+        matmul_tile_rows(n, kb, xs, ys, m, 0, out)
     }
 
     fn vec_dot_unopt(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
