@@ -1,6 +1,6 @@
 use super::k_quants::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0,
-    BlockQ8_1, QK8_0, QK8_1, QK_K,
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K,
+    BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
 };
 use byteorder::{ByteOrder, LittleEndian};
 use half::f16;
@@ -94,6 +94,73 @@ pub(crate) fn vec_dot_q4_0_q8_0(n: usize, xs: &[BlockQ4_0], ys: &[BlockQ8_0]) ->
             acc = _mm256_fmadd_ps(d, q, acc);
         }
         hsum_float_8(acc)
+    }
+}
+
+// Patched in by agent (vendor/README.md): candle 0.10.2 had no SIMD path for Q5_0 either (the
+// scalar `vec_dot_unopt` ran), though llama.cpp's K-quant mixes use Q5_0 for every tensor whose rows
+// are not a multiple of 256 (most of a small model's "Q4_K_M" file) and some files are mostly Q5_0.
+// Same scheme as ggml's AVX2 `ggml_vec_dot_q5_0_q8_0`: the fifth bits become bytes of 0 or 0xF0
+// (the -16 offset folded in), OR-ed onto the nibbles, giving the signed quants directly.
+#[inline(always)]
+unsafe fn q5_0_quants(x: &BlockQ5_0) -> __m256i {
+    let nibbles = bytes_from_nibbles_32(x.qs.as_ptr());
+    let qh = u32::from_le_bytes(x.qh) as i32;
+    // Byte b of the vector holds byte b / 8 of qh; OR-ing every bit but b % 8 leaves 0xFF exactly
+    // where bit b of qh is set.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh),
+        _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        ),
+    );
+    let others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+    _mm256_or_si256(nibbles, _mm256_andnot_si256(set, _mm256_set1_epi8(0xF0u8 as i8)))
+}
+
+#[inline(always)]
+pub(crate) fn vec_dot_q5_0_q8_0(n: usize, xs: &[BlockQ5_0], ys: &[BlockQ8_0]) -> f32 {
+    debug_assert!(
+        n.is_multiple_of(QK8_0),
+        "vec_dot_q5_0_q8_0: {n} is not divisible by {QK8_0}"
+    );
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for (x, y) in xs.iter().zip(ys.iter()) {
+            let d = _mm256_set1_ps(f16::to_f32(x.d) * f16::to_f32(y.d));
+            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q5_0_quants(x), by), acc);
+        }
+        hsum_float_8(acc)
+    }
+}
+
+/// Patched in by agent (vendor/README.md): `vec_dot_q5_0_q8_0` of one Q5_0 row with four Q8_0 rows,
+/// each weight block unpacked once; bit-identical to four calls of it.
+#[inline(always)]
+pub(crate) fn vec_dot_q5_0_q8_0_x4(n: usize, xs: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK8_0),
+        "vec_dot_q5_0_q8_0_x4: {n} is not divisible by {QK8_0}"
+    );
+    let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in 0..nb {
+            let x = xs.get_unchecked(i);
+            let (xd, bx) = (f16::to_f32(x.d), q5_0_quants(x));
+            for r in 0..4 {
+                let y = ys[r].get_unchecked(i);
+                let d = _mm256_set1_ps(xd * f16::to_f32(y.d));
+                let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                acc[r] = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(bx, by), acc[r]);
+            }
+        }
+        acc.map(|a| hsum_float_8(a))
     }
 }
 
@@ -239,7 +306,9 @@ pub(crate) fn matmul_tile_q4_1_x8(
         }));
         for (c, col) in xs.chunks_exact(kb).enumerate() {
             let v = unsafe { dot_q4_1_x8(col, &packed) };
-            out[c * m + r0..c * m + r0 + 8].copy_from_slice(&v);
+            for (i, v) in v.into_iter().enumerate() {
+                out[(r0 + i) * cols + c] = v;
+            }
         }
         r0 += 8;
     }

@@ -62,7 +62,8 @@ pub trait GgmlType: Sized + Clone + Send + Sync {
 
     /// Patched in by agent (vendor/README.md): one tile of the prompt matmul. `xs` holds the tile's
     /// weight rows (`xs.len() / kb` of them, `kb` blocks each), `ys` all `m` activation rows;
-    /// `out[c * m + r]` becomes `vec_dot(n, xs row c, ys row r)`. The default goes four rows at a
+    /// `out[r * cols + c]` (row-major within the tile, `cols = xs.len() / kb`) becomes
+    /// `vec_dot(n, xs row c, ys row r)`. The default goes four rows at a
     /// time through `vec_dot_x4`; a type may override it with a faster exact kernel.
     fn matmul_tile(
         n: usize,
@@ -93,18 +94,21 @@ fn matmul_tile_rows<T: GgmlType>(
     out: &mut [f32],
 ) {
     let row = |r: usize| &ys[r * kb..(r + 1) * kb];
+    let cols = xs.len() / kb;
     let mut r = first;
     while r + 4 <= m {
         let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
         for (c, col) in xs.chunks_exact(kb).enumerate() {
             let v = T::vec_dot_x4(n, col, rows);
-            out[c * m + r..c * m + r + 4].copy_from_slice(&v);
+            for (i, v) in v.into_iter().enumerate() {
+                out[(r + i) * cols + c] = v;
+            }
         }
         r += 4;
     }
     for r in r..m {
         for (c, col) in xs.chunks_exact(kb).enumerate() {
-            out[c * m + r] = T::vec_dot(n, col, row(r));
+            out[r * cols + c] = T::vec_dot(n, col, row(r));
         }
     }
 }
@@ -471,7 +475,19 @@ impl GgmlType for BlockQ5_0 {
             (n / qk).is_multiple_of(2),
             "vec_dot_q5_0_q8_0: {n}, nb is not divisible by 2"
         );
+        #[cfg(target_feature = "avx2")]
+        return super::avx::vec_dot_q5_0_q8_0(n, xs, ys);
+        #[allow(unreachable_code)]
         Self::vec_dot_unopt(n, xs, ys)
+    }
+
+    /// Patched in by agent (vendor/README.md): four activation rows per unpacked weight block.
+    #[allow(unreachable_code)]
+    fn vec_dot_x4(n: usize, xs: &[Self], ys: [&[Self::VecDotType]; 4]) -> [f32; 4] {
+        #[cfg(target_feature = "avx2")]
+        return super::avx::vec_dot_q5_0_q8_0_x4(n, xs, ys);
+
+        ys.map(|y| Self::vec_dot(n, xs, y))
     }
 
     fn vec_dot_unopt(_n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
@@ -1468,13 +1484,16 @@ impl GgmlType for BlockQ4K {
             let sums: Vec<[i16; 8]> = ys[..m * kb].iter().map(q8k_sums32).collect();
             let row = |r: usize| &ys[r * kb..(r + 1) * kb];
             let row_sums = |r: usize| &sums[r * kb..(r + 1) * kb];
+            let cols = xs.len() / kb;
             let mut r = 0;
             while r + 4 <= m {
                 let rows: [_; 4] = std::array::from_fn(|i| row(r + i));
                 let rows_sums: [_; 4] = std::array::from_fn(|i| row_sums(r + i));
                 for (c, col) in xs.chunks_exact(kb).enumerate() {
                     let v = super::avx::vec_dot_q4k_q8k_rows(n, col, rows, rows_sums);
-                    out[c * m + r..c * m + r + 4].copy_from_slice(&v);
+                    for (i, v) in v.into_iter().enumerate() {
+                        out[(r + i) * cols + c] = v;
+                    }
                 }
                 r += 4;
             }
@@ -2472,20 +2491,20 @@ fn matmul_tiled<T: GgmlType>(
         .into_par_iter()
         .map(|t| {
             let cols = t * tile..((t + 1) * tile).min(n);
-            // Column-major within the tile: out[c * m + r].
+            // Row-major within the tile: out[r * cols + c], so each of its rows lands in `dst`
+            // as one contiguous copy.
             let mut out = vec![0f32; cols.len() * m];
             let xs = &rhs_t[cols.start * k_in_blocks..cols.end * k_in_blocks];
             T::matmul_tile(k, k_in_blocks, xs, lhs_b, m, &mut out);
             (cols.start, out)
         })
         .collect();
-    // The tiles' columns into `dst`'s rows, rows in parallel (done serially, this copy was ~4% of
-    // prompt time with two threads).
+    // The tiles' rows into `dst`'s rows, rows in parallel (done serially, this copy was ~4% of
+    // prompt time with two threads; with column-major tiles, every value read was a cache miss).
     dst.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
         for (start, out) in &tiles {
-            for (c, v) in row[*start..*start + out.len() / m].iter_mut().enumerate() {
-                *v = out[c * m + r];
-            }
+            let cols = out.len() / m;
+            row[*start..*start + cols].copy_from_slice(&out[r * cols..(r + 1) * cols]);
         }
     });
 }
