@@ -1472,6 +1472,7 @@ fn matmul_tiled_prompt_path() -> Result<()> {
     matmul_tiled_matches_vec_dot::<k_quants::BlockQ4_1>()?;
     matmul_tiled_matches_vec_dot::<k_quants::BlockQ4_0>()?;
     matmul_tiled_matches_vec_dot::<k_quants::BlockQ5_0>()?;
+    matmul_tiled_matches_vec_dot::<k_quants::BlockQ5_1>()?;
     matmul_tiled_matches_vec_dot::<k_quants::BlockQ8_0>()?;
     matmul_tiled_matches_vec_dot::<k_quants::BlockQ4K>()?;
     matmul_tiled_matches_vec_dot::<k_quants::BlockQ6K>()?;

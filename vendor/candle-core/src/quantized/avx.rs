@@ -1,6 +1,6 @@
 use super::k_quants::{
-    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K,
-    BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
 };
 use byteorder::{ByteOrder, LittleEndian};
 use half::f16;
@@ -102,14 +102,13 @@ pub(crate) fn vec_dot_q4_0_q8_0(n: usize, xs: &[BlockQ4_0], ys: &[BlockQ8_0]) ->
 // are not a multiple of 256 (most of a small model's "Q4_K_M" file) and some files are mostly Q5_0.
 // Same scheme as ggml's AVX2 `ggml_vec_dot_q5_0_q8_0`: the fifth bits become bytes of 0 or 0xF0
 // (the -16 offset folded in), OR-ed onto the nibbles, giving the signed quants directly.
+/// Bytes of 0xFF where the block's fifth bit of that value is set, else 0.
 #[inline(always)]
-unsafe fn q5_0_quants(x: &BlockQ5_0) -> __m256i {
-    let nibbles = bytes_from_nibbles_32(x.qs.as_ptr());
-    let qh = u32::from_le_bytes(x.qh) as i32;
+unsafe fn fifth_bits(qh: [u8; 4]) -> __m256i {
     // Byte b of the vector holds byte b / 8 of qh; OR-ing every bit but b % 8 leaves 0xFF exactly
     // where bit b of qh is set.
     let spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(qh),
+        _mm256_set1_epi32(u32::from_le_bytes(qh) as i32),
         _mm256_set_epi64x(
             0x0303030303030303,
             0x0202020202020202,
@@ -118,8 +117,16 @@ unsafe fn q5_0_quants(x: &BlockQ5_0) -> __m256i {
         ),
     );
     let others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
-    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
-    _mm256_or_si256(nibbles, _mm256_andnot_si256(set, _mm256_set1_epi8(0xF0u8 as i8)))
+    _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1))
+}
+
+#[inline(always)]
+unsafe fn q5_0_quants(x: &BlockQ5_0) -> __m256i {
+    let nibbles = bytes_from_nibbles_32(x.qs.as_ptr());
+    _mm256_or_si256(
+        nibbles,
+        _mm256_andnot_si256(fifth_bits(x.qh), _mm256_set1_epi8(0xF0u8 as i8)),
+    )
 }
 
 #[inline(always)]
@@ -161,6 +168,65 @@ pub(crate) fn vec_dot_q5_0_q8_0_x4(n: usize, xs: &[BlockQ5_0], ys: [&[BlockQ8_0]
             }
         }
         acc.map(|a| hsum_float_8(a))
+    }
+}
+
+// Patched in by agent (vendor/README.md): Q5_1 (what llama.cpp's "Q5_K_M" gives rows that are not
+// a multiple of 256) had no SIMD path either. ggml's AVX2 scheme: unsigned 5-bit quants (nibbles
+// plus 0x10 where the fifth bit is set) against the signed Q8_1 quants, the block minimum through
+// Q8_1's `s`.
+#[inline(always)]
+unsafe fn q5_1_quants(x: &BlockQ5_1) -> __m256i {
+    let nibbles = bytes_from_nibbles_32(x.qs.as_ptr());
+    _mm256_or_si256(
+        nibbles,
+        _mm256_and_si256(fifth_bits(x.qh), _mm256_set1_epi8(0x10)),
+    )
+}
+
+#[inline(always)]
+pub(crate) fn vec_dot_q5_1_q8_1(n: usize, xs: &[BlockQ5_1], ys: &[BlockQ8_1]) -> f32 {
+    debug_assert!(
+        n.is_multiple_of(QK8_1),
+        "vec_dot_q5_1_q8_1: {n} is not divisible by {QK8_1}"
+    );
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        for (x, y) in xs.iter().zip(ys.iter()) {
+            mins += f16::to_f32(x.m) * f16::to_f32(y.s);
+            let d = _mm256_set1_ps(f16::to_f32(x.d) * f16::to_f32(y.d));
+            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+            acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q5_1_quants(x), by), acc);
+        }
+        hsum_float_8(acc) + mins
+    }
+}
+
+/// Patched in by agent (vendor/README.md): `vec_dot_q5_1_q8_1` of one Q5_1 row with four Q8_1 rows,
+/// each weight block unpacked once; bit-identical to four calls of it.
+#[inline(always)]
+pub(crate) fn vec_dot_q5_1_q8_1_x4(n: usize, xs: &[BlockQ5_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK8_1),
+        "vec_dot_q5_1_q8_1_x4: {n} is not divisible by {QK8_1}"
+    );
+    let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut mins = [0f32; 4];
+        for i in 0..nb {
+            let x = xs.get_unchecked(i);
+            let (xd, xm, bx) = (f16::to_f32(x.d), f16::to_f32(x.m), q5_1_quants(x));
+            for r in 0..4 {
+                let y = ys[r].get_unchecked(i);
+                mins[r] += xm * f16::to_f32(y.s);
+                let d = _mm256_set1_ps(xd * f16::to_f32(y.d));
+                let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                acc[r] = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(bx, by), acc[r]);
+            }
+        }
+        std::array::from_fn(|r| hsum_float_8(acc[r]) + mins[r])
     }
 }
 
@@ -356,6 +422,35 @@ pub(crate) fn vec_dot_q8_0_q8_0(n: usize, xs: &[BlockQ8_0], ys: &[BlockQ8_0]) ->
             acc = _mm256_fmadd_ps(d, q, acc);
         }
         hsum_float_8(acc)
+    }
+}
+
+/// Patched in by agent (vendor/README.md): `vec_dot_q8_0_q8_0` of one Q8_0 row with four Q8_0 rows
+/// (prompts): each weight block loaded and its absolute values taken once; bit-identical to four
+/// calls of it.
+#[inline(always)]
+pub(crate) fn vec_dot_q8_0_q8_0_x4(n: usize, xs: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+    debug_assert!(
+        n.is_multiple_of(QK8_0),
+        "vec_dot_q8_0_q8_0_x4: {n} is not divisible by {QK8_0}"
+    );
+    let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in 0..nb {
+            let x = xs.get_unchecked(i);
+            let xd = f16::to_f32(x.d);
+            let bx = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+            let ax = _mm256_sign_epi8(bx, bx);
+            for r in 0..4 {
+                let y = ys[r].get_unchecked(i);
+                let d = _mm256_set1_ps(xd * f16::to_f32(y.d));
+                let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                let q = mul_sum_us8_pairs_float(ax, _mm256_sign_epi8(by, bx));
+                acc[r] = _mm256_fmadd_ps(d, q, acc[r]);
+            }
+        }
+        acc.map(|a| hsum_float_8(a))
     }
 }
 
