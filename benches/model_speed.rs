@@ -2,7 +2,8 @@
 //!
 //! 1. prompt and decode tokens/s of the same GGUF and thread count through the embedded mistral.rs
 //!    backend and through llama.cpp (llama-cpp-python, installed by scripts/setup.sh), same chat
-//!    messages, greedy, 128 new tokens, median of five runs after a warm-up;
+//!    messages, greedy, 128 new tokens, median of five runs after a warm-up; each engine's model
+//!    load time and the resident memory its model and warm-up added (VmRSS after minus before);
 //! 2. time to first token of turns 1 and 10 of an agent-style conversation (constrained tool calls,
 //!    as `agent run` does) with the prefix cache on and off.
 //!
@@ -68,21 +69,49 @@ fn main() {
     }
 }
 
+/// What one engine measured: median tok/s, model load time, and the memory the model added.
+struct Speed {
+    prompt: f64,
+    decode: f64,
+    load_s: f64,
+    rss_mib: f64,
+}
+
 /// Part 1: mistral.rs and llama.cpp on the same prompt.
 fn engine_speeds(model: &Path, threads: usize, user: &str) {
-    let (m_prompt, m_decode) = mistralrs_speed(model, user);
-    println!("mistral.rs  prompt {m_prompt:7.1} tok/s   decode {m_decode:6.1} tok/s");
+    let m = mistralrs_speed(model, user);
+    let print = |name: &str, s: &Speed| {
+        println!(
+            "{name:<11} prompt {:7.1} tok/s   decode {:6.1} tok/s   load {:5.2} s   RSS +{:6.0} MiB",
+            s.prompt, s.decode, s.load_s, s.rss_mib
+        )
+    };
+    print("mistral.rs", &m);
     match llama_cpp_speed(model, threads, user) {
-        Ok((l_prompt, l_decode)) => {
-            println!("llama.cpp   prompt {l_prompt:7.1} tok/s   decode {l_decode:6.1} tok/s");
+        Ok(l) => {
+            print("llama.cpp", &l);
             println!(
-                "ratio mistral.rs/llama.cpp: prompt {:.2}, decode {:.2}",
-                m_prompt / l_prompt,
-                m_decode / l_decode
+                "ratio mistral.rs/llama.cpp: prompt {:.2}, decode {:.2}, load time {:.2}, RSS {:.2}",
+                m.prompt / l.prompt,
+                m.decode / l.decode,
+                m.load_s / l.load_s,
+                m.rss_mib / l.rss_mib
             );
         }
         Err(e) => println!("llama.cpp   not measured: {e}"),
     }
+}
+
+/// This process's resident memory in MiB (Linux; 0 elsewhere).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Part 2: time to first token in an agent conversation, prefix cache on and off.
@@ -100,11 +129,14 @@ fn conversations(model: &Path, threads: usize, prefix_cache: &[bool]) {
     }
 }
 
-/// Prompt and decode tok/s for one plain generation, as mistral.rs reports them.
-fn mistralrs_speed(model: &Path, user: &str) -> (f64, f64) {
+/// Prompt and decode tok/s for one plain generation, as mistral.rs reports them; the load time, and
+/// the resident memory the loaded model and one warm-up generation added to this process.
+fn mistralrs_speed(model: &Path, user: &str) -> Speed {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = model.parent().unwrap().to_string_lossy().into_owned();
     let file = model.file_name().unwrap().to_string_lossy().into_owned();
+    let rss_before = rss_mib();
+    let start = Instant::now();
     let engine = runtime
         .block_on(
             GgufModelBuilder::new(dir, vec![file])
@@ -114,6 +146,7 @@ fn mistralrs_speed(model: &Path, user: &str) -> (f64, f64) {
                 .build(),
         )
         .unwrap();
+    let load_s = start.elapsed().as_secs_f64();
     let request = || {
         RequestBuilder::new()
             .add_message(TextMessageRole::System, SYSTEM)
@@ -125,6 +158,7 @@ fn mistralrs_speed(model: &Path, user: &str) -> (f64, f64) {
     runtime
         .block_on(engine.send_chat_request(request()))
         .unwrap();
+    let rss = rss_mib() - rss_before;
     let (mut prompt, mut decode) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let usage = runtime
@@ -141,7 +175,12 @@ fn mistralrs_speed(model: &Path, user: &str) -> (f64, f64) {
         prompt.push(f64::from(usage.avg_prompt_tok_per_sec));
         decode.push(f64::from(usage.avg_compl_tok_per_sec));
     }
-    (median(prompt), median(decode))
+    Speed {
+        prompt: median(prompt),
+        decode: median(decode),
+        load_s,
+        rss_mib: rss,
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -150,7 +189,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// The same messages through llama-cpp-python; prompt time from a 1-token completion.
-fn llama_cpp_speed(model: &Path, threads: usize, user: &str) -> Result<(f64, f64), String> {
+fn llama_cpp_speed(model: &Path, threads: usize, user: &str) -> Result<Speed, String> {
     let python = agent::dirs::cache_dir().join("llama-venv/bin/python");
     if !python.is_file() {
         return Err(format!(
@@ -162,7 +201,13 @@ fn llama_cpp_speed(model: &Path, threads: usize, user: &str) -> Result<(f64, f64
 import json, sys, time
 from llama_cpp import Llama
 model, threads, n, runs, system, user = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+def rss_mib():
+    with open("/proc/self/status") as f:
+        return next((int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS:")), 0.0)
+rss_before = rss_mib()
+load = time.perf_counter()
 llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=4096, verbose=False)
+load_s = time.perf_counter() - load
 messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
 def run(max_tokens):
     llm.reset()
@@ -170,6 +215,7 @@ def run(max_tokens):
     out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)
     return time.perf_counter() - t, out["usage"]
 run(n)  # warm-up
+rss = rss_mib() - rss_before
 prompts, decodes = [], []
 for _ in range(runs):
     prompt_s, usage = run(1)
@@ -180,7 +226,8 @@ for _ in range(runs):
           f"prompt {prompts[-1]:.1f} tok/s, decode {decodes[-1]:.1f} tok/s", file=sys.stderr)
 median = lambda xs: sorted(xs)[len(xs) // 2]
 print(json.dumps({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
-                  "prompt_tok_s": median(prompts), "decode_tok_s": median(decodes)}))
+                  "prompt_tok_s": median(prompts), "decode_tok_s": median(decodes),
+                  "load_s": load_s, "rss_mib": rss}))
 "#;
     let out = Command::new(python)
         .arg("-c")
@@ -202,10 +249,13 @@ print(json.dumps({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 
         .lines()
         .filter(|l| l.starts_with("llama.cpp "))
         .for_each(|l| println!("{l}"));
-    Ok((
-        v["prompt_tok_s"].as_f64().unwrap_or(0.0),
-        v["decode_tok_s"].as_f64().unwrap_or(0.0),
-    ))
+    let number = |key: &str| v[key].as_f64().unwrap_or(0.0);
+    Ok(Speed {
+        prompt: number("prompt_tok_s"),
+        decode: number("decode_tok_s"),
+        load_s: number("load_s"),
+        rss_mib: number("rss_mib"),
+    })
 }
 
 /// Ten turns of a growing agent conversation; (time to first token in ms, prompt tokens) per turn.

@@ -1,4 +1,5 @@
 pub(crate) mod deepseek2;
+pub(crate) mod quantized_embedding;
 pub(crate) mod deepseek3;
 pub(crate) mod gdn;
 pub(crate) mod gemma;
