@@ -227,6 +227,10 @@ impl ModelConfig::FromGGUF for ModelWeights {
         let mut ropes = HashMap::new();
         for layer_idx in 0..block_count {
             let device = mapper.device_for(layer_idx, false).unwrap_or(device);
+            // Patched in by agent (vendor/README.md): one table per device, not one per layer.
+            if ropes.contains_key(&device.location()) {
+                continue;
+            }
             ropes.insert(
                 device.location(),
                 Arc::new(RotaryEmbedding::new(
