@@ -97,12 +97,8 @@ pub(crate) fn vec_dot_q4_0_q8_0(n: usize, xs: &[BlockQ4_0], ys: &[BlockQ8_0]) ->
     }
 }
 
-// Patched in by agent (vendor/README.md): candle 0.10.2 had no SIMD path for Q5_0 either (the
-// scalar `vec_dot_unopt` ran), though llama.cpp's K-quant mixes use Q5_0 for every tensor whose rows
-// are not a multiple of 256 (most of a small model's "Q4_K_M" file) and some files are mostly Q5_0.
-// Same scheme as ggml's AVX2 `ggml_vec_dot_q5_0_q8_0`: the fifth bits become bytes of 0 or 0xF0
-// (the -16 offset folded in), OR-ed onto the nibbles, giving the signed quants directly.
-/// Bytes of 0xFF where the block's fifth bit of that value is set, else 0.
+/// Patched in by agent (vendor/README.md): bytes of 0xFF where the fifth bit of that value of a
+/// Q5_0/Q5_1 block is set, else 0.
 #[inline(always)]
 unsafe fn fifth_bits(qh: [u8; 4]) -> __m256i {
     // Byte b of the vector holds byte b / 8 of qh; OR-ing every bit but b % 8 leaves 0xFF exactly
@@ -120,6 +116,11 @@ unsafe fn fifth_bits(qh: [u8; 4]) -> __m256i {
     _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1))
 }
 
+// Patched in by agent (vendor/README.md): candle 0.10.2 had no SIMD path for Q5_0 either (the
+// scalar `vec_dot_unopt` ran), though llama.cpp's K-quant mixes use Q5_0 for every tensor whose rows
+// are not a multiple of 256 (most of a small model's "Q4_K_M" file) and some files are mostly Q5_0.
+// Same scheme as ggml's AVX2 `ggml_vec_dot_q5_0_q8_0`: the fifth bits become bytes of 0 or 0xF0
+// (the -16 offset folded in), OR-ed onto the nibbles, giving the signed quants directly.
 #[inline(always)]
 unsafe fn q5_0_quants(x: &BlockQ5_0) -> __m256i {
     let nibbles = bytes_from_nibbles_32(x.qs.as_ptr());
@@ -129,38 +130,25 @@ unsafe fn q5_0_quants(x: &BlockQ5_0) -> __m256i {
     )
 }
 
+/// Patched in by agent (vendor/README.md): one Q5_0 row against `R` Q8_0 rows (1 for decode, 4 for
+/// a prompt tile), each weight block unpacked once; every row's result is the same as with R = 1.
 #[inline(always)]
-pub(crate) fn vec_dot_q5_0_q8_0(n: usize, xs: &[BlockQ5_0], ys: &[BlockQ8_0]) -> f32 {
+pub(crate) fn vec_dot_q5_0_q8_0_rows<const R: usize>(
+    n: usize,
+    xs: &[BlockQ5_0],
+    ys: [&[BlockQ8_0]; R],
+) -> [f32; R] {
     debug_assert!(
         n.is_multiple_of(QK8_0),
         "vec_dot_q5_0_q8_0: {n} is not divisible by {QK8_0}"
     );
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        for (x, y) in xs.iter().zip(ys.iter()) {
-            let d = _mm256_set1_ps(f16::to_f32(x.d) * f16::to_f32(y.d));
-            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(d, mul_sum_i8_pairs_float(q5_0_quants(x), by), acc);
-        }
-        hsum_float_8(acc)
-    }
-}
-
-/// Patched in by agent (vendor/README.md): `vec_dot_q5_0_q8_0` of one Q5_0 row with four Q8_0 rows,
-/// each weight block unpacked once; bit-identical to four calls of it.
-#[inline(always)]
-pub(crate) fn vec_dot_q5_0_q8_0_x4(n: usize, xs: &[BlockQ5_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-    debug_assert!(
-        n.is_multiple_of(QK8_0),
-        "vec_dot_q5_0_q8_0_x4: {n} is not divisible by {QK8_0}"
-    );
     let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); R];
         for i in 0..nb {
             let x = xs.get_unchecked(i);
             let (xd, bx) = (f16::to_f32(x.d), q5_0_quants(x));
-            for r in 0..4 {
+            for r in 0..R {
                 let y = ys[r].get_unchecked(i);
                 let d = _mm256_set1_ps(xd * f16::to_f32(y.d));
                 let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
@@ -184,41 +172,26 @@ unsafe fn q5_1_quants(x: &BlockQ5_1) -> __m256i {
     )
 }
 
+/// Patched in by agent (vendor/README.md): one Q5_1 row against `R` Q8_1 rows, as
+/// `vec_dot_q5_0_q8_0_rows`.
 #[inline(always)]
-pub(crate) fn vec_dot_q5_1_q8_1(n: usize, xs: &[BlockQ5_1], ys: &[BlockQ8_1]) -> f32 {
+pub(crate) fn vec_dot_q5_1_q8_1_rows<const R: usize>(
+    n: usize,
+    xs: &[BlockQ5_1],
+    ys: [&[BlockQ8_1]; R],
+) -> [f32; R] {
     debug_assert!(
         n.is_multiple_of(QK8_1),
         "vec_dot_q5_1_q8_1: {n} is not divisible by {QK8_1}"
     );
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        for (x, y) in xs.iter().zip(ys.iter()) {
-            mins += f16::to_f32(x.m) * f16::to_f32(y.s);
-            let d = _mm256_set1_ps(f16::to_f32(x.d) * f16::to_f32(y.d));
-            let by = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(q5_1_quants(x), by), acc);
-        }
-        hsum_float_8(acc) + mins
-    }
-}
-
-/// Patched in by agent (vendor/README.md): `vec_dot_q5_1_q8_1` of one Q5_1 row with four Q8_1 rows,
-/// each weight block unpacked once; bit-identical to four calls of it.
-#[inline(always)]
-pub(crate) fn vec_dot_q5_1_q8_1_x4(n: usize, xs: &[BlockQ5_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
-    debug_assert!(
-        n.is_multiple_of(QK8_1),
-        "vec_dot_q5_1_q8_1_x4: {n} is not divisible by {QK8_1}"
-    );
     let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut mins = [0f32; 4];
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut mins = [0f32; R];
         for i in 0..nb {
             let x = xs.get_unchecked(i);
             let (xd, xm, bx) = (f16::to_f32(x.d), f16::to_f32(x.m), q5_1_quants(x));
-            for r in 0..4 {
+            for r in 0..R {
                 let y = ys[r].get_unchecked(i);
                 mins[r] += xm * f16::to_f32(y.s);
                 let d = _mm256_set1_ps(xd * f16::to_f32(y.d));

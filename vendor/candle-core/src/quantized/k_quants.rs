@@ -93,14 +93,31 @@ fn matmul_tile_rows<T: GgmlType>(
     first: usize,
     out: &mut [f32],
 ) {
+    matmul_tile_rows_with(n, kb, xs, ys, m, first, out, |col, rows, _| {
+        T::vec_dot_x4(n, col, rows)
+    })
+}
+
+/// `matmul_tile_rows` with the four-row dot product given: `dot4(weight row, activation rows
+/// r..r + 4, r)` must equal four `vec_dot`s (the rows left over at the end go through `vec_dot`).
+#[allow(clippy::too_many_arguments)]
+fn matmul_tile_rows_with<T: GgmlType>(
+    n: usize,
+    kb: usize,
+    xs: &[T],
+    ys: &[T::VecDotType],
+    m: usize,
+    first: usize,
+    out: &mut [f32],
+    dot4: impl Fn(&[T], [&[T::VecDotType]; 4], usize) -> [f32; 4],
+) {
     let row = |r: usize| &ys[r * kb..(r + 1) * kb];
     let cols = xs.len() / kb;
     let mut r = first;
     while r + 4 <= m {
         let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
         for (c, col) in xs.chunks_exact(kb).enumerate() {
-            let v = T::vec_dot_x4(n, col, rows);
-            for (i, v) in v.into_iter().enumerate() {
+            for (i, v) in dot4(col, rows, r).into_iter().enumerate() {
                 out[(r + i) * cols + c] = v;
             }
         }
@@ -476,7 +493,7 @@ impl GgmlType for BlockQ5_0 {
             "vec_dot_q5_0_q8_0: {n}, nb is not divisible by 2"
         );
         #[cfg(target_feature = "avx2")]
-        return super::avx::vec_dot_q5_0_q8_0(n, xs, ys);
+        return super::avx::vec_dot_q5_0_q8_0_rows(n, xs, [ys])[0];
         #[allow(unreachable_code)]
         Self::vec_dot_unopt(n, xs, ys)
     }
@@ -485,7 +502,7 @@ impl GgmlType for BlockQ5_0 {
     #[allow(unreachable_code)]
     fn vec_dot_x4(n: usize, xs: &[Self], ys: [&[Self::VecDotType]; 4]) -> [f32; 4] {
         #[cfg(target_feature = "avx2")]
-        return super::avx::vec_dot_q5_0_q8_0_x4(n, xs, ys);
+        return super::avx::vec_dot_q5_0_q8_0_rows(n, xs, ys);
 
         ys.map(|y| Self::vec_dot(n, xs, y))
     }
@@ -585,7 +602,7 @@ impl GgmlType for BlockQ5_1 {
     #[allow(unreachable_code)]
     fn vec_dot(n: usize, xs: &[Self], ys: &[Self::VecDotType]) -> f32 {
         #[cfg(target_feature = "avx2")]
-        return super::avx::vec_dot_q5_1_q8_1(n, xs, ys);
+        return super::avx::vec_dot_q5_1_q8_1_rows(n, xs, [ys])[0];
         Self::vec_dot_unopt(n, xs, ys)
     }
 
@@ -593,7 +610,7 @@ impl GgmlType for BlockQ5_1 {
     #[allow(unreachable_code)]
     fn vec_dot_x4(n: usize, xs: &[Self], ys: [&[Self::VecDotType]; 4]) -> [f32; 4] {
         #[cfg(target_feature = "avx2")]
-        return super::avx::vec_dot_q5_1_q8_1_x4(n, xs, ys);
+        return super::avx::vec_dot_q5_1_q8_1_rows(n, xs, ys);
         ys.map(|y| Self::vec_dot(n, xs, y))
     }
 
@@ -1501,22 +1518,11 @@ impl GgmlType for BlockQ4K {
         #[cfg(target_feature = "avx2")]
         {
             let sums: Vec<[i16; 8]> = ys[..m * kb].iter().map(q8k_sums32).collect();
-            let row = |r: usize| &ys[r * kb..(r + 1) * kb];
             let row_sums = |r: usize| &sums[r * kb..(r + 1) * kb];
-            let cols = xs.len() / kb;
-            let mut r = 0;
-            while r + 4 <= m {
-                let rows: [_; 4] = std::array::from_fn(|i| row(r + i));
-                let rows_sums: [_; 4] = std::array::from_fn(|i| row_sums(r + i));
-                for (c, col) in xs.chunks_exact(kb).enumerate() {
-                    let v = super::avx::vec_dot_q4k_q8k_rows(n, col, rows, rows_sums);
-                    for (i, v) in v.into_iter().enumerate() {
-                        out[(r + i) * cols + c] = v;
-                    }
-                }
-                r += 4;
-            }
-            matmul_tile_rows(n, kb, xs, ys, m, r, out);
+            matmul_tile_rows_with(n, kb, xs, ys, m, 0, out, |col, rows, r| {
+                let rows_sums = [row_sums(r), row_sums(r + 1), row_sums(r + 2), row_sums(r + 3)];
+                super::avx::vec_dot_q4k_q8k_rows(n, col, rows, rows_sums)
+            });
             return;
         }
         #[allow(unreachable_code)]
