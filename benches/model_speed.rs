@@ -5,7 +5,8 @@
 //!    messages, greedy, 128 new tokens, median of five runs after a warm-up; each engine's model
 //!    load time and the resident memory its model and warm-up added (VmRSS after minus before);
 //! 2. time to first token of turns 1 and 10 of an agent-style conversation (constrained tool calls,
-//!    as `agent run` does) with the prefix cache on and off.
+//!    as `agent run` does) with the prefix cache on and off, and with it on, of every turn's prompt
+//!    (the same token ids) through llama.cpp reusing its KV cache as its server's `cache_prompt` does.
 //!
 //! Run: `cargo bench --profile dev --bench model_speed` (dependencies are optimised in the dev profile;
 //! a release build would recompile mistral.rs). `AGENT_BENCH_THREADS` (default 2) and `AGENT_MODEL`
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use agent::model::embedded::EmbeddedModel;
 use agent::model::{ChatModel, Message, ModelOptions, ModelSpec, ToolCall};
 use mistralrs::{GgufModelBuilder, RequestBuilder, TextMessageRole, TokenSource};
 use serde_json::json;
@@ -114,18 +116,45 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Part 2: time to first token in an agent conversation, prefix cache on and off.
+/// Part 2: time to first token in an agent conversation, prefix cache on and off; with it on, the
+/// same prompts (the very token ids) through llama.cpp, which keeps its KV cache from one prompt to
+/// the next and computes only what follows the longest common prefix, as its server does with
+/// `cache_prompt`.
 fn conversations(model: &Path, threads: usize, prefix_cache: &[bool]) {
     for &prefix_cache in prefix_cache {
-        let ttft = conversation_ttft(model, threads, prefix_cache);
+        let turns = conversation_ttft(model, threads, prefix_cache);
+        let (first, tenth) = (&turns[0], &turns[9]);
         println!(
             "agent conversation, prefix cache {}: turn 1 first token {} ms ({} prompt tokens), turn 10 first token {} ms ({} prompt tokens)",
             if prefix_cache { "on " } else { "off" },
-            ttft[0].0,
-            ttft[0].1,
-            ttft[9].0,
-            ttft[9].1
+            first.ttft_ms,
+            first.ids.len(),
+            tenth.ttft_ms,
+            tenth.ids.len()
         );
+        if !prefix_cache {
+            continue;
+        }
+        let prompts: Vec<&[u32]> = turns.iter().map(|t| t.ids.as_slice()).collect();
+        match llama_cpp_ttft(model, threads, &prompts) {
+            Ok(llama) => {
+                for (n, (ours, theirs)) in turns.iter().zip(&llama).enumerate() {
+                    println!(
+                        "turn {:>2}: {:>5} prompt tokens, first token mistral.rs {:>6} ms, llama.cpp {:>6.0} ms",
+                        n + 1,
+                        ours.ids.len(),
+                        ours.ttft_ms,
+                        theirs
+                    );
+                }
+                println!(
+                    "ratio llama.cpp/mistral.rs time to first token (above 1: mistral.rs faster): turn 1 {:.2}, turn 10 {:.2}",
+                    llama[0] / first.ttft_ms as f64,
+                    llama[9] / tenth.ttft_ms as f64
+                );
+            }
+            Err(e) => println!("llama.cpp   not measured: {e}"),
+        }
     }
 }
 
@@ -190,13 +219,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 /// The same messages through llama-cpp-python; prompt time from a 1-token completion.
 fn llama_cpp_speed(model: &Path, threads: usize, user: &str) -> Result<Speed, String> {
-    let python = agent::dirs::cache_dir().join("llama-venv/bin/python");
-    if !python.is_file() {
-        return Err(format!(
-            "{} missing; run scripts/setup.sh",
-            python.display()
-        ));
-    }
+    let python = llama_python()?;
     let script = r#"
 import json, sys, time
 from llama_cpp import Llama
@@ -258,16 +281,21 @@ print(json.dumps({"prompt_tokens": usage["prompt_tokens"], "completion_tokens": 
     })
 }
 
-/// Ten turns of a growing agent conversation; (time to first token in ms, prompt tokens) per turn.
-fn conversation_ttft(model: &Path, threads: usize, prefix_cache: bool) -> Vec<(u64, usize)> {
+/// One turn of the conversation: the prompt's token ids and mistral.rs's time to its first token.
+struct Turn {
+    ids: Vec<u32>,
+    ttft_ms: u64,
+}
+
+/// Ten turns of a growing agent conversation through the embedded backend as `agent run` uses it.
+fn conversation_ttft(model: &Path, threads: usize, prefix_cache: bool) -> Vec<Turn> {
     let options = ModelOptions {
         threads: Some(threads),
         prefix_cache,
         ..ModelOptions::default()
     };
     let started = Instant::now();
-    let mut backend: Box<dyn ChatModel> =
-        ModelSpec::Gguf(model.to_path_buf()).load(&options).unwrap();
+    let mut backend = EmbeddedModel::load(&ModelSpec::Gguf(model.to_path_buf()), &options).unwrap();
     eprintln!("loaded in {:?}", started.elapsed());
     let specs = agent::tools::specs();
     let mut messages = vec![
@@ -279,8 +307,17 @@ fn conversation_ttft(model: &Path, threads: usize, prefix_cache: bool) -> Vec<(u
         .collect();
     let mut out = Vec::new();
     for turn in 0..10 {
+        let ids = backend.prompt_ids(&messages, &specs).unwrap();
         let reply = backend.complete(&messages, &specs).unwrap();
-        out.push((reply.usage.ttft_ms, reply.usage.prompt_tokens));
+        assert_eq!(
+            ids.len(),
+            reply.usage.prompt_tokens,
+            "the ids handed to llama.cpp must be the prompt mistral.rs computed"
+        );
+        out.push(Turn {
+            ids,
+            ttft_ms: reply.usage.ttft_ms,
+        });
         // A fixed, realistic exchange, so both runs see exactly the same conversation.
         let call = ToolCall {
             id: format!("call-{turn}"),
@@ -291,4 +328,57 @@ fn conversation_ttft(model: &Path, threads: usize, prefix_cache: bool) -> Vec<(u
         messages.push(Message::tool_result(&call, source.clone()));
     }
     out
+}
+
+/// llama.cpp's time to first token (ms) for each prompt in turn, one context kept throughout: each
+/// prompt reuses the KV cache of the longest prefix it shares with the previous one (llama-cpp-python's
+/// `generate`, the same reuse as the server's `cache_prompt`); time from the call to the first sampled
+/// token, greedy, no grammar.
+fn llama_cpp_ttft(model: &Path, threads: usize, prompts: &[&[u32]]) -> Result<Vec<f64>, String> {
+    let python = llama_python()?;
+    let script = r#"
+import json, sys, time
+from llama_cpp import Llama
+model, threads = sys.argv[1], int(sys.argv[2])
+prompts = json.load(sys.stdin)
+n_ctx = max(len(p) for p in prompts) + 64
+llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=n_ctx, n_batch=512, verbose=False)
+times = []
+for ids in prompts:
+    t = time.perf_counter()
+    next(llm.generate(ids, temp=0.0))
+    times.append((time.perf_counter() - t) * 1000)
+print(json.dumps(times))
+"#;
+    let mut child = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(model)
+        .arg(threads.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let input = serde_json::to_vec(prompts).map_err(|e| e.to_string())?;
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &input)
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {out:?}"))
+}
+
+/// The Python that has llama-cpp-python (scripts/setup.sh installs it).
+fn llama_python() -> Result<std::path::PathBuf, String> {
+    let python = agent::dirs::cache_dir().join("llama-venv/bin/python");
+    if python.is_file() {
+        Ok(python)
+    } else {
+        Err(format!(
+            "{} missing; run scripts/setup.sh",
+            python.display()
+        ))
+    }
 }

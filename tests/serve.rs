@@ -154,7 +154,8 @@ fn a_friend_runs_the_agent_through_the_server_and_only_counts_are_kept() {
         .as_str()
         .unwrap()
         .contains("API key"));
-    let wrong = format!("{}0", &alice[..alice.len() - 1]);
+    let last = if alice.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &alice[..alice.len() - 1]);
     assert_eq!(
         post(&server.url, "/agent/v1/turn", Some(&wrong), &turn).0,
         401
@@ -355,6 +356,206 @@ fn openai_clients_get_chat_replies_and_constrained_calls_from_the_shared_model()
     assert!(!log.contains("Paris") && !log.contains(&key), "{log}");
 }
 
+/// The `data:` events of a server-sent event stream, as JSON (`[DONE]` left out).
+#[cfg(feature = "embedded")]
+fn sse_events(stream: &str) -> Vec<Value> {
+    stream
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap_or_else(|_| panic!("not JSON: {e:?}")))
+        .collect()
+}
+
+/// A chat asked to stream arrives as the model makes it: many events whose text is exactly the reply
+/// the same request gets whole (greedy decoding), the usage on the last. A client that goes away
+/// after the first words stops the generation: the server records far fewer tokens than the same
+/// request generates when someone reads it to the end.
+#[cfg(feature = "embedded")]
+#[test]
+fn a_streamed_chat_arrives_piece_by_piece_and_a_client_that_leaves_stops_it() {
+    use std::io::{Read, Write};
+
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("serve");
+    let key = add_user(home.path(), &state, "erin", &[]);
+    let model = installed_model();
+    let server = start(home.path(), &state, model.to_str().unwrap(), &[]);
+    let long = 300;
+    // The grammar holds the model to numbers until the token limit (alone it stops at 20).
+    let chat = |stream: bool| {
+        json!({"max_tokens": long, "stream": stream, "messages": [{"role": "user",
+            "content": "Count from 1 to 500, one number per line."}],
+            "grammar": {"type": "regex", "value": "([0-9]{1,4}\n){1000}"}})
+    };
+    let (status, _, whole) = post(
+        &server.url,
+        "/v1/chat/completions",
+        Some(&key),
+        &chat(false),
+    );
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(
+        whole["usage"]["completion_tokens"].as_u64(),
+        Some(long as u64),
+        "the request runs to its limit when read to the end: {whole}"
+    );
+    let (status, _, streamed) = post(&server.url, "/v1/chat/completions", Some(&key), &chat(true));
+    assert_eq!(status, 200);
+    let streamed = streamed.as_str().expect("an event stream, not JSON");
+    assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
+    let events = sse_events(streamed);
+    assert!(
+        events.len() > 10,
+        "one event per piece, not one at the end: {}",
+        events.len()
+    );
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        text,
+        whole["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length", "{last}");
+    assert_eq!(
+        last["usage"]["completion_tokens"].as_u64(),
+        Some(long as u64)
+    );
+
+    // The same stream, but the client hangs up after its first words.
+    let address = server.url.strip_prefix("http://").unwrap();
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .unwrap();
+    let body = chat(true).to_string();
+    write!(
+        socket,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The role event and two pieces of text.
+    while seen.windows(6).filter(|w| w == b"data: ").count() < 3 {
+        let n = socket.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(socket);
+    // The request's log line comes when the generation has ended: its tokens, far below the 300.
+    let line = (0..600)
+        .find_map(|_| {
+            let log = server.log.lock().unwrap().clone();
+            let found = log
+                .lines()
+                .filter(|l| l.starts_with("erin /v1/chat/completions 200"))
+                .nth(2)
+                .map(String::from);
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            found
+        })
+        .expect("the abandoned request never ended");
+    let generated: u64 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|t| t.split('+').nth(1))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no token count in {line:?}"));
+    assert!(
+        (1..long as u64 / 3).contains(&generated),
+        "the generation went on after the client left: {line}"
+    );
+    let usage = std::fs::read_to_string(state.join("usage.json")).unwrap();
+    assert!(!usage.contains("Count from"), "{usage}");
+}
+
+/// `response_format` and mistral.rs's `grammar` hold a plain reply to a JSON schema, a regular
+/// expression or a Lark grammar, even on a model far too small to follow such instructions; a
+/// grammar the engine cannot use is the client's error (400), not the server's.
+#[cfg(feature = "embedded")]
+#[test]
+fn replies_are_held_to_the_schema_or_grammar_the_client_sends() {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("serve");
+    let key = add_user(home.path(), &state, "fay", &[]);
+    let model = installed_model();
+    let server = start(home.path(), &state, model.to_str().unwrap(), &[]);
+    let ask = |extra: Value| {
+        let mut body = json!({"max_tokens": 60, "messages": [{"role": "user",
+            "content": "Tell me about a city."}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        post(&server.url, "/v1/chat/completions", Some(&key), &body)
+    };
+    let content = |reply: &Value| {
+        reply["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let schema = json!({"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 20},
+            "size": {"enum": ["village", "town", "city"]}},
+        "required": ["name", "size"], "additionalProperties": false});
+    let (status, _, reply) = ask(json!({"response_format": {"type": "json_schema",
+        "json_schema": {"name": "city", "schema": schema}}}));
+    assert_eq!(status, 200, "{reply}");
+    let city: Value = serde_json::from_str(&content(&reply))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {reply}"));
+    assert!(
+        city["name"].is_string() && city["size"].is_string(),
+        "{city}"
+    );
+    assert_eq!(city.as_object().unwrap().len(), 2, "{city}");
+
+    let (status, _, reply) =
+        ask(json!({"grammar": {"type": "regex", "value": "(yes|no), [0-9]{3}"}}));
+    assert_eq!(status, 200, "{reply}");
+    let text = content(&reply);
+    let (word, number) = text.split_once(", ").unwrap_or_else(|| panic!("{text:?}"));
+    assert!(["yes", "no"].contains(&word), "{text:?}");
+    assert!(
+        number.len() == 3 && number.bytes().all(|b| b.is_ascii_digit()),
+        "{text:?}"
+    );
+
+    let (status, _, reply) = ask(json!({"grammar": {"type": "lark",
+        "value": "start: \"colour: \" COLOUR\nCOLOUR: \"red\" | \"green\" | \"blue\"\n"}}));
+    assert_eq!(status, 200, "{reply}");
+    assert!(
+        ["colour: red", "colour: green", "colour: blue"].contains(&content(&reply).as_str()),
+        "{reply}"
+    );
+
+    let (status, _, refused) =
+        ask(json!({"grammar": {"type": "lark", "value": "start: undefined_rule\n"}}));
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["type"], "invalid_request_error",
+        "{refused}"
+    );
+    let (status, _, refused) = ask(json!({"response_format": {"type": "xml"}}));
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("response_format"));
+}
+
 /// Code completion from the default coder model's own FIM tokens, as OpenAI's completions (with a
 /// suffix and a one-line stop) and as llama.cpp's /infill, which llama.vscode and llama.vim send.
 #[cfg(feature = "embedded")]
@@ -387,26 +588,46 @@ fn editors_get_code_completion_between_prefix_and_suffix() {
     assert_eq!(status, 200, "{infill}");
     let content = infill["content"].as_str().unwrap();
     assert!(content.replace(' ', "").starts_with("a+b"), "{content:?}");
-    // Editors stream completions: one event, then [DONE].
+    // Editors stream completions: the same text, piece by piece, cut at the stop string even when
+    // it arrives inside a piece, then [DONE].
     let (status, _, streamed) = post(
         &server.url,
         "/v1/completions",
         Some(&key),
-        &json!({"prompt": prefix, "suffix": suffix, "max_tokens": 8, "stream": true}),
+        &json!({"prompt": prefix, "suffix": suffix, "max_tokens": 16, "stop": ["\n"], "stream": true}),
     );
     assert_eq!(status, 200);
-    let streamed = streamed.as_str().unwrap();
-    let event: Value = serde_json::from_str(
-        streamed
-            .strip_prefix("data: ")
-            .unwrap()
-            .split("\n\n")
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+    let streamed = streamed.as_str().expect("an event stream");
     assert!(streamed.ends_with("data: [DONE]\n\n"), "{streamed}");
-    assert!(event["choices"][0]["text"].is_string(), "{event}");
+    let events = sse_events(streamed);
+    assert!(events.len() > 2, "{streamed}");
+    let pieces: String = events
+        .iter()
+        .map(|e| e["choices"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(pieces, text, "{streamed}");
+    assert_eq!(
+        events.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+    // llama.cpp's streamed /infill: `content` events, the last one `stop: true` with its counts.
+    let (status, _, streamed) = post(
+        &server.url,
+        "/infill",
+        Some(&key),
+        &json!({"input_prefix": prefix, "input_suffix": suffix, "n_predict": 16, "stream": true}),
+    );
+    assert_eq!(status, 200);
+    let events = sse_events(streamed.as_str().expect("an event stream"));
+    let (last, pieces) = events.split_last().unwrap();
+    assert!(pieces.iter().all(|e| e["stop"] == false), "{events:?}");
+    assert_eq!(last["stop"], true);
+    assert!(last["tokens_predicted"].as_u64().unwrap() > 0);
+    let pieces: String = pieces
+        .iter()
+        .map(|e| e["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(pieces, content);
 }
 
 /// A hostile or broken server behind `serve:URL`: the client waits as `Retry-After` says and tries

@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use either::Either;
 use mistralrs::{
-    Constraint, GgufModelBuilder, Model, NormalRequest, Request, RequestBuilder, RequestMessage,
-    Response, SamplingParams, StopTokens, TextMessageRole, TextMessages, TextModelBuilder,
-    TokenSource, ToolChoice,
+    Constraint, GgufModelBuilder, Model, NormalRequest, Request, RequestBuilder, RequestLike,
+    RequestMessage, Response, SamplingParams, StopTokens, TextMessageRole, TextMessages,
+    TextModelBuilder, TokenSource, ToolChoice,
 };
 use serde_json::json;
 
@@ -25,8 +25,8 @@ use super::schema::{
     tool_call_schema_within,
 };
 use super::{
-    hermes, AssistantTurn, ChatModel, FillRequest, Message, ModelError, ModelOptions, ModelSpec,
-    Role, SharedModel, ToolCall, ToolCallMode, ToolSpec, Usage,
+    hermes, AssistantTurn, ChatModel, ChatRequest, FillRequest, Message, ModelError, ModelOptions,
+    ModelSpec, ReplyShape, Role, SharedModel, ToolCall, ToolCallMode, ToolSpec, Usage,
 };
 
 /// Tokens a turn may generate at first. A cut-off turn is generated once more with twice the room,
@@ -336,6 +336,16 @@ impl EmbeddedModel {
     /// The exact prompt length as the chat template renders it (with the unconstrained native format,
     /// tool calls are counted in the generic rendering, which is close).
     fn prompt_tokens(&self, messages: &[Message], tools: &[ToolSpec]) -> Result<usize, ModelError> {
+        self.prompt_ids(messages, tools).map(|ids| ids.len())
+    }
+
+    /// The token ids of the prompt a turn with `messages` and `tools` decodes from, rendered as
+    /// [`ChatModel::complete`] renders them (benchmarks feed the same ids to another engine).
+    pub fn prompt_ids(
+        &self,
+        messages: &[Message],
+        tools: &[ToolSpec],
+    ) -> Result<Vec<u32>, ModelError> {
         let offered = match &self.format {
             CallFormat::Hermes { bodies, .. } => hermes::offered(tools, *bodies),
             _ => tools.to_vec(),
@@ -353,7 +363,6 @@ impl EmbeddedModel {
                 self.model
                     .tokenize(Either::Left(text), tools, true, true, None),
             )
-            .map(|ids| ids.len())
             .map_err(|e| ModelError::Generation(format!("cannot tokenize the conversation: {e}")))
     }
 }
@@ -546,15 +555,15 @@ impl ChatModel for EmbeddedModel {
     }
 
     fn fill_in_middle(&mut self, fill: &FillRequest) -> Result<AssistantTurn, ModelError> {
-        SharedModel::fill_in_middle(self, fill)
+        self.fill(fill, &mut |_| true)
     }
 
     fn chat(
         &mut self,
         messages: &[Message],
-        max_tokens: usize,
+        request: &ChatRequest,
     ) -> Result<AssistantTurn, ModelError> {
-        SharedModel::chat(self, messages, max_tokens)
+        self.chat_within_window(messages, request, &mut |_| true)
     }
 
     fn complete(
@@ -573,21 +582,21 @@ impl ChatModel for EmbeddedModel {
 /// The engine batches requests that arrive together (its scheduler runs up to 32 sequences a
 /// step), so `agent serve` may call these from several threads at once.
 impl SharedModel for EmbeddedModel {
-    fn fill_in_middle(&self, fill: &FillRequest) -> Result<AssistantTurn, ModelError> {
-        self.fill(fill)
+    fn fill_in_middle(
+        &self,
+        fill: &FillRequest,
+        sink: Sink<'_>,
+    ) -> Result<AssistantTurn, ModelError> {
+        self.fill(fill, sink)
     }
 
-    fn chat(&self, messages: &[Message], max_tokens: usize) -> Result<AssistantTurn, ModelError> {
-        let started = Instant::now();
-        let prompt = self.prompt_tokens(messages, &[])?;
-        let room = self.context_window.saturating_sub(prompt);
-        if room == 0 {
-            return Err(ModelError::ContextOverflow {
-                needed: prompt + max_tokens,
-                window: self.context_window,
-            });
-        }
-        self.reply_in_text(messages, max_tokens.min(room), started)
+    fn chat(
+        &self,
+        messages: &[Message],
+        request: &ChatRequest,
+        sink: Sink<'_>,
+    ) -> Result<AssistantTurn, ModelError> {
+        self.chat_within_window(messages, request, sink)
     }
 
     fn complete(
@@ -605,7 +614,11 @@ impl SharedModel for EmbeddedModel {
             });
         }
         if tools.is_empty() {
-            return self.reply_in_text(messages, TEXT_TOKEN_BUDGET.min(room), started);
+            let plain = ChatRequest {
+                max_tokens: TEXT_TOKEN_BUDGET.min(room),
+                shape: None,
+            };
+            return self.reply_in_text(messages, prompt, &plain, started, &mut |_| true);
         }
         // A body is a whole file or patch, longer than any JSON call.
         let body_offered = matches!(self.format, CallFormat::Hermes { bodies: true, .. })
@@ -667,9 +680,33 @@ impl SharedModel for EmbeddedModel {
 }
 
 impl EmbeddedModel {
+    /// A plain chat reply as `request` asks, of fewer tokens where the window has less room.
+    fn chat_within_window(
+        &self,
+        messages: &[Message],
+        request: &ChatRequest,
+        sink: Sink<'_>,
+    ) -> Result<AssistantTurn, ModelError> {
+        let started = Instant::now();
+        let prompt = self.prompt_tokens(messages, &[])?;
+        let room = self.context_window.saturating_sub(prompt);
+        if room == 0 {
+            return Err(ModelError::ContextOverflow {
+                needed: prompt + request.max_tokens,
+                window: self.context_window,
+            });
+        }
+        let within = ChatRequest {
+            max_tokens: request.max_tokens.min(room),
+            shape: request.shape.clone(),
+        };
+        self.reply_in_text(messages, prompt, &within, started, sink)
+    }
+
     /// Fill in the middle: the prompt is built from token ids (the family's FIM tokens around the
     /// tokenized prefix and suffix), so text in the code that spells a special token stays text.
-    fn fill(&self, fill: &FillRequest) -> Result<AssistantTurn, ModelError> {
+    /// The text goes to `sink` as it is made.
+    fn fill(&self, fill: &FillRequest, sink: Sink<'_>) -> Result<AssistantTurn, ModelError> {
         let (prefix, suffix, max_tokens) = (&fill.prefix, &fill.suffix, fill.max_tokens);
         let started = Instant::now();
         let Some(fim) = self.fim.clone() else {
@@ -719,98 +756,199 @@ impl EmbeddedModel {
             stops.extend(fim.stop_texts.iter().cloned());
             StopTokens::Seqs(stops)
         });
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-        let request = Request::Normal(Box::new(NormalRequest::new_simple(
+        let prompt_tokens = ids.len();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let request = NormalRequest::new_simple(
             RequestMessage::CompletionTokens(ids),
             sampling,
             tx,
             0,
             None,
             None,
-        )));
+        );
+        self.stream(request, rx, started, prompt_tokens, sink)
+    }
+
+    /// Send `request` (whose responses go to `rx`) to the engine as a streaming request and hand its
+    /// text to `sink` as it comes, chat and completion chunks alike. When the sink wants no more,
+    /// dropping the receiver cancels the generation in the engine.
+    fn stream(
+        &self,
+        mut request: NormalRequest,
+        mut rx: tokio::sync::mpsc::Receiver<Response>,
+        started: Instant,
+        prompt_tokens: usize,
+        sink: Sink<'_>,
+    ) -> Result<AssistantTurn, ModelError> {
+        request.is_streaming = true;
         let inner = self.model.inner();
-        let response = self.runtime.block_on(async {
+        self.runtime.block_on(async {
             let sender = inner
                 .get_sender(None)
                 .map_err(|e| ModelError::Generation(format!("{e}")))?;
             sender
-                .send(request)
+                .send(Request::Normal(Box::new(request)))
                 .await
                 .map_err(|e| ModelError::Generation(format!("{e}")))?;
-            rx.recv()
-                .await
-                .ok_or_else(|| ModelError::Generation("the model stopped".into()))
-        })?;
-        let done = match response {
-            Response::CompletionDone(done) => done,
-            Response::CompletionModelError(e, _) => return Err(ModelError::Generation(e)),
-            Response::InternalError(e) | Response::ValidationError(e) => {
-                return Err(ModelError::Generation(e.to_string()))
+            let mut streamed = Streamed::new(started, prompt_tokens);
+            while let Some(response) = rx.recv().await {
+                let (text, finished) = match &response {
+                    Response::Chunk(chunk) => {
+                        if let Some(usage) = &chunk.usage {
+                            streamed.reported(usage);
+                        }
+                        let Some(choice) = chunk.choices.first() else {
+                            continue;
+                        };
+                        let text = choice.delta.content.as_deref().unwrap_or_default();
+                        (text, choice.finish_reason.is_some())
+                    }
+                    Response::CompletionChunk(chunk) => {
+                        let Some(choice) = chunk.choices.first() else {
+                            continue;
+                        };
+                        (choice.text.as_str(), choice.finish_reason.is_some())
+                    }
+                    _ => return Err(stream_error(&response)),
+                };
+                if !streamed.push(text, sink) || finished {
+                    break;
+                }
             }
-            _ => return Err(ModelError::Generation("an unexpected kind of reply".into())),
-        };
-        let text = done
-            .choices
-            .first()
-            .map(|c| c.text.clone())
-            .unwrap_or_default();
-        Ok(AssistantTurn {
-            content: text,
-            tool_calls: Vec::new(),
-            usage: Usage {
-                prompt_tokens: done.usage.prompt_tokens,
-                completion_tokens: done.usage.completion_tokens,
-                prompt_tok_per_s: f64::from(done.usage.avg_prompt_tok_per_sec),
-                decode_tok_per_s: f64::from(done.usage.avg_compl_tok_per_sec),
-                ttft_ms: (done.usage.total_prompt_time_sec * 1000.0) as u64,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-                cut_off_retries: 0,
-            },
+            drop(rx);
+            Ok(streamed.into_turn())
         })
     }
 
-    /// A turn offered no tools (a plain chat through `agent serve`): free text, no grammar.
+    /// A turn offered no tools (a plain chat through `agent serve`): free text, or text held to the
+    /// request's shape by its grammar; handed to `sink` as it is made.
     fn reply_in_text(
         &self,
         messages: &[Message],
-        max_tokens: usize,
+        prompt_tokens: usize,
+        request: &ChatRequest,
         started: Instant,
+        sink: Sink<'_>,
     ) -> Result<AssistantTurn, ModelError> {
-        let mut request = RequestBuilder::new()
+        let mut builder = RequestBuilder::new()
             .set_deterministic_sampler()
-            .set_sampler_max_len(max_tokens.max(1));
+            .set_sampler_max_len(request.max_tokens.max(1));
+        if let Some(shape) = &request.shape {
+            builder = builder.set_constraint(match shape {
+                ReplyShape::JsonSchema(schema) => Constraint::JsonSchema(schema.clone()),
+                ReplyShape::Lark(grammar) => Constraint::Lark(grammar.clone()),
+                ReplyShape::Regex(regex) => Constraint::Regex(regex.clone()),
+            });
+        }
         for message in messages {
             let (role, text) = render(message);
-            request = request.add_message(role, text);
+            builder = builder.add_message(role, text);
         }
-        let response = self
-            .runtime
-            .block_on(self.model.send_chat_request(request))
-            .map_err(|e| ModelError::Generation(format!("{e:#}")))?;
-        let usage = Usage {
-            prompt_tokens: response.usage.prompt_tokens,
-            completion_tokens: response.usage.completion_tokens,
-            prompt_tok_per_s: f64::from(response.usage.avg_prompt_tok_per_sec),
-            decode_tok_per_s: f64::from(response.usage.avg_compl_tok_per_sec),
-            ttft_ms: (response.usage.total_prompt_time_sec * 1000.0) as u64,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            cut_off_retries: 0,
-        };
-        let content = response
-            .choices
-            .first()
-            .and_then(|c| c.message.content.clone())
-            .unwrap_or_default();
-        Ok(AssistantTurn {
-            content,
-            tool_calls: Vec::new(),
-            usage,
-        })
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut request = NormalRequest::new_simple(
+            builder.take_messages(),
+            builder.take_sampling_params(),
+            tx,
+            0,
+            None,
+            None,
+        );
+        request.constraint = builder.take_constraint();
+        self.stream(request, rx, started, prompt_tokens, sink)
     }
 }
 
 /// Tokens a reply in plain text may take when the request does not say.
 const TEXT_TOKEN_BUDGET: usize = 1024;
+
+/// Where streamed text goes; false back means nobody listens any more.
+type Sink<'a> = &'a mut dyn FnMut(&str) -> bool;
+
+/// A reply as it streams: its text so far, and the figures its usage is made of: the engine's own
+/// when its last chunk reports them, else counted here (one piece per token, the time to the
+/// first).
+struct Streamed {
+    started: Instant,
+    text: String,
+    prompt_tokens: usize,
+    pieces: usize,
+    first_ms: Option<u64>,
+    reported: Option<mistralrs::Usage>,
+}
+
+impl Streamed {
+    fn new(started: Instant, prompt_tokens: usize) -> Self {
+        Self {
+            started,
+            text: String::new(),
+            prompt_tokens,
+            pieces: 0,
+            first_ms: None,
+            reported: None,
+        }
+    }
+
+    fn reported(&mut self, usage: &mistralrs::Usage) {
+        self.reported = Some(usage.clone());
+    }
+
+    /// Take one piece and hand it on; false when the sink wants no more.
+    fn push(&mut self, piece: &str, sink: Sink<'_>) -> bool {
+        self.pieces += 1;
+        self.first_ms
+            .get_or_insert_with(|| self.started.elapsed().as_millis() as u64);
+        self.text.push_str(piece);
+        piece.is_empty() || sink(piece)
+    }
+
+    fn into_turn(self) -> AssistantTurn {
+        let elapsed_ms = self.started.elapsed().as_millis() as u64;
+        if let Some(usage) = self.reported {
+            return AssistantTurn {
+                content: self.text,
+                tool_calls: Vec::new(),
+                usage: Usage {
+                    prompt_tokens: usage.prompt_tokens,
+                    completion_tokens: usage.completion_tokens,
+                    prompt_tok_per_s: f64::from(usage.avg_prompt_tok_per_sec),
+                    decode_tok_per_s: f64::from(usage.avg_compl_tok_per_sec),
+                    ttft_ms: (usage.total_prompt_time_sec * 1000.0) as u64,
+                    elapsed_ms,
+                    cut_off_retries: 0,
+                },
+            };
+        }
+        let ttft_ms = self.first_ms.unwrap_or(elapsed_ms);
+        let decode_s = elapsed_ms.saturating_sub(ttft_ms) as f64 / 1000.0;
+        AssistantTurn {
+            content: self.text,
+            tool_calls: Vec::new(),
+            usage: Usage {
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: self.pieces,
+                prompt_tok_per_s: self.prompt_tokens as f64 * 1000.0 / ttft_ms.max(1) as f64,
+                decode_tok_per_s: if decode_s > 0.0 {
+                    self.pieces.saturating_sub(1) as f64 / decode_s
+                } else {
+                    0.0
+                },
+                ttft_ms,
+                elapsed_ms,
+                cut_off_retries: 0,
+            },
+        }
+    }
+}
+
+/// What a stream that sent something other than its chunks means.
+fn stream_error(response: &Response) -> ModelError {
+    ModelError::Generation(match response {
+        Response::ModelError(e, _) | Response::CompletionModelError(e, _) => e.clone(),
+        Response::ValidationError(e) => return ModelError::Refused(e.to_string()),
+        Response::InternalError(e) => e.to_string(),
+        _ => "an unexpected kind of reply while streaming".into(),
+    })
+}
 
 /// A native-mode reply: calls whose arguments are not JSON are reported in the content (the loop then
 /// asks again) rather than passed on half-parsed.

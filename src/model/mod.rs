@@ -164,6 +164,11 @@ pub enum ModelError {
     NoFim(String),
     #[error("the model server at {url} failed: {message}")]
     Server { url: String, message: String },
+    /// The request itself was at fault (a grammar or schema the engine cannot use).
+    #[error("the request was refused: {0}")]
+    Refused(String),
+    #[error("{0} cannot hold a reply to a JSON schema or grammar; use the in-process backend (a GGUF or safetensors model)")]
+    NoReplyShape(String),
 }
 
 /// A chat model that the agent loop can drive.
@@ -178,14 +183,17 @@ pub trait ChatModel {
         messages: &[Message],
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError>;
-    /// A reply in plain text of at most `max_tokens` (a chat with no tools offered, from
-    /// `agent serve`'s OpenAI endpoint). Backends that cannot bound it answer as `complete` does.
+    /// A reply in plain text as `request` bounds and shapes it (a chat with no tools offered, from
+    /// `agent serve`'s OpenAI endpoint). Backends that cannot bound it answer as `complete` does;
+    /// those that cannot shape it refuse a request with a shape.
     fn chat(
         &mut self,
         messages: &[Message],
-        max_tokens: usize,
+        request: &ChatRequest,
     ) -> Result<AssistantTurn, ModelError> {
-        let _ = max_tokens;
+        if request.shape.is_some() {
+            return Err(ModelError::NoReplyShape(self.describe()));
+        }
         self.complete(messages, &[])
     }
     /// Code completion from the model's own fill-in-the-middle tokens (the reply's `content`).
@@ -207,8 +215,39 @@ pub trait SharedModel: Send + Sync {
         messages: &[Message],
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError>;
-    fn chat(&self, messages: &[Message], max_tokens: usize) -> Result<AssistantTurn, ModelError>;
-    fn fill_in_middle(&self, fill: &FillRequest) -> Result<AssistantTurn, ModelError>;
+    /// As [`ChatModel::chat`], handing the reply's text to `sink` piece by piece as it is made;
+    /// when `sink` returns false (the client went away) the generation stops and the turn holds
+    /// what was made.
+    fn chat(
+        &self,
+        messages: &[Message],
+        request: &ChatRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<AssistantTurn, ModelError>;
+    /// As [`ChatModel::fill_in_middle`], streamed to `sink` as [`SharedModel::chat`] is.
+    fn fill_in_middle(
+        &self,
+        fill: &FillRequest,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<AssistantTurn, ModelError>;
+}
+
+/// A plain reply's bounds: at most `max_tokens`, matching `shape` when the client asked for one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatRequest {
+    pub max_tokens: usize,
+    pub shape: Option<ReplyShape>,
+}
+
+/// What a plain reply must match: OpenAI's `response_format`, or mistral.rs's `grammar` extension.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyShape {
+    /// JSON valid under this schema (`{"type": "object"}` for OpenAI's `json_object`).
+    JsonSchema(Value),
+    /// A Lark grammar, in llguidance's dialect.
+    Lark(String),
+    /// A regular expression the whole reply matches.
+    Regex(String),
 }
 
 /// A code completion: the text between `prefix` and `suffix`, at most `max_tokens`, ending at the

@@ -8,21 +8,26 @@
 //! - `POST /agent/v1/turn`: the agent's own turn (messages and tool specs in, one assistant turn out),
 //!   which `agent run --model serve:URL` speaks. The server's backend decodes the call under its
 //!   grammar exactly as in-process, so a remote run keeps constrained tool calls.
-//! - `POST /v1/chat/completions` (OpenAI-compatible; `tools` optional, `stream` answered as one
-//!   chunk) and `GET /v1/models`, for editors and other clients; `GET /health` needs no key.
+//! - `POST /v1/chat/completions` (OpenAI-compatible; `tools` optional; `response_format` or
+//!   mistral.rs's `grammar` shape a plain reply) and `GET /v1/models`, for editors and other
+//!   clients; `GET /health` needs no key.
 //! - `POST /v1/completions` (with `suffix`) and llama.cpp's `POST /infill`: code completion from
 //!   the model's own fill-in-the-middle tokens; these go before every waiting turn.
+//!
+//! Plain text (a chat reply without tools, a completion) is streamed to a client that asks for
+//! `stream` as the model makes it (`stream`); a client that goes away stops its generation.
 //!
 //! What it must never do: log or store a prompt, a reply or a key. It writes counts and timings only
 //! (`usage.json`, one line per request on stderr: user, endpoint, status, tokens, milliseconds).
 
+mod stream;
 pub mod users;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +38,8 @@ use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::model::{
-    AssistantTurn, ChatModel, FillRequest, Message, ModelError, Role, ToolCall, ToolSpec,
+    AssistantTurn, ChatModel, ChatRequest, FillRequest, Message, ModelError, ReplyShape, Role,
+    SharedModel, ToolCall, ToolSpec,
 };
 use users::{now_secs, Counts, UsageBook, User, Users};
 
@@ -64,7 +70,18 @@ pub struct Options {
 struct Job {
     user: String,
     work: Work,
-    reply: mpsc::Sender<Result<AssistantTurn, ModelError>>,
+    /// Send the text as it is made (a client that asked for `stream`), then the turn.
+    stream: bool,
+    /// Raised by the request's thread when no more text is wanted (the client went away, or a stop
+    /// string was reached): the generation stops.
+    cancel: Arc<AtomicBool>,
+    reply: mpsc::Sender<Answer>,
+}
+
+/// What goes back to the request's thread: pieces of text while streaming, then the whole turn.
+enum Answer {
+    Text(String),
+    Done(Result<AssistantTurn, ModelError>),
 }
 
 enum Work {
@@ -73,10 +90,10 @@ enum Work {
         messages: Vec<Message>,
         tools: Vec<ToolSpec>,
     },
-    /// A chat completion offered no tools: plain text, at most `max_tokens`.
+    /// A chat completion offered no tools: plain text, bounded and perhaps shaped.
     Chat {
         messages: Vec<Message>,
-        max_tokens: usize,
+        request: ChatRequest,
     },
     /// Code completion between a prefix and a suffix.
     Fill(FillRequest),
@@ -101,18 +118,18 @@ struct Waiting {
 }
 
 impl Queue {
-    /// Queue `job`; gives it back when the queue is full.
-    fn push(&self, job: Job) -> Result<(), Job> {
+    /// Queue `job`; false (and the job dropped) when the queue is full.
+    fn push(&self, job: Job) -> bool {
         let mut waiting = lock(&self.waiting);
         if waiting.fills.len() + waiting.turns.len() >= self.capacity {
-            return Err(job);
+            return false;
         }
         match job.work {
             Work::Fill(_) => waiting.fills.push_back(job),
             Work::Turn { .. } | Work::Chat { .. } => waiting.turns.push_back(job),
         }
         self.arrived.notify_one();
-        Ok(())
+        true
     }
 
     /// The next job to run, waiting for one.
@@ -192,39 +209,77 @@ pub fn serve(
     ready(address);
     let lanes = shared.options.lanes.max(1);
     match model.as_shared() {
-        // Several requests in the engine at once: it batches them.
-        Some(engine) if lanes > 1 => std::thread::scope(|scope| {
+        // An engine that streams, and with several lanes batches what is in it at once.
+        Some(mut engine) => std::thread::scope(|scope| {
             for _ in 0..lanes {
                 let queue = &queue;
                 scope.spawn(move || loop {
-                    let job = queue.pop();
-                    let answer = match &job.work {
-                        Work::Turn { messages, tools } => engine.complete(messages, tools),
-                        Work::Chat {
-                            messages,
-                            max_tokens,
-                        } => engine.chat(messages, *max_tokens),
-                        Work::Fill(fill) => engine.fill_in_middle(fill),
-                    };
-                    // The client may have gone: its answer is dropped.
-                    let _ = job.reply.send(answer);
+                    work_on(&mut engine, queue.pop());
                 });
             }
         }),
-        _ => loop {
-            let job = queue.pop();
-            let answer = match &job.work {
-                Work::Turn { messages, tools } => model.complete(messages, tools),
-                Work::Chat {
-                    messages,
-                    max_tokens,
-                } => model.chat(messages, *max_tokens),
-                Work::Fill(fill) => model.fill_in_middle(fill),
-            };
-            let _ = job.reply.send(answer);
+        None => loop {
+            work_on(&mut model, queue.pop());
         },
     }
     Ok(())
+}
+
+/// The model as the serving loop drives it: an engine that threads share and that streams, or a
+/// model of this thread only, which hands over each reply whole.
+trait Engine {
+    fn complete(&mut self, messages: &[Message], tools: &[ToolSpec]) -> ModelAnswer;
+    fn chat(&mut self, messages: &[Message], request: &ChatRequest, sink: Sink<'_>) -> ModelAnswer;
+    fn fill(&mut self, fill: &FillRequest, sink: Sink<'_>) -> ModelAnswer;
+}
+
+type ModelAnswer = Result<AssistantTurn, ModelError>;
+type Sink<'a> = &'a mut dyn FnMut(&str) -> bool;
+
+impl Engine for &dyn SharedModel {
+    fn complete(&mut self, messages: &[Message], tools: &[ToolSpec]) -> ModelAnswer {
+        SharedModel::complete(*self, messages, tools)
+    }
+    fn chat(&mut self, messages: &[Message], request: &ChatRequest, sink: Sink<'_>) -> ModelAnswer {
+        SharedModel::chat(*self, messages, request, sink)
+    }
+    fn fill(&mut self, fill: &FillRequest, sink: Sink<'_>) -> ModelAnswer {
+        SharedModel::fill_in_middle(*self, fill, sink)
+    }
+}
+
+impl Engine for Box<dyn ChatModel> {
+    fn complete(&mut self, messages: &[Message], tools: &[ToolSpec]) -> ModelAnswer {
+        ChatModel::complete(self.as_mut(), messages, tools)
+    }
+    fn chat(&mut self, messages: &[Message], request: &ChatRequest, sink: Sink<'_>) -> ModelAnswer {
+        let turn = ChatModel::chat(self.as_mut(), messages, request)?;
+        sink(&turn.content);
+        Ok(turn)
+    }
+    fn fill(&mut self, fill: &FillRequest, sink: Sink<'_>) -> ModelAnswer {
+        let turn = self.fill_in_middle(fill)?;
+        sink(&turn.content);
+        Ok(turn)
+    }
+}
+
+/// Answer one job. Streamed text goes to the request's thread as it is made; when that thread has
+/// gone (its client disconnected), the sink says so and the generation stops.
+fn work_on(engine: &mut impl Engine, job: Job) {
+    let reply = &job.reply;
+    let mut sink = |text: &str| {
+        !job.stream
+            || (!job.cancel.load(Ordering::Relaxed)
+                && reply.send(Answer::Text(text.to_string())).is_ok())
+    };
+    let answer = match &job.work {
+        Work::Turn { messages, tools } => engine.complete(messages, tools),
+        Work::Chat { messages, request } => engine.chat(messages, request, &mut sink),
+        Work::Fill(fill) => engine.fill(fill, &mut sink),
+    };
+    // The client may have gone: its answer is dropped.
+    let _ = reply.send(Answer::Done(answer));
 }
 
 /// An answer, before it becomes a tiny_http response.
@@ -287,9 +342,18 @@ fn handle(shared: &Shared, mut request: Request) {
             match admit(shared, &request) {
                 Ok(user) => {
                     who = user.name.clone();
-                    let reply = answer(shared, &mut request, &path, &user.name, &mut counts);
-                    record(shared, &user, &counts);
-                    reply
+                    match answer(shared, &mut request, &path, &user.name, &mut counts) {
+                        Outcome::Whole(reply) => {
+                            record(shared, &user, &counts);
+                            reply
+                        }
+                        Outcome::Stream(stream) => {
+                            let status = relay(request, stream, &mut counts);
+                            record(shared, &user, &counts);
+                            log(&who, &path, status, &counts, started);
+                            return;
+                        }
+                    }
                 }
                 Err(reply) => reply,
             }
@@ -307,14 +371,21 @@ fn handle(shared: &Shared, mut request: Request) {
             "no such endpoint; this server offers GET /health, GET /v1/models, POST /v1/chat/completions, POST /v1/completions, POST /infill and POST /agent/v1/turn",
         ),
     };
-    // Counts and timings only: never a prompt, a reply or a key.
+    log(&who, &path, reply.status, &counts, started);
+    respond(request, reply);
+}
+
+/// One line per request on stderr: counts and timings only, never a prompt, a reply or a key.
+fn log(who: &str, path: &str, status: u16, counts: &Counts, started: Instant) {
     eprintln!(
-        "{who} {path} {} {}+{} tokens {} ms",
-        reply.status,
+        "{who} {path} {status} {}+{} tokens {} ms",
         counts.prompt_tokens,
         counts.completion_tokens,
         started.elapsed().as_millis()
     );
+}
+
+fn respond(request: Request, reply: Reply) {
     let mut response = Response::from_data(reply.body).with_status_code(reply.status);
     if let Ok(header) = Header::from_bytes("Content-Type", reply.content_type) {
         response.add_header(header);
@@ -447,7 +518,7 @@ fn answer(
     path: &str,
     user: &str,
     counts: &mut Counts,
-) -> Reply {
+) -> Outcome {
     counts.requests = 1;
     let mut body = Vec::new();
     let read = request
@@ -459,14 +530,16 @@ fn answer(
             400,
             "invalid_request_error",
             "the request body could not be read",
-        );
+        )
+        .into();
     }
     if body.len() as u64 > MAX_BODY_BYTES {
         return Reply::error(
             413,
             "invalid_request_error",
             &format!("the request body is over {MAX_BODY_BYTES} bytes"),
-        );
+        )
+        .into();
     }
     let parsed = match path {
         "/agent/v1/turn" => serde_json::from_slice::<TurnRequest>(&body)
@@ -487,14 +560,22 @@ fn answer(
                     "/v1/chat/completions" => match from_openai(&v)? {
                         (messages, tools) if tools.is_empty() => Work::Chat {
                             messages,
-                            max_tokens: ["max_completion_tokens", "max_tokens"]
-                                .iter()
-                                .find_map(|k| v.get(*k).and_then(Value::as_u64))
-                                .map_or(MAX_CHAT_TOKENS, |n| {
-                                    (n as usize).clamp(1, MAX_CHAT_TOKENS)
-                                }),
+                            request: ChatRequest {
+                                max_tokens: ["max_completion_tokens", "max_tokens"]
+                                    .iter()
+                                    .find_map(|k| v.get(*k).and_then(Value::as_u64))
+                                    .map_or(MAX_CHAT_TOKENS, |n| {
+                                        (n as usize).clamp(1, MAX_CHAT_TOKENS)
+                                    }),
+                                shape: reply_shape(&v)?,
+                            },
                         },
-                        (messages, tools) => Work::Turn { messages, tools },
+                        (messages, tools) => {
+                            if reply_shape(&v)?.is_some() {
+                                return Err("`response_format` or `grammar` with `tools`: a tool call is already held to its tool's schema; send one or the other".into());
+                            }
+                            Work::Turn { messages, tools }
+                        }
                     },
                     _ => fill_from(&v)?,
                 };
@@ -509,59 +590,180 @@ fn answer(
                 "invalid_request_error",
                 &format!("malformed request: {why}"),
             )
+            .into()
         }
     };
-    let (reply, answered) = mpsc::channel();
+    let id = shared.ids.fetch_add(1, Ordering::Relaxed);
+    let model = shared.options.model_id.clone();
+    // Plain text streams as it is made; a tool call is sent whole once its grammar has closed it.
+    let streamed = original.get("stream").and_then(Value::as_bool) == Some(true);
+    let stream_shape = match (&work, path) {
+        (Work::Chat { request, .. }, _) if streamed => {
+            Some((stream::Shape::Chat, request.max_tokens, Vec::new()))
+        }
+        (Work::Fill(fill), "/infill") if streamed => {
+            Some((stream::Shape::Infill, fill.max_tokens, fill.stop.clone()))
+        }
+        (Work::Fill(fill), _) if streamed => Some((
+            stream::Shape::Completion,
+            fill.max_tokens,
+            fill.stop.clone(),
+        )),
+        _ => None,
+    };
+    let (reply, answers) = mpsc::channel();
+    let cancel = Arc::new(AtomicBool::new(false));
     let job = Job {
         user: user.to_string(),
         work,
+        stream: stream_shape.is_some(),
+        cancel: Arc::clone(&cancel),
         reply,
     };
-    if shared.queue.push(job).is_err() {
-        return Reply::error(
-            429,
-            "server_busy",
-            &format!(
-                "the server is busy: {} requests are already waiting for the model",
-                shared.options.queue
-            ),
-        )
-        .retry_after(5);
-    }
-    let turn = match answered.recv() {
-        Ok(Ok(turn)) => turn,
-        Ok(Err(ModelError::ContextOverflow { needed, window })) => {
-            return Reply::json(
-                400,
-                &json!({"error": {
-                    "type": "context_overflow",
-                    "code": 400,
-                    "message": format!("the conversation needs {needed} tokens but the model's context window is {window}"),
-                    "needed": needed,
-                    "window": window,
-                }}),
+    if !shared.queue.push(job) {
+        return Outcome::Whole(
+            Reply::error(
+                429,
+                "server_busy",
+                &format!(
+                    "the server is busy: {} requests are already waiting for the model",
+                    shared.options.queue
+                ),
             )
+            .retry_after(5),
+        );
+    }
+    if let Some((shape, max_tokens, stops)) = stream_shape {
+        let id = match shape {
+            stream::Shape::Chat => format!("chatcmpl-{id}"),
+            _ => format!("cmpl-{id}"),
+        };
+        return Outcome::Stream(stream::Stream {
+            answers,
+            cancel,
+            shape,
+            id,
+            model,
+            stops,
+            max_tokens,
+        });
+    }
+    let turn = loop {
+        match answers.recv() {
+            Ok(Answer::Text(_)) => continue,
+            Ok(Answer::Done(Ok(turn))) => break turn,
+            Ok(Answer::Done(Err(e))) => return Outcome::Whole(failure(e)),
+            Err(_) => return Outcome::Whole(stopped()),
         }
-        Ok(Err(e @ ModelError::NoFim(_))) => {
-            return Reply::error(400, "fim_unsupported", &e.to_string())
-        }
-        Ok(Err(e)) => return Reply::error(500, "server_error", &e.to_string()),
-        Err(_) => return Reply::error(503, "server_error", "the model has stopped"),
     };
     counts.prompt_tokens = turn.usage.prompt_tokens as u64;
     counts.completion_tokens = turn.usage.completion_tokens as u64;
     counts.model_ms = turn.usage.elapsed_ms;
-    let id = shared.ids.fetch_add(1, Ordering::Relaxed);
-    let model = &shared.options.model_id;
-    match path {
+    Outcome::Whole(match path {
         "/agent/v1/turn" => Reply::json(200, &json!(turn)),
-        "/v1/chat/completions" => to_openai(&turn, &format!("chatcmpl-{id}"), model, &original),
-        _ => fill_reply(&turn, path, &format!("cmpl-{id}"), model, &original),
+        "/v1/chat/completions" => to_openai(&turn, &format!("chatcmpl-{id}"), &model, &original),
+        _ => fill_reply(&turn, path, &format!("cmpl-{id}"), &model, &original),
+    })
+}
+
+/// What a model request comes to: a reply sent whole, or text relayed as the model makes it.
+enum Outcome {
+    Whole(Reply),
+    Stream(stream::Stream),
+}
+
+impl From<Reply> for Outcome {
+    fn from(reply: Reply) -> Self {
+        Self::Whole(reply)
     }
+}
+
+/// Relay a stream on the request's own connection; the HTTP status it answered with. The first
+/// answer is awaited before anything is written, so that a refusal (a conversation over the window,
+/// a model without fill-in-the-middle) keeps its status code.
+fn relay(request: Request, stream: stream::Stream, counts: &mut Counts) -> u16 {
+    let first = match stream.answers.recv() {
+        Ok(Answer::Done(Err(e))) => {
+            let reply = failure(e);
+            let status = reply.status;
+            respond(request, reply);
+            return status;
+        }
+        Ok(first) => first,
+        Err(_) => {
+            respond(request, stopped());
+            return 503;
+        }
+    };
+    let mut out = request.into_writer();
+    stream.relay(first, &mut out, counts);
+    200
+}
+
+/// A model error as the client sees it.
+fn failure(error: ModelError) -> Reply {
+    match error {
+        ModelError::ContextOverflow { needed, window } => Reply::json(
+            400,
+            &json!({"error": {
+                "type": "context_overflow",
+                "code": 400,
+                "message": format!("the conversation needs {needed} tokens but the model's context window is {window}"),
+                "needed": needed,
+                "window": window,
+            }}),
+        ),
+        e @ ModelError::NoFim(_) => Reply::error(400, "fim_unsupported", &e.to_string()),
+        e @ (ModelError::Refused(_) | ModelError::NoReplyShape(_)) => {
+            Reply::error(400, "invalid_request_error", &e.to_string())
+        }
+        e => Reply::error(500, "server_error", &e.to_string()),
+    }
+}
+
+fn stopped() -> Reply {
+    Reply::error(503, "server_error", "the model has stopped")
 }
 
 /// The most a plain chat reply may generate, and what it generates when not told.
 const MAX_CHAT_TOKENS: usize = 2048;
+
+/// What the reply must match: OpenAI's `response_format` (`json_object`, or `json_schema` with its
+/// `schema`), or mistral.rs's `grammar` (`{"type": "regex" | "lark" | "json_schema", "value": …}`).
+fn reply_shape(request: &Value) -> Result<Option<ReplyShape>, String> {
+    let format = request.get("response_format").filter(|f| !f.is_null());
+    let grammar = request.get("grammar").filter(|g| !g.is_null());
+    let from_format = match format {
+        None => None,
+        Some(f) => match f.get("type").and_then(Value::as_str) {
+            Some("text") => None,
+            Some("json_object") => Some(ReplyShape::JsonSchema(json!({"type": "object"}))),
+            Some("json_schema") => match f.pointer("/json_schema/schema") {
+                Some(schema @ Value::Object(_)) => Some(ReplyShape::JsonSchema(schema.clone())),
+                _ => return Err("`response_format.json_schema.schema` must be a JSON schema object".into()),
+            },
+            other => return Err(format!("`response_format.type` {other:?} is not one of \"text\", \"json_object\", \"json_schema\"")),
+        },
+    };
+    let from_grammar = match grammar {
+        None => None,
+        Some(g) => {
+            let value = g.get("value");
+            Some(match (g.get("type").and_then(Value::as_str), value) {
+                (Some("regex"), Some(Value::String(r))) => ReplyShape::Regex(r.clone()),
+                (Some("lark"), Some(Value::String(l))) => ReplyShape::Lark(l.clone()),
+                (Some("json_schema"), Some(schema @ Value::Object(_))) => {
+                    ReplyShape::JsonSchema(schema.clone())
+                }
+                _ => return Err("`grammar` must be {\"type\": \"regex\" or \"lark\", \"value\": a string} or {\"type\": \"json_schema\", \"value\": a schema object}".into()),
+            })
+        }
+    };
+    match (from_format, from_grammar) {
+        (Some(_), Some(_)) => Err("send `response_format` or `grammar`, not both".into()),
+        (format, grammar) => Ok(format.or(grammar)),
+    }
+}
 
 /// The most a code completion may generate, and what it generates when not told.
 const MAX_FILL_TOKENS: usize = 512;
@@ -791,7 +993,7 @@ fn to_openai(turn: &AssistantTurn, id: &str, model: &str, request: &Value) -> Re
 mod tests {
     use super::*;
 
-    fn job(user: &str, fill: bool) -> (Job, mpsc::Receiver<Result<AssistantTurn, ModelError>>) {
+    fn job(user: &str, fill: bool) -> (Job, mpsc::Receiver<Answer>) {
         let (reply, answer) = mpsc::channel();
         let work = if fill {
             Work::Fill(FillRequest::default())
@@ -804,6 +1006,8 @@ mod tests {
         let job = Job {
             user: user.to_string(),
             work,
+            stream: false,
+            cancel: Arc::default(),
             reply,
         };
         (job, answer)
@@ -826,11 +1030,11 @@ mod tests {
             ("bob", false),
         ] {
             let (job, answer) = job(user, fill);
-            assert!(queue.push(job).is_ok());
+            assert!(queue.push(job));
             keep.push(answer);
         }
         let (extra, _) = job("dan", true);
-        assert!(queue.push(extra).is_err(), "the seventh is refused");
+        assert!(!queue.push(extra), "the seventh is refused");
         let order: Vec<(String, bool)> = (0..6)
             .map(|_| {
                 let job = queue.pop();
