@@ -82,7 +82,7 @@ where
 /// several temporaries of a chunk (scores, scaled, masked, softmax) is then below glibc's largest
 /// mmap threshold and reuses heap memory; 1,024-query chunks against a long context allocated
 /// hundreds of MiB per layer in fresh pages, and page faults were a tenth of prompt time.
-fn cpu_chunk_size(rows: usize, kv_len: usize) -> usize {
+pub(crate) fn cpu_chunk_size(rows: usize, kv_len: usize) -> usize {
     const BUDGET_BYTES: usize = 16 << 20;
     let per_query = rows.max(1) * kv_len.max(1) * std::mem::size_of::<f32>();
     (BUDGET_BYTES / per_query).clamp(32, ATTENTION_CHUNK_SIZE)
@@ -230,6 +230,10 @@ impl Sdpa {
                 sdpa_params.softmax_scale,
                 sdpa_params.softcap.unwrap_or(1.0),
             );
+        }
+
+        if let Some(out) = backends::cpu_grouped_sdpa(q, k, v, mask, sdpa_params)? {
+            return Ok(out);
         }
 
         let k = repeat_kv(k.clone(), sdpa_params.n_kv_groups)?;
