@@ -222,7 +222,9 @@ fn the_coder_model_writes_code_and_patches_as_plain_text_after_its_call() {
     assert!(after.contains("\"\"\"Return the sum"), "{after}");
     // A patch in the block applies to the file: a diff, or the whole corrected file (which this
     // model sends on some CPUs, its greedy path turning on the kernels' rounding), which apply_patch
-    // takes as the new version of the one file it rewrites.
+    // takes as the new version of the one file it rewrites. Since prompt attention runs in f32 it
+    // writes the fix as a context line around a no-op change (`return a + b` where the file has
+    // `a - b`), which the matcher reads as a change of that one line (src/patch/matcher.rs).
     let (call, result, after) = coder_fixes_calc_with(&mut model, "apply_patch");
     let patch = call.arguments["patch"].as_str().unwrap();
     assert!(patch.contains("return a + b"), "{patch}");

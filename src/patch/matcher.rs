@@ -200,6 +200,18 @@ fn apply_pass(
                              it was matched with blank lines ignored, and the file's blank lines kept"
                         ));
                         Some((fitted, start, level))
+                    })
+                    .or_else(|| {
+                        let (fitted, at, wrote) = with_a_context_line_as_written(hunk, lines, from)?;
+                        let (start, level) = place(path, number, &fitted, lines, from, notes).ok()?;
+                        notes.push(format!(
+                            "hunk {number}'s context line {wrote:?} is not what {path} has at line {} \
+                             ({:?}); every other line matched there, so it was read as a change of that \
+                             line to what the hunk shows",
+                            at + 1,
+                            lines[at]
+                        ));
+                        Some((fitted, start, level))
                     });
                 match retry {
                     Some((hunk, start, level)) => (std::borrow::Cow::Owned(hunk), start, level),
@@ -284,6 +296,68 @@ fn without_leading_blank(hunk: &Hunk) -> Option<Hunk> {
         lines: hunk.lines[1..].to_vec(),
         ..hunk.clone()
     })
+}
+
+/// `hunk` with one context line turned into a change of the file's line to that text, where every
+/// other old line matches exactly one region of the file (whitespace aside) and the two versions of
+/// that line are alike: a small model often writes a context line as it wants it to be (the fixed
+/// `return a + b` as context around an unrelated change) rather than as the file has it. Returns the
+/// fitted hunk, the file line it changes and the hunk's text for it. `None` for fewer than three old
+/// lines, a removed line that does not match, more than one line off, more than one such region, or
+/// lines too unlike to be versions of each other.
+fn with_a_context_line_as_written(
+    hunk: &Hunk,
+    lines: &[&str],
+    from: usize,
+) -> Option<(Hunk, usize, String)> {
+    let old = hunk.old();
+    if old.len() < 3 || old.len() > lines.len() {
+        return None;
+    }
+    let same = |a: &str, b: &str| a.trim() == b.trim();
+    let off_by_one_line = |start: usize| -> Option<usize> {
+        let mut off = old
+            .iter()
+            .zip(&lines[start..])
+            .enumerate()
+            .filter(|(_, (want, have))| !same(want, have))
+            .map(|(i, _)| i);
+        let first = off.next()?;
+        off.next().is_none().then_some(first)
+    };
+    let last = lines.len() - old.len();
+    let found = [from, 0].iter().find_map(|&scope| {
+        let found: Vec<(usize, usize)> = (scope.min(last)..=last)
+            .filter_map(|start| off_by_one_line(start).map(|i| (start, i)))
+            .collect();
+        (!found.is_empty()).then_some(found)
+    })?;
+    let [(start, i)] = found[..] else {
+        return None;
+    };
+    let (wrote, have) = (old[i], lines[start + i]);
+    let alike = similar::TextDiff::from_chars(wrote.trim(), have.trim()).ratio() >= 0.6;
+    if !alike || old.iter().filter(|l| !l.trim().is_empty()).count() < 3 {
+        return None;
+    }
+    // The i-th old line: only a context line may be read this way (a removed line that is not in the
+    // file is a line the model misremembers, not one it rewrote).
+    let index = hunk
+        .lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !matches!(l, Line::Add(_)))
+        .nth(i)
+        .map(|(index, _)| index)?;
+    if !matches!(hunk.lines[index], Line::Context(_)) {
+        return None;
+    }
+    let mut fitted = hunk.clone();
+    fitted.lines.splice(
+        index..=index,
+        [Line::Remove(have.to_string()), Line::Add(wrote.to_string())],
+    );
+    Some((fitted, start + i, wrote.to_string()))
 }
 
 /// Where a hunk goes: its start line and the level its old lines matched at.
@@ -952,6 +1026,50 @@ mod tests {
             &["  oops", "      return 1"],
         );
         assert!(apply(file, &[h]).is_err());
+    }
+
+    #[test]
+    fn a_context_line_written_as_wanted_is_read_as_that_change_and_said() {
+        // Qwen2.5-Coder-1.5B's patch for `add` (it returned `a - b`): the fix as context, around a
+        // docstring "change" that changes nothing.
+        let file = "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n    return a - b\n\n\ndef label(n):\n    return f\"total: {n}\"\n";
+        let doc = "    \"\"\"Return the sum of a and b.\"\"\"";
+        let patch = Hunk {
+            lines: vec![
+                Line::Context("def add(a, b):".into()),
+                Line::Remove(doc.into()),
+                Line::Add(doc.into()),
+                Line::Context("    return a + b".into()),
+            ],
+            ..Hunk::default()
+        };
+        let applied =
+            apply_hunks_noted("calc.py", file, std::slice::from_ref(&patch), true).unwrap();
+        assert_eq!(applied.text, file.replace("a - b", "a + b"));
+        assert!(
+            applied
+                .notes
+                .iter()
+                .any(|n| n.contains("line 3") && n.contains("return a - b")),
+            "{:?}",
+            applied.notes
+        );
+        // Not when the line is a removed one, two lines are off, the lines are unalike, or the
+        // region is not the only one.
+        let mut removed = patch.clone();
+        removed.lines[3] = Line::Remove("    return a + b".into());
+        let mut two_off = patch.clone();
+        two_off.lines[0] = Line::Context("def add(x, y):".into());
+        let mut unlike = patch.clone();
+        unlike.lines[3] = Line::Context("    raise NotImplementedError('nothing')".into());
+        for hunk in [removed, two_off, unlike] {
+            assert!(
+                apply(file, std::slice::from_ref(&hunk)).is_err(),
+                "{hunk:?}"
+            );
+        }
+        let twice = format!("{file}\n\n{}", &file[..file.find("\n\n\n").unwrap() + 1]);
+        assert!(apply(&twice, &[patch]).is_err());
     }
 
     #[test]
