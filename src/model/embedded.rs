@@ -335,6 +335,26 @@ impl EmbeddedModel {
 
     /// The exact prompt length as the chat template renders it (with the unconstrained native format,
     /// tool calls are counted in the generic rendering, which is close).
+    /// The prompt's tokens and the room the window leaves after them for a reply; a context
+    /// overflow (reported as needing room for `asked` reply tokens) when that is less than `least`.
+    fn room_after_prompt(
+        &self,
+        messages: &[Message],
+        tools: &[ToolSpec],
+        least: usize,
+        asked: usize,
+    ) -> Result<(usize, usize), ModelError> {
+        let prompt = self.prompt_tokens(messages, tools)?;
+        let room = self.context_window.saturating_sub(prompt);
+        if room < least {
+            return Err(ModelError::ContextOverflow {
+                needed: prompt + asked,
+                window: self.context_window,
+            });
+        }
+        Ok((prompt, room))
+    }
+
     fn prompt_tokens(&self, messages: &[Message], tools: &[ToolSpec]) -> Result<usize, ModelError> {
         self.prompt_ids(messages, tools).map(|ids| ids.len())
     }
@@ -605,14 +625,8 @@ impl SharedModel for EmbeddedModel {
         tools: &[ToolSpec],
     ) -> Result<AssistantTurn, ModelError> {
         let started = Instant::now();
-        let prompt = self.prompt_tokens(messages, tools)?;
-        let room = self.context_window.saturating_sub(prompt);
-        if room < MIN_REPLY_TOKENS {
-            return Err(ModelError::ContextOverflow {
-                needed: prompt + MIN_REPLY_TOKENS,
-                window: self.context_window,
-            });
-        }
+        let (prompt, room) =
+            self.room_after_prompt(messages, tools, MIN_REPLY_TOKENS, MIN_REPLY_TOKENS)?;
         if tools.is_empty() {
             let plain = ChatRequest {
                 max_tokens: TEXT_TOKEN_BUDGET.min(room),
@@ -688,14 +702,7 @@ impl EmbeddedModel {
         sink: Sink<'_>,
     ) -> Result<AssistantTurn, ModelError> {
         let started = Instant::now();
-        let prompt = self.prompt_tokens(messages, &[])?;
-        let room = self.context_window.saturating_sub(prompt);
-        if room == 0 {
-            return Err(ModelError::ContextOverflow {
-                needed: prompt + request.max_tokens,
-                window: self.context_window,
-            });
-        }
+        let (prompt, room) = self.room_after_prompt(messages, &[], 1, request.max_tokens)?;
         let within = ChatRequest {
             max_tokens: request.max_tokens.min(room),
             shape: request.shape.clone(),
