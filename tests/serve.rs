@@ -28,6 +28,20 @@ impl Drop for Served {
     }
 }
 
+/// `agent serve` of `model` in a fresh home with one user: the home (removed when dropped), the
+/// server's state folder, the server, and the user's key.
+#[cfg(feature = "embedded")]
+fn serve_to_one_user(
+    model: &Path,
+    user: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, Served, String) {
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("serve");
+    let key = add_user(home.path(), &state, user, &[]);
+    let server = start(home.path(), &state, model.to_str().unwrap(), &[]);
+    (home, state, server, key)
+}
+
 fn start(home: &Path, state: &Path, model: &str, extra: &[&str]) -> Served {
     let mut child = agent(home)
         .args([
@@ -376,11 +390,7 @@ fn sse_events(stream: &str) -> Vec<Value> {
 fn a_streamed_chat_arrives_piece_by_piece_and_a_client_that_leaves_stops_it() {
     use std::io::{Read, Write};
 
-    let home = tempfile::tempdir().unwrap();
-    let state = home.path().join("serve");
-    let key = add_user(home.path(), &state, "erin", &[]);
-    let model = installed_model();
-    let server = start(home.path(), &state, model.to_str().unwrap(), &[]);
+    let (_home, state, server, key) = serve_to_one_user(&installed_model(), "erin");
     let long = 300;
     // The grammar holds the model to numbers until the token limit (alone it stops at 20).
     let chat = |stream: bool| {
@@ -488,11 +498,7 @@ fn a_streamed_chat_arrives_piece_by_piece_and_a_client_that_leaves_stops_it() {
 #[cfg(feature = "embedded")]
 #[test]
 fn replies_are_held_to_the_schema_or_grammar_the_client_sends() {
-    let home = tempfile::tempdir().unwrap();
-    let state = home.path().join("serve");
-    let key = add_user(home.path(), &state, "fay", &[]);
-    let model = installed_model();
-    let server = start(home.path(), &state, model.to_str().unwrap(), &[]);
+    let (_home, _, server, key) = serve_to_one_user(&installed_model(), "fay");
     let ask = |extra: Value| {
         let mut body = json!({"max_tokens": 60, "messages": [{"role": "user",
             "content": "Tell me about a city."}]});
@@ -561,11 +567,7 @@ fn replies_are_held_to_the_schema_or_grammar_the_client_sends() {
 #[cfg(feature = "embedded")]
 #[test]
 fn editors_get_code_completion_between_prefix_and_suffix() {
-    let home = tempfile::tempdir().unwrap();
-    let state = home.path().join("serve");
-    let key = add_user(home.path(), &state, "dev", &[]);
-    let model = installed_coder_model();
-    let server = start(home.path(), &state, model.to_str().unwrap(), &[]);
+    let (_home, _, server, key) = serve_to_one_user(&installed_coder_model(), "dev");
     let prefix = "def add(a, b):\n    \"\"\"The sum of a and b.\"\"\"\n    return ";
     let suffix = "\n\n\ndef sub(a, b):\n    return a - b\n";
     let (status, _, reply) = post(
