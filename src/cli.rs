@@ -212,6 +212,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_test_edits: bool,
 
+    /// Go straight to tools: no whole-file first try. By default, when the task's check fails
+    /// before the run and the step names short files (three at most, 8 KB together), the model is
+    /// first shown them and asked for the files it changes back whole in plain text (up to two
+    /// tries, each checked and rolled back when it fails), as Aider's whole-file format does; small
+    /// models fix a file they copy more reliably than they write a patch.
+    #[arg(long)]
+    pub no_whole_file_first: bool,
+
     /// Most model turns (planning included) before the run stops, keeping its accepted steps.
     #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_turns: u64,
@@ -443,6 +451,10 @@ pub struct EvalArgs {
     /// compare with code written after the call.
     #[arg(long)]
     pub code_in_json: bool,
+
+    /// Each run with `agent run --no-whole-file-first`, to compare with the whole-file first try.
+    #[arg(long)]
+    pub no_whole_file_first: bool,
 }
 
 #[derive(Debug, Args)]

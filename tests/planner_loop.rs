@@ -221,6 +221,7 @@ fn a_loop_of_the_same_failing_call_is_stopped_and_accepted_commits_stay() {
     let repo = repo_with(&[("src.txt", "one\n")]);
     let home = tempfile::tempdir().unwrap();
     let bad = json!({"tool_calls": [{"name": "apply_patch", "arguments": {"patch": "--- a/src.txt\n+++ b/src.txt\n@@ -1 +1 @@\n-two\n+three\n"}}]});
+    let look = json!({"tool_calls": [{"name": "read_file", "arguments": {"path": "src.txt"}}]});
     let model = replay_script(
         home.path(),
         json!([
@@ -228,7 +229,10 @@ fn a_loop_of_the_same_failing_call_is_stopped_and_accepted_commits_stay() {
             write("a.txt", "a\n"),
             finish("a added"),
             bad,
+            // The first repeat is not run: the turn is asked again without apply_patch.
             bad,
+            look,
+            // Later repeats are run, and counted.
             bad,
             bad,
             plan_turn(&["Change src another way"]),
@@ -749,4 +753,225 @@ fn line_numbers_copied_from_read_file_never_reach_the_file() {
             fixed.trim_end()
         );
     }
+}
+
+/// A turn that repeats an answered call is asked again with that tool withheld: the repeat is never
+/// run and never enters the conversation, and the recorded run replays the same way.
+#[test]
+fn a_repeated_call_is_not_run_again_and_its_turn_is_asked_again_without_that_tool() {
+    let repo = buggy_calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let read = json!({"tool_calls": [{"name": "read_file", "arguments": {"path": "calc.py"}}]});
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_turn(&["Fix the add function"]),
+            read,
+            read,
+            write("calc.py", "def add(a, b):\n    return a + b\n"),
+            finish("add adds")
+        ]),
+    );
+    let out = run_agent(
+        home.path(),
+        repo.path(),
+        "Fix add in calc.py: test_calc.T.test_add fails",
+        &model,
+        &["--check", "python3 -m unittest test_calc"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let events = events(&out);
+    let ran: Vec<&str> = of_kind(&events, "tool_result")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["read_file", "write_file", "finish"], "{ran:?}");
+    assert_eq!(of_kind(&events, "model_turn").len(), 5);
+    assert!(
+        notes(&events)
+            .iter()
+            .any(|n| n.contains("repeated an answered `read_file` call")),
+        "{:?}",
+        notes(&events)
+    );
+    let requests = of_kind(&events, "model_request");
+    assert_eq!(
+        requests[3]["messages"],
+        json!([]),
+        "asked again, nothing new"
+    );
+    let offered = |i: usize| requests[i]["tools"].to_string();
+    assert!(offered(2).contains("\"read_file\""));
+    assert!(!offered(3).contains("\"read_file\"") && offered(3).contains("\"write_file\""));
+    assert!(
+        offered(4).contains("\"read_file\""),
+        "withheld for one turn only"
+    );
+    // The model was shown one read_file call, not the repeat.
+    let shown_reads = requests
+        .iter()
+        .flat_map(|r| r["messages"].as_array().unwrap())
+        .filter(|m| m.to_string().contains("\"read_file\""))
+        .count();
+    assert_eq!(shown_reads, 1);
+    let finished = of_kind(&events, "finished")[0];
+    let branch = finished["branch"].as_str().unwrap();
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:calc.py")]),
+        "def add(a, b):\n    return a + b"
+    );
+
+    let run_id = of_kind(&events, "run_started")[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let replay = agent(home.path())
+        .args(["replay", &run_id])
+        .output()
+        .unwrap();
+    assert_eq!(replay.status.code(), Some(0), "{}", describe(&replay));
+    assert!(
+        String::from_utf8_lossy(&replay.stderr).contains("same outcome (Finished)"),
+        "{}",
+        describe(&replay)
+    );
+}
+
+/// A plan step that names the buggy file.
+fn plan_on(title: &str, files: &[&str]) -> Value {
+    json!({"content": "plan", "tool_calls": [{"name": "plan", "arguments": {"steps": [
+        {"title": title, "intent": format!("{title}."), "files": files, "check": ""}
+    ]}}]})
+}
+
+/// With the task's check failing and the step naming short files, the model is first asked for the
+/// files back whole in plain text; a reply that makes the check pass is the step's commit, before
+/// any tool call.
+#[test]
+fn a_whole_file_reply_that_passes_the_check_is_committed_before_any_tool_call() {
+    let repo = buggy_calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_on("Fix add", &["calc.py", "test_calc.py"]),
+            {"content": "The bug is the minus.\n\n**calc.py**\n```python\ndef add(a, b):\n    return a + b\n```\n"},
+        ]),
+    );
+    let out = run_agent(
+        home.path(),
+        repo.path(),
+        "Fix add in calc.py: test_calc.T.test_add fails",
+        &model,
+        &["--check", "python3 -m unittest test_calc"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let events = events(&out);
+    let requests = of_kind(&events, "model_request");
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1]["tools"], json!([]), "offered no tool");
+    let asked = requests[1]["messages"].to_string();
+    assert!(
+        asked.contains("def add(a, b):\\n    return a - b")
+            && asked.contains("Tests, to read only")
+            && asked.contains("assertEqual(add(2, 3), 5)"),
+        "{asked}"
+    );
+    let results = of_kind(&events, "tool_result");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["name"], "write_file");
+    let finished = of_kind(&events, "finished")[0];
+    assert_eq!(finished["outcome"], "finished", "{finished}");
+    let branch = finished["branch"].as_str().unwrap();
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:calc.py")]),
+        "def add(a, b):\n    return a + b"
+    );
+}
+
+/// What a whole-file reply may write is the step's short non-test files only: a test rewritten to
+/// pass, a path outside the worktree and a file the step did not name are ignored; a try whose check
+/// fails is rolled back; after two tries the step goes on with tools.
+#[test]
+fn whole_file_replies_write_only_the_named_code_and_failed_tries_are_rolled_back() {
+    let repo = buggy_calc_repo();
+    let outside = tempfile::tempdir().unwrap();
+    let canary = outside.path().join("canary.py");
+    std::fs::write(&canary, "keep\n").unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let hostile = format!(
+        "test_calc.py\n```python\nimport unittest\n```\n\n{}\n```\nowned\n```\n\nsetup.py\n```\nowned\n```\n",
+        canary.display()
+    );
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_on("Fix add", &["calc.py", "test_calc.py"]),
+            {"content": hostile},
+            {"content": "calc.py\n```\ndef add(a, b):\n    return a * b\n```\n"},
+            write("calc.py", "def add(a, b):\n    return a + b\n"),
+            finish("add adds"),
+        ]),
+    );
+    let out = run_agent(
+        home.path(),
+        repo.path(),
+        "Fix add in calc.py: test_calc.T.test_add fails",
+        &model,
+        &["--check", "python3 -m unittest test_calc"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(std::fs::read_to_string(&canary).unwrap(), "keep\n");
+    let events = events(&out);
+    assert!(
+        notes(&events).iter().any(|n| n.contains("held no file")),
+        "{:?}",
+        notes(&events)
+    );
+    assert_eq!(of_kind(&events, "rolled_back").len(), 1);
+    let finished = of_kind(&events, "finished")[0];
+    let branch = finished["branch"].as_str().unwrap();
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:calc.py")]),
+        "def add(a, b):\n    return a + b"
+    );
+    let tests_on_branch = git(repo.path(), &["show", &format!("{branch}:test_calc.py")]);
+    assert!(tests_on_branch.contains("assertEqual(add(2, 3), 5)"));
+    assert!(git(repo.path(), &["ls-tree", "--name-only", branch])
+        .lines()
+        .all(|f| f != "setup.py"));
+    // The committed step carries no trace of the failed `a * b` try.
+    let log = git(repo.path(), &["log", "-p", &format!("main..{branch}")]);
+    assert!(!log.contains("a * b"), "{log}");
+}
+
+/// `--no-whole-file-first` goes straight to tools.
+#[test]
+fn no_whole_file_first_goes_straight_to_tools() {
+    let repo = buggy_calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_on("Fix add", &["calc.py"]),
+            write("calc.py", "def add(a, b):\n    return a + b\n"),
+            finish("add adds"),
+        ]),
+    );
+    let out = run_agent(
+        home.path(),
+        repo.path(),
+        "Fix add in calc.py: test_calc.T.test_add fails",
+        &model,
+        &[
+            "--check",
+            "python3 -m unittest test_calc",
+            "--no-whole-file-first",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let events = events(&out);
+    assert!(of_kind(&events, "model_request")
+        .iter()
+        .all(|r| r["tools"] != json!([])));
 }

@@ -40,6 +40,11 @@ impl LoopGuard {
         }
     }
 
+    /// How many times `key` was recorded since the worktree last changed, without recording it.
+    pub fn seen(&self, key: &str) -> usize {
+        self.seen.get(key).copied().unwrap_or(0)
+    }
+
     /// The worktree changed: earlier results may no longer hold.
     pub fn progress(&mut self) {
         self.seen.clear();

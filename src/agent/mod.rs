@@ -11,6 +11,7 @@
 //! The loop emits events and never prints; the task branch only ever receives verified commits.
 
 pub mod context;
+mod direct;
 pub mod guard;
 pub mod plan;
 pub mod prompt;
@@ -21,7 +22,7 @@ pub mod verify;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::model::{AssistantTurn, ChatModel, Message, ModelError, ToolSpec};
+use crate::model::{AssistantTurn, ChatModel, ChatRequest, Message, ModelError, ToolSpec};
 use crate::protocol::{Event, Outcome, Reporter};
 use crate::sandbox::Sandbox;
 use crate::vcs::{VcsError, Workspace};
@@ -48,6 +49,9 @@ pub struct RunConfig {
     pub allow_unverified: bool,
     /// Accept edits to existing test files while the task's check fails (see `verify::is_test_file`).
     pub allow_test_edits: bool,
+    /// Before a step that must make the failing check pass uses tools, ask for its short files back
+    /// whole in plain text ([`direct`]).
+    pub whole_file_first: bool,
     pub limits: Limits,
     pub command_timeout: Duration,
     pub check_timeout: Duration,
@@ -366,6 +370,22 @@ impl Runner<'_> {
         Ok(steps)
     }
 
+    /// The turn just asked for in `conversation` asked again (its reply was not kept): the request
+    /// is logged as adding no message, with the tools now offered.
+    fn ask_again(
+        &mut self,
+        conversation: &str,
+        messages: &mut [Message],
+        specs: &[ToolSpec],
+    ) -> Result<AssistantTurn, Halt> {
+        if let Some((name, count)) = &mut self.sent {
+            if name == conversation {
+                *count = (*count).min(messages.len());
+            }
+        }
+        self.ask(conversation, messages, specs)
+    }
+
     /// One model turn within the budgets and the context window; emits the request (the messages new
     /// since the last request of `conversation`, so the log grows linearly) and the turn.
     fn ask(
@@ -373,6 +393,26 @@ impl Runner<'_> {
         conversation: &str,
         messages: &mut [Message],
         specs: &[ToolSpec],
+    ) -> Result<AssistantTurn, Halt> {
+        self.ask_for(conversation, messages, specs, None)
+    }
+
+    /// A turn in plain text of at most `max_tokens`, offered no tool, as [`Runner::ask`] asks.
+    fn ask_in_text(
+        &mut self,
+        conversation: &str,
+        messages: &mut [Message],
+        max_tokens: usize,
+    ) -> Result<AssistantTurn, Halt> {
+        self.ask_for(conversation, messages, &[], Some(max_tokens))
+    }
+
+    fn ask_for(
+        &mut self,
+        conversation: &str,
+        messages: &mut [Message],
+        specs: &[ToolSpec],
+        text_tokens: Option<usize>,
     ) -> Result<AssistantTurn, Halt> {
         if let Some(why) = self.spent.exhausted(&self.config.limits) {
             return Err(Halt::End(
@@ -404,7 +444,18 @@ impl Runner<'_> {
         });
         // The reply is appended by the caller; counting it as sent keeps the next request's delta small.
         self.sent = Some((conversation.to_string(), messages.len() + 1));
-        let mut answer = self.model.complete(messages, specs);
+        let model = &mut *self.model;
+        let decode = |model: &mut dyn ChatModel, messages: &[Message]| match text_tokens {
+            Some(max_tokens) => model.chat(
+                messages,
+                &ChatRequest {
+                    max_tokens,
+                    shape: None,
+                },
+            ),
+            None => model.complete(messages, specs),
+        };
+        let mut answer = decode(model, messages);
         if let Err(ModelError::ContextOverflow { needed, window }) = answer {
             // The backend counted exactly and the estimate was optimistic: shrink by the measured
             // ratio and try once more. A second overflow ends the run with the backend's message.
@@ -413,7 +464,7 @@ impl Runner<'_> {
                 self.note(format!(
                     "context: the prompt needed {needed} of {window} tokens; elided {n} more old output(s)"
                 ));
-                answer = self.model.complete(messages, specs);
+                answer = decode(&mut *self.model, messages);
             }
         }
         let mut reply = answer.map_err(|e| Halt::End(Outcome::ModelFailed, e.to_string()))?;

@@ -191,5 +191,11 @@ pub fn nothing_changed(title: &str) -> String {
 pub const FINISH_WITHHELD: &str =
     "No file has changed yet, and the check fails on the files as they are: finish is not offered until you change a file. Read the failing test if you need to, then edit the code with write_file or apply_patch.";
 
+/// A tool withheld for one turn because the turn before repeated an answered call to it, called anyway
+/// (by a backend that cannot leave it out of its grammar).
+pub fn repeated_call_withheld(tool: &str) -> String {
+    format!("`{tool}` is not offered for this turn: you repeated a call to it that was already answered, and it would be answered the same way. Use what it told you, or another tool.")
+}
+
 pub const NO_CHANGE_YET: &str =
     "The step's turns ran out without a change or a finish. Make the change this step needs, then call finish.";

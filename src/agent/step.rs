@@ -15,6 +15,14 @@ use crate::tools::{ToolContext, ToolOutput};
 /// Model turns per attempt at a step before its work is checked anyway.
 const TURNS_PER_ATTEMPT: usize = 12;
 
+/// How many times one turn is asked again because its call repeats an answered one.
+const ASKS_AGAIN: usize = 2;
+
+/// The loop guard's name for a call; `finish` has none (the check judges it).
+fn call_key(call: &crate::model::ToolCall) -> Option<String> {
+    (call.name != "finish").then(|| format!("{}:{}", call.name, call.arguments))
+}
+
 fn check_command(check: &Option<Check>) -> String {
     check
         .as_ref()
@@ -63,6 +71,11 @@ impl Runner<'_> {
             Message::system(prompt::system(&specs)),
             Message::user(brief),
         ];
+        if let (true, Some(check)) = (is_last, &check) {
+            if let Some(end) = self.try_whole_files(step, number, of, check)? {
+                return Ok(end);
+            }
+        }
         let tries = self.config.limits.step_tries.max(1);
         let mut told_nothing_changed = false;
         // A step that has changed nothing and failed its check is not offered `finish` again until
@@ -283,12 +296,44 @@ impl Runner<'_> {
             .collect();
         let mut edited = false;
         for _ in 0..TURNS_PER_ATTEMPT {
-            let offered = if withhold_finish && !edited {
-                &without_finish[..]
+            let mut offered = if withhold_finish && !edited {
+                without_finish.clone()
             } else {
-                specs
+                specs.to_vec()
             };
-            let reply = self.ask(&conversation, messages, offered)?;
+            let mut reply = self.ask(&conversation, messages, &offered)?;
+            // Greedy decoding of an almost unchanged conversation gives the same call again:
+            // Qwen2.5-Coder-1.5B wrote one refused file ten turns in a row, and sampling at its
+            // recommended temperature gave the very same call (the repeats in the context make it
+            // near certain). A call answered since the worktree last changed would be answered the
+            // same way, so the first time a call comes back it is not answered: the turn is asked
+            // again with that tool withheld (still shown, out of the grammar), and the repeat never
+            // enters the conversation to prime the next one. The guard still counts it, so a call
+            // the model keeps coming back to reaches the guard's nudge, re-plan and stop.
+            for _ in 0..ASKS_AGAIN {
+                let Some(call) = reply
+                    .tool_calls
+                    .iter()
+                    .find(|call| call_key(call).is_some_and(|key| self.guard.seen(&key) == 1))
+                else {
+                    break;
+                };
+                let (name, key) = (call.name.clone(), call_key(call).unwrap_or_default());
+                if offered
+                    .iter()
+                    .all(|spec| spec.withheld || spec.name == name)
+                {
+                    break;
+                }
+                for spec in offered.iter_mut() {
+                    spec.withheld |= spec.name == name;
+                }
+                self.guard.observe(&key);
+                self.note(format!(
+                    "the model repeated an answered `{name}` call; not run again, the turn was asked again with `{name}` withheld"
+                ));
+                reply = self.ask_again(&conversation, messages, &offered)?;
+            }
             messages.push(Message::assistant(
                 reply.content.clone(),
                 reply.tool_calls.clone(),
@@ -307,11 +352,9 @@ impl Runner<'_> {
                     arguments: call.arguments.clone(),
                 });
                 // `finish` is judged by the check, whose failures the guard counts instead.
-                let escalation = if call.name == "finish" {
-                    Escalation::None
-                } else {
-                    self.guard
-                        .observe(&format!("{}:{}", call.name, call.arguments))
+                let escalation = match call_key(call) {
+                    Some(key) => self.guard.observe(&key),
+                    None => Escalation::None,
                 };
                 let ctx = ToolContext {
                     root: &root,
@@ -329,9 +372,11 @@ impl Runner<'_> {
                 let withheld = offered.iter().any(|s| s.withheld && s.name == call.name);
                 let result = if withheld {
                     // A backend that cannot leave it out of its grammar sent it anyway.
-                    Err(crate::tools::ToolError::Failed(
-                        prompt::FINISH_WITHHELD.into(),
-                    ))
+                    Err(crate::tools::ToolError::Failed(if call.name == "finish" {
+                        prompt::FINISH_WITHHELD.into()
+                    } else {
+                        prompt::repeated_call_withheld(&call.name)
+                    }))
                 } else {
                     config.tools.call(&ctx, &call.name, &call.arguments)
                 };

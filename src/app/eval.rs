@@ -179,6 +179,9 @@ fn run_and_judge(
     if args.code_in_json {
         command.arg("--code-in-json");
     }
+    if args.no_whole_file_first {
+        command.arg("--no-whole-file-first");
+    }
     let started = Instant::now();
     let mut child = command
         .spawn()

@@ -493,7 +493,7 @@ mod tests {
             "{by_id}"
         );
         assert!(
-            by_id.contains("THOUGHT: /[^<`{\\n][^<\\n]{0,399}/\n"),
+            by_id.contains("THOUGHT: /[^<`{\\n][^<\\n]{0,239}/\n"),
             "{by_id}"
         );
         let by_text = grammar(&Markers::new(None, None), &[read_file()], true, None);

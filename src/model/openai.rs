@@ -22,6 +22,8 @@ use super::{
 
 /// Tokens a turn may generate at first; doubled once if a call is cut off.
 const TURN_TOKEN_BUDGET: usize = 768;
+/// Most tokens of a reply in plain text, offered no tool: room for a few short files written whole.
+const TEXT_TOKEN_BUDGET: usize = 4096;
 /// Used when neither `--context-window` nor the server says how long the context is.
 const FALLBACK_CONTEXT: usize = 8192;
 /// Environment variables holding the API key, first found wins.
@@ -135,6 +137,10 @@ impl OpenAiModel {
         });
         if !self.model.is_empty() {
             body["model"] = json!(self.model);
+        }
+        if tools.is_empty() {
+            // A reply in plain text (the agent's whole-file first try).
+            return body;
         }
         match self.mode {
             ToolCallMode::Constrained | ToolCallMode::Auto => {
@@ -539,7 +545,10 @@ impl ChatModel for OpenAiModel {
         let tools = &super::callable(tools)[..];
         let started = Instant::now();
         let mut usage = Usage::default();
-        let mut budget = TURN_TOKEN_BUDGET;
+        let (mut budget, mode) = match tools.is_empty() {
+            true => (TEXT_TOKEN_BUDGET, ToolCallMode::Native),
+            false => (TURN_TOKEN_BUDGET, self.mode),
+        };
         loop {
             let reply = match self.send(&self.body(messages, tools, budget)) {
                 Err(ModelError::Server { message, .. })
@@ -553,7 +562,7 @@ impl ChatModel for OpenAiModel {
                 other => other?,
             };
             let retry = reply.finish_reason == "length" && usage.cut_off_retries == 0;
-            let mut turn = reply.into_turn(self.mode, usage.clone());
+            let mut turn = reply.into_turn(mode, usage.clone());
             if retry && turn.tool_calls.is_empty() {
                 usage = turn.usage;
                 usage.cut_off_retries += 1;

@@ -235,6 +235,7 @@ fn run_config(
         check,
         allow_unverified: args.allow_unverified,
         allow_test_edits: args.allow_test_edits,
+        whole_file_first: !args.no_whole_file_first,
         limits: Limits {
             max_turns: args.max_turns as usize,
             max_steps: args.max_steps as usize,
