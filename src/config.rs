@@ -117,6 +117,10 @@ pub struct RunSection {
     /// Let steps change existing tests while the check fails (`--allow-test-edits`). User file only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_test_edits: Option<bool>,
+    /// Ask for a fix step's short files back whole before it uses tools (`false` is
+    /// `--no-whole-file-first`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_file_first: Option<bool>,
 }
 
 /// The sandbox of the commands the model runs.
@@ -404,6 +408,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("mcp_servers", "mcp_servers"),
     ("run.allow_unverified", "allow_unverified"),
     ("run.allow_test_edits", "allow_test_edits"),
+    ("run.whole_file_first", "no_whole_file_first"),
     ("sandbox.mode", "sandbox"),
     ("sandbox.profile", "sandbox_profile"),
     ("sandbox.registries", "registries"),
@@ -540,6 +545,13 @@ fn file_settings(file: &ConfigFile, origin: &Origin) -> Vec<Setting> {
             "run.allow_test_edits",
             on.to_string(),
             switch(on, true, "--allow-test-edits"),
+        );
+    }
+    if let Some(on) = run.whole_file_first {
+        push(
+            "run.whole_file_first",
+            on.to_string(),
+            switch(on, false, "--no-whole-file-first"),
         );
     }
     if let Some(mode) = file.sandbox.mode {

@@ -265,7 +265,7 @@ fn shown_value(
         (_, Some(v)) if arg.is_some_and(|a| a.get_action().takes_values()) => v.clone(),
         ("model", _) => crate::model::default_model_path().display().to_string(),
         ("run.check", _) => "detected from the repository".into(),
-        ("run.fetch" | "run.plugins" | "run.mcp", _) => "true".into(),
+        ("run.fetch" | "run.plugins" | "run.mcp" | "run.whole_file_first", _) => "true".into(),
         ("run.allow_unverified" | "run.allow_test_edits", _) => "false".into(),
         ("run.max_tokens" | "run.time_limit", _) => "no limit".into(),
         ("sandbox.registries", _) => "the fetch profile's".into(),
