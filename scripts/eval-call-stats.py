@@ -3,8 +3,10 @@
 
     scripts/eval-call-stats.py DIR [DIR ...]
 
-Per DIR: tasks solved, model turns, % of turns that made a valid call (one call, parsed), edit calls
-(apply_patch, write_file) and % of them that applied, tokens, and wall time per task. The run logs are
+Per DIR: tasks solved, model turns, % of turns that made a valid call (one call, parsed; turns asked
+for plain text, offered no tool, as the whole-file first try is, are not counted there), edit calls
+(apply_patch, write_file, the whole-file try's writes included) and % of them that applied, tokens, and
+wall time per task. The run logs are
 where `agent run` keeps them ($XDG_STATE_HOME/agent/runs, else ~/.local/state/agent/runs).
 """
 
@@ -21,23 +23,27 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for out in sys.argv[1:]:
         results = [json.loads(line) for line in open(os.path.join(out, "results.jsonl")) if line.strip()]
-        turns = valid = edits = applied = tokens = wall = 0
+        turns = calls = valid = edits = applied = tokens = wall = 0
         for result in results:
             tokens += result.get("tokens") or 0
             wall += (result.get("wall_ms") or 0) / 1000
             log = os.path.join(RUNS, result.get("run_id") or "", "events.jsonl")
             if not os.path.exists(log):
                 continue
+            offered = True
             for event in map(json.loads, open(log)):
-                if event["event"] == "model_turn":
+                if event["event"] == "model_request":
+                    offered = bool(event.get("tools"))
+                elif event["event"] == "model_turn":
                     turns += 1
-                    valid += len(event.get("tool_calls") or []) == 1
+                    calls += offered
+                    valid += offered and len(event.get("tool_calls") or []) == 1
                 elif event["event"] == "tool_result" and event.get("name") in EDITS:
                     edits += 1
                     applied += bool(event.get("ok"))
         solved = sum(bool(r.get("solved")) for r in results)
         pct = lambda a, b: f"{100 * a / b:.0f}%" if b else "-"
-        print(f"| {out} | {solved} of {len(results)} | {turns} | {pct(valid, turns)} | "
+        print(f"| {out} | {solved} of {len(results)} | {turns} | {pct(valid, calls)} | "
               f"{applied} of {edits} ({pct(applied, edits)}) | {tokens:,} | {wall / max(len(results), 1):.0f} s |")
 
 

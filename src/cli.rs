@@ -413,7 +413,7 @@ pub struct EvalArgs {
     pub model: Option<String>,
 
     /// Instead of a model, replay each task's reference solution through the real tools and the whole
-    /// loop: measures the harness, and must solve every task.
+    /// loop (its tool path: no whole-file first try): measures the harness, and must solve every task.
     #[arg(long)]
     pub oracle: bool,
 

@@ -18,8 +18,9 @@ fn write_user_config(home: &Path, text: &str) {
 /// A replay script that reads a file for `turns` turns and never finishes.
 fn reading_script(home: &Path, turns: usize) -> String {
     let mut script = vec![plan_turn(&["Look around"])];
-    for _ in 0..turns {
-        script.push(json!({"content": "", "tool_calls": [{"name": "read_file", "arguments": {"path": "a.txt"}}]}));
+    // Each read differs: a repeated call would not be run (its turn is asked again).
+    for turn in 0..turns {
+        script.push(json!({"content": "", "tool_calls": [{"name": "read_file", "arguments": {"path": "a.txt", "end_line": turn + 1}}]}));
     }
     replay_script(home, json!(script))
 }

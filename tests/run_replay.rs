@@ -418,11 +418,13 @@ fn a_model_that_only_repeats_itself_is_stopped_early() {
     let finish = json!({"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]});
     let read = json!({"tool_calls": [{"name": "read_file", "arguments": {"path": "a.txt"}}]});
     let plan = plan_turn(&["Make the check pass"]);
+    let look = json!({"tool_calls": [{"name": "search", "arguments": {"pattern": "a"}}]});
     // After its finish on the untouched file fails the check, finish is not offered again in the
-    // step: the model can only repeat another call.
+    // step: the model can only repeat another call. Its first repeat is not run: the turn is asked
+    // again without read_file (`look`); the later ones are run and counted.
     let model = replay_script(
         home.path(),
-        json!([plan, finish, read, read, read, read, plan, read, read]),
+        json!([plan, finish, read, read, look, read, read, plan, read, read]),
     );
     let output = agent(home.path())
         .args([
@@ -443,9 +445,9 @@ fn a_model_that_only_repeats_itself_is_stopped_early() {
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let events = events(&output);
     let finished = of_kind(&events, "finished")[0];
-    // The same call: 3rd a nudge, 4th a new plan, 5th a stop.
+    // The same call: 2nd asked again, 3rd a nudge, 4th a new plan, 5th a stop.
     assert_eq!(finished["outcome"], "loop_detected", "{finished}");
-    assert_eq!(finished["turns"], 8, "{finished}");
+    assert_eq!(finished["turns"], 9, "{finished}");
     assert_eq!(of_kind(&events, "plan_made").len(), 2);
     assert_eq!(
         of_kind(&events, "check_result").len(),

@@ -462,7 +462,10 @@ mod tests {
             panic!("not merged");
         };
         assert!(merged.starts_with("def valid(sides):\n    s = sorted(sides)\n    return s[0] + s[1] >= s[2]\n\n\ndef equilateral"), "{merged}");
-        assert!(merged.ends_with("def scalene(sides):\n    return False\n"), "{merged}");
+        assert!(
+            merged.ends_with("def scalene(sides):\n    return False\n"),
+            "{merged}"
+        );
         // Brace languages: through the closing brace.
         let rust = "fn a() {\n    1\n}\n\nfn b() {\n    2\n}\n\nfn c() {\n    3\n}\n";
         assert_eq!(
@@ -481,7 +484,10 @@ mod tests {
         let twice = "x = 1\nif a:\n    x = 1\nif b:\n    x = 1\ny = 2\nz = 3\n";
         assert_eq!(whole_or_merged(twice, "    x = 1\n"), Listing::Partial);
         let whole = TRIANGLE.replace(" or ", " and ");
-        assert_eq!(whole_or_merged(TRIANGLE, &whole), Listing::Whole(whole.clone()));
+        assert_eq!(
+            whole_or_merged(TRIANGLE, &whole),
+            Listing::Whole(whole.clone())
+        );
         assert_eq!(whole_or_merged("", "new\n"), Listing::Whole("new\n".into()));
     }
 

@@ -179,7 +179,8 @@ fn run_and_judge(
     if args.code_in_json {
         command.arg("--code-in-json");
     }
-    if args.no_whole_file_first {
+    // The oracle's script is the tool loop's: a whole-file turn would take its first write.
+    if args.no_whole_file_first || args.oracle {
         command.arg("--no-whole-file-first");
     }
     let started = Instant::now();
