@@ -92,12 +92,12 @@ impl Runner<'_> {
                 continue;
             }
             let mut partial = Vec::new();
-            for (path, listed) in written {
+            for (path, listing) in written {
                 let original = files
                     .iter()
                     .find(|f| f.path == path)
                     .map_or("", |f| f.text.as_str());
-                match whole_or_merged(original, &listed) {
+                match whole_or_merged(original, &listing) {
                     Listing::Whole(content) => self.write_whole(&path, &content)?,
                     Listing::Merged(content) => {
                         self.note(format!(
@@ -109,13 +109,13 @@ impl Runner<'_> {
                 }
             }
             if !partial.is_empty() {
-                let listed = partial.join(", ");
+                let parts = partial.join(", ");
                 self.note(format!(
-                    "whole-file first try: the listing of {listed} was part of the file, not fitted to it; nothing written from it"
+                    "whole-file first try: the listing of {parts} was part of the file, not fitted to it; nothing written from it"
                 ));
                 if self.workspace.snapshot()? == self.workspace.head_tree()? {
                     messages.push(Message::user(format!(
-                        "Your listing of {listed} held only part of the file, and it could not be placed: nothing was written. Give the whole file, every line of it, as a file listing."
+                        "Your listing of {parts} held only part of the file, and it could not be placed: nothing was written. Give the whole file, every line of it, as a file listing."
                     )));
                     continue;
                 }
