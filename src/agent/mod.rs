@@ -444,7 +444,6 @@ impl Runner<'_> {
         });
         // The reply is appended by the caller; counting it as sent keeps the next request's delta small.
         self.sent = Some((conversation.to_string(), messages.len() + 1));
-        let model = &mut *self.model;
         let decode = |model: &mut dyn ChatModel, messages: &[Message]| match text_tokens {
             Some(max_tokens) => model.chat(
                 messages,
@@ -455,7 +454,7 @@ impl Runner<'_> {
             ),
             None => model.complete(messages, specs),
         };
-        let mut answer = decode(model, messages);
+        let mut answer = decode(&mut *self.model, messages);
         if let Err(ModelError::ContextOverflow { needed, window }) = answer {
             // The backend counted exactly and the estimate was optimistic: shrink by the measured
             // ratio and try once more. A second overflow ends the run with the backend's message.
