@@ -14,7 +14,8 @@
 //! that many times, for prompt speed at agent-turn lengths (12 repeats: ~450 tokens);
 //! `AGENT_BENCH_PARTS` (default `speed,conversation`) picks the
 //! parts: `speed` takes about two minutes, `conversation` about fifteen (most of it with the prefix
-//! cache off), `conversation-cached` only the prefix-cache-on half.
+//! cache off), `conversation-cached` only the prefix-cache-on half, `load` (not in the default) the
+//! load time alone, median of five loads of each engine.
 
 use std::path::Path;
 use std::process::Command;
@@ -57,12 +58,15 @@ fn main() {
     );
     let parts = std::env::var("AGENT_BENCH_PARTS").unwrap_or_else(|_| "speed,conversation".into());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
-    const KNOWN: [&str; 3] = ["speed", "conversation", "conversation-cached"];
+    const KNOWN: [&str; 4] = ["speed", "conversation", "conversation-cached", "load"];
     if let Some(unknown) = parts.iter().find(|p| !KNOWN.contains(p)) {
         panic!("AGENT_BENCH_PARTS: unknown part {unknown:?} (known: {KNOWN:?})");
     }
     if parts.contains(&"speed") {
         engine_speeds(&model, threads, &user);
+    }
+    if parts.contains(&"load") {
+        load_times(&model, threads);
     }
     if parts.contains(&"conversation") {
         conversations(&model, threads, &[true, false]);
@@ -101,6 +105,97 @@ fn engine_speeds(model: &Path, threads: usize, user: &str) {
             );
         }
         Err(e) => println!("llama.cpp   not measured: {e}"),
+    }
+}
+
+/// Part 3: model load time alone, median of RUNS loads after one that fills the page cache: the
+/// engine (mistral.rs's builder, as `mistralrs_speed` times it), the agent's backend
+/// (`EmbeddedModel::load`: the engine plus the constrained decoder's set-up), and llama.cpp's `Llama()`.
+fn load_times(model: &Path, threads: usize) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = model.parent().unwrap().to_string_lossy().into_owned();
+    let file = model.file_name().unwrap().to_string_lossy().into_owned();
+    let engine_load = || {
+        let start = Instant::now();
+        let engine = runtime
+            .block_on(
+                GgufModelBuilder::new(dir.clone(), vec![file.clone()])
+                    .with_token_source(TokenSource::None)
+                    .with_prefix_cache_n(None)
+                    .with_force_cpu()
+                    .build(),
+            )
+            .unwrap();
+        let took = start.elapsed().as_secs_f64();
+        drop(engine);
+        took
+    };
+    let options = ModelOptions {
+        threads: Some(threads),
+        ..ModelOptions::default()
+    };
+    let backend_load = || {
+        let start = Instant::now();
+        let backend = EmbeddedModel::load(&ModelSpec::Gguf(model.to_path_buf()), &options).unwrap();
+        let took = start.elapsed().as_secs_f64();
+        drop(backend);
+        took
+    };
+    // The first load in a process is what `agent run` pays; later ones reuse memory the process
+    // already has, so both are reported.
+    let measure = |load: &dyn Fn() -> f64| (load(), median((0..RUNS).map(|_| load()).collect()));
+    let (backend_first, backend) = measure(&backend_load);
+    println!("agent       load {backend_first:5.2} s first in the process, {backend:5.2} s after (EmbeddedModel::load, median of {RUNS})");
+    let (_, engine) = measure(&engine_load);
+    println!("mistral.rs  load {engine:5.2} s (engine alone, median of {RUNS} after the first)");
+    match llama_cpp_load(model, threads) {
+        Ok(llama) => println!(
+            "llama.cpp   load {:5.2} s first in the process, {:5.2} s after (median of {RUNS})\nratio load time agent/llama.cpp: first {:.2}, after {:.2}; engine alone {:.2}",
+            llama.0,
+            llama.1,
+            backend_first / llama.0,
+            backend / llama.1,
+            engine / llama.1
+        ),
+        Err(e) => println!("llama.cpp   not measured: {e}"),
+    }
+}
+
+/// llama.cpp's `Llama()` constructor: the first load in the process and the median of RUNS after it.
+fn llama_cpp_load(model: &Path, threads: usize) -> Result<(f64, f64), String> {
+    let script = r#"
+import sys, time
+from llama_cpp import Llama
+model, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def load():
+    t = time.perf_counter()
+    llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=4096, verbose=False)
+    took = time.perf_counter() - t
+    llm.close()
+    return took
+first = load()
+print(first, sorted(load() for _ in range(runs))[runs // 2])
+"#;
+    let out = Command::new(llama_python()?)
+        .arg("-c")
+        .arg(script)
+        .arg(model)
+        .arg(threads.to_string())
+        .arg(RUNS.to_string())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let numbers: Vec<f64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{e}: {text}"))?;
+    match numbers[..] {
+        [first, after] => Ok((first, after)),
+        _ => Err(format!("unexpected output: {text}")),
     }
 }
 

@@ -68,9 +68,16 @@ impl TensorInfo {
             "the number of elements {tensor_elems} is not divisible by the block size {block_size}"
         )
         }
+        reader.seek(std::io::SeekFrom::Start(tensor_data_offset + self.offset))?;
+        if device.is_cpu() {
+            return super::ggml_file::qtensor_read_cpu(
+                self.ggml_dtype,
+                reader,
+                self.shape.dims().to_vec(),
+            );
+        }
         let size_in_bytes = tensor_elems / block_size * self.ggml_dtype.type_size();
         let mut raw_data = vec![0u8; size_in_bytes];
-        reader.seek(std::io::SeekFrom::Start(tensor_data_offset + self.offset))?;
         reader.read_exact(&mut raw_data)?;
         super::ggml_file::qtensor_from_ggml(
             self.ggml_dtype,
@@ -394,6 +401,13 @@ impl ValueType {
 
 impl Content {
     pub fn read<R: std::io::Seek + std::io::Read>(reader: &mut R) -> Result<Self> {
+        // Patched in by agent (vendor/README.md): the header is read through a buffer. It holds
+        // the tokenizer (a Qwen2.5 file: ~150k tokens and as many merges, each string two reads),
+        // and a `File` reader made each of those reads a system call.
+        Self::read_header(&mut std::io::BufReader::with_capacity(1 << 16, reader))
+    }
+
+    fn read_header<R: std::io::Seek + std::io::Read>(reader: &mut R) -> Result<Self> {
         let magic = VersionedMagic::read(reader)?;
 
         let tensor_count = match magic {

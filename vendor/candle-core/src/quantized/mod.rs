@@ -12,6 +12,7 @@ pub mod ggml_file;
 pub mod gguf_file;
 pub mod imatrix_file;
 pub mod k_quants;
+pub mod mapped;
 #[cfg(feature = "metal")]
 pub mod metal;
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,9 +1,10 @@
-use std::{collections::HashMap, fs};
+use std::{collections::HashMap, fs, sync::Arc};
 
 use anyhow::Context;
 use candle_core::{
     quantized::{
         gguf_file::{self, TensorInfo, Value},
+        mapped::{tensor_from_map, MappedFile},
         GgmlDType, QTensor,
     },
     Device, Result,
@@ -75,6 +76,9 @@ pub struct Content<'a, R: std::io::Seek + std::io::Read> {
     readers: &'a mut [&'a mut R],
     arch: GGUFArchitecture,
     all_metadata: HashMap<String, Value>,
+    /// Patched in by agent (vendor/README.md): the files mapped, one per reader, or none; CPU
+    /// tensors are then computed on in place instead of read into memory.
+    maps: Vec<Arc<MappedFile>>,
 }
 
 impl<'a, R: std::io::Seek + std::io::Read> Content<'a, R> {
@@ -163,7 +167,17 @@ impl<'a, R: std::io::Seek + std::io::Read> Content<'a, R> {
             readers,
             arch,
             all_metadata,
+            maps: Vec::new(),
         })
+    }
+
+    /// The same files mapped into memory, in the readers' order: tensors placed on the CPU are
+    /// then views of the mapping (no copy, shared with the page cache and other processes).
+    pub fn with_maps(mut self, maps: Vec<Arc<MappedFile>>) -> Self {
+        if maps.len() == self.contents.len() {
+            self.maps = maps;
+        }
+        self
     }
 
     pub fn arch(&self) -> GGUFArchitecture {
@@ -182,8 +196,28 @@ impl<'a, R: std::io::Seek + std::io::Read> Content<'a, R> {
 
     /// Retrieve a tensor, searching through each content.
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
-        for (ct, reader) in self.contents.iter().zip(self.readers.iter_mut()) {
+        for (i, (ct, reader)) in self
+            .contents
+            .iter()
+            .zip(self.readers.iter_mut())
+            .enumerate()
+        {
             if let Some(tensor_info) = ct.tensor_infos.get(name) {
+                if let (Some(map), true) = (self.maps.get(i), device.is_cpu()) {
+                    let start = ct
+                        .tensor_data_offset
+                        .checked_add(tensor_info.offset)
+                        .and_then(|start| usize::try_from(start).ok())
+                        .ok_or_else(|| {
+                            candle_core::Error::Msg(format!("tensor {name}: offset out of range"))
+                        })?;
+                    return tensor_from_map(
+                        map,
+                        start,
+                        tensor_info.ggml_dtype,
+                        tensor_info.shape.dims().to_vec(),
+                    );
+                }
                 return tensor_info.read(reader, ct.tensor_data_offset, device);
             }
         }

@@ -103,13 +103,17 @@ pub fn convert_gguf_to_hf_tokenizer<R: std::io::Seek + std::io::Read>(
     let mut num_special_tokens = 0;
     #[allow(clippy::needless_range_loop)]
     if token_types.len() == props.tokens.len() {
+        // Patched in by agent (vendor/README.md): added in one call; each call rebuilds the
+        // tokenizer's matcher of added tokens.
+        let mut special = Vec::new();
         for i in 0..props.tokens.len() {
             if token_types[i] != 1i32 {
                 let tk = props.tokens[i].clone();
-                tokenizer.add_special_tokens(&[AddedToken::from(tk.to_string(), true)]);
+                special.push(AddedToken::from(tk.to_string(), true));
                 num_special_tokens += 1;
             }
         }
+        tokenizer.add_special_tokens(&special);
     }
 
     info!(

@@ -317,11 +317,15 @@ impl Loader for GGUFLoader {
         info!("Prompt chunk size is {ATTENTION_CHUNK_SIZE}.");
 
         let mut readers = Vec::new();
+        let mut maps = Vec::new();
         for filename in paths.get_weight_filenames() {
-            readers.push(std::fs::File::open(filename)?);
+            let file = std::fs::File::open(filename)?;
+            // Patched in by agent (vendor/README.md): CPU tensors are views of the mapped file.
+            maps.push(candle_core::quantized::mapped::MappedFile::new(&file)?);
+            readers.push(file);
         }
         let mut readers = readers.iter_mut().collect::<Vec<_>>();
-        let model = Content::from_readers(&mut readers)?;
+        let model = Content::from_readers(&mut readers)?.with_maps(maps);
 
         if !silent {
             model.print_metadata()?;
@@ -422,6 +426,14 @@ impl Loader for GGUFLoader {
                 eos: None,
                 unk: None,
             }
+        };
+
+        // Patched in by agent (vendor/README.md): the constrained decoder's token tables (~0.4 s for
+        // a 150k-token vocabulary on one core) are built on their own thread while the weights
+        // load, instead of after them.
+        let llg_factory = {
+            let tokenizer = tokenizer.clone();
+            std::thread::spawn(move || build_llg_factory(tokenizer))
         };
 
         // Only load gguf chat template if there is nothing else
@@ -559,7 +571,9 @@ impl Loader for GGUFLoader {
             Model::Qwen3(ref p) => p.max_seq_len,
             Model::Qwen3MoE(ref p) => p.max_seq_len,
         };
-        let llg_factory = build_llg_factory(tokenizer.clone())?;
+        let llg_factory = llg_factory.join().map_err(|_| {
+            anyhow::anyhow!("building the constrained decoder's token tables panicked")
+        })??;
         let num_hidden_layers = match model {
             Model::Llama(ref model) => model.cache.normal().0.len(),
             Model::Phi2(ref model) => model.cache.normal().0.len(),

@@ -90,7 +90,12 @@ impl ContentMetadata<'_> {
     // Retrieve a prop the struct needs by querying the metadata content:
     pub fn get_value<T: TryFromValue>(&self, field_name: &str) -> Result<T, anyhow::Error> {
         let prop_key = format!("{prefix}.{field_name}", prefix = self.path_prefix);
-        let value = self.metadata.get(&prop_key).cloned();
+        // Patched in by agent (vendor/README.md): a missing key (optional ones are asked for on
+        // every load) is told without formatting a candle error, whose text renders a symbolised
+        // backtrace when RUST_BACKTRACE is set (half a second of a load).
+        let Some(value) = self.metadata.get(&prop_key).cloned() else {
+            anyhow::bail!("`{prop_key}` is missing")
+        };
 
         // Unwrap the inner value of the `Value` enum via trait method,
         // otherwise format error with prop key as context:
@@ -204,13 +209,12 @@ akin! {
 // Vec<Value> to Vec<T> from above types:
 impl<T: TryFromValue> TryFromValue for Vec<T> {
     fn try_from_value(value_vec: gguf_file::Value) -> Result<Self, candle_core::Error> {
-        value_vec
-            .to_vec()
-            .or_else(|_| candle_core::bail!("value is not a `Vec`"))?
-            .clone()
-            .into_iter()
-            .map(|item| T::try_from_value(item))
-            .collect()
+        // Patched in by agent (vendor/README.md): the array is consumed, not cloned once more
+        // (a tokenizer's 150k tokens and as many merges).
+        match value_vec {
+            gguf_file::Value::Array(items) => items.into_iter().map(T::try_from_value).collect(),
+            _ => candle_core::bail!("value is not a `Vec`"),
+        }
     }
 }
 
