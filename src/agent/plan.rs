@@ -39,6 +39,7 @@ pub fn spec() -> ToolSpec {
         parameters: schema.to_value(),
         body: None,
         withheld: false,
+        body_opens: None,
     }
 }
 

@@ -473,6 +473,7 @@ fn hermes_markers(runtime: &tokio::runtime::Runtime, model: &Model) -> Option<he
         parameters: json!({"type": "object", "properties": {}}),
         body: None,
         withheld: false,
+        body_opens: None,
     };
     let conversation = TextMessages::new().add_message(TextMessageRole::User, "hello");
     let ids = runtime

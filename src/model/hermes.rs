@@ -120,11 +120,17 @@ pub fn grammar(
     let mut plain = Vec::new();
     let mut may_be_empty = Vec::new();
     let mut with_text = Vec::new();
+    // Tools whose body must open a certain way, each in a group of its own.
+    let mut opened = Vec::new();
     for (tool, shown) in tools.iter().zip(shown) {
-        match &shown.body {
-            None => plain.push(shown),
-            Some(_) if needs_text(tool) => with_text.push(shown),
-            Some(_) => may_be_empty.push(shown),
+        match (&shown.body, &shown.body_opens) {
+            (None, _) => plain.push(shown),
+            (Some(_), Some(opens)) => {
+                let opens = opens.clone();
+                opened.push((vec![shown], opens));
+            }
+            (Some(_), None) if needs_text(tool) => with_text.push(shown),
+            (Some(_), None) => may_be_empty.push(shown),
         }
     }
     let schema_of = |tools: &[ToolSpec]| match squeeze {
@@ -133,7 +139,8 @@ pub fn grammar(
     };
     let mut calls = Vec::new();
     let mut rules = String::new();
-    if !plain.is_empty() || (may_be_empty.is_empty() && with_text.is_empty()) {
+    let no_bodies = may_be_empty.is_empty() && with_text.is_empty() && opened.is_empty();
+    if !plain.is_empty() || no_bodies {
         calls.push(format!("call \"\\n\" {}", markers.close));
         rules.push_str(&format!("call: %json {}\n", schema_of(&plain)));
     }
@@ -147,15 +154,30 @@ pub fn grammar(
     // `+`, `-` or a space), and `--code-in-json` takes it as JSON. A body that must hold text has a
     // character other than white space (the same model sent empty patches).
     let fence = serde_json::to_string(FENCE).expect("a string serialises");
-    for (name, group, body) in [
-        ("body_call", &may_be_empty, "/(?s:(.*\\n)?)/"),
+    let mut groups = vec![
+        (
+            "body_call".to_string(),
+            may_be_empty,
+            "/(?s:(.*\\n)?)/".to_string(),
+        ),
         // Its first character other than white space does not begin a fence.
         (
-            "text_call",
-            &with_text,
-            "/(?s:\\s*([^\\s`]|`[^`]|``[^`]).*\\n)/",
+            "text_call".to_string(),
+            with_text,
+            "/(?s:\\s*([^\\s`]|`[^`]|``[^`]).*\\n)/".to_string(),
         ),
-    ] {
+    ];
+    // A body that must open a certain way (a patch as a patch does: Qwen2.5-Coder-1.5B otherwise
+    // sends Python such as `obj['patch']` or the whole file as "patches"), after any blank space.
+    for (n, (group, opens)) in opened.into_iter().enumerate() {
+        groups.push((
+            format!("opened{n}_call"),
+            group,
+            format!("/(?s:\\s*({opens}).*\\n)/"),
+        ));
+    }
+    let with_bodies = groups.iter().any(|(_, group, _)| !group.is_empty());
+    for (name, group, body) in &groups {
         if group.is_empty() {
             continue;
         }
@@ -168,7 +190,7 @@ pub fn grammar(
             schema_of(group)
         ));
     }
-    if !(may_be_empty.is_empty() && with_text.is_empty()) {
+    if with_bodies {
         rules.push_str("LANG: /[A-Za-z0-9_+.#-]{1,24}/\nFENCE_END: /[ \\t]*\\n{0,2}/\n");
     }
     format!(
@@ -416,6 +438,7 @@ mod tests {
             }),
             body: None,
             withheld: false,
+            body_opens: None,
         }
     }
 
@@ -543,6 +566,7 @@ mod tests {
             }),
             body: Some("content".into()),
             withheld: false,
+            body_opens: None,
         }
     }
 
@@ -557,6 +581,7 @@ mod tests {
             }),
             body: Some("patch".into()),
             withheld: false,
+            body_opens: None,
         }
     }
 
@@ -642,6 +667,49 @@ mod tests {
                 turn.content
             );
         }
+    }
+
+    #[test]
+    fn a_patch_body_must_open_as_a_patch_does() {
+        // The real tool, with the opening its spec declares.
+        let tools: Vec<ToolSpec> = crate::tools::specs()
+            .into_iter()
+            .filter(|t| t.name == "apply_patch" || t.name == "read_file")
+            .collect();
+        assert!(tools.iter().any(|t| t.body_opens.is_some()), "{tools:?}");
+        let g = grammar(
+            &Markers::new(Some(OPEN_ID), Some(CLOSE_ID)),
+            &tools,
+            true,
+            None,
+        );
+        let call = "Fix it.\n<tool_call>\n{\"name\": \"apply_patch\", \"arguments\": {}}\n";
+        for good in [
+            "```diff\n--- a/calc.py\n+++ b/calc.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n```\n</tool_call>",
+            "```\n*** Begin Patch\n*** Update File: calc.py\n@@\n-x\n+y\n*** End Patch\n```\n</tool_call>",
+            "```\ncalc.py\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```\n</tool_call>",
+            "```\n<<<<<<< SEARCH\nx\n=======\ny\n>>>>>>> REPLACE\n```\n</tool_call>",
+            "```diff\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n```\n</tool_call>",
+            "```\n\n@@ -1 +1 @@\n-a\n+b\n```\n</tool_call>",
+            "```\n-    return a - b\n+    return a + b\n```\n</tool_call>",
+        ] {
+            admits(&g, &format!("{call}{good}"), true).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "```python\nobj['patch']\n```\n</tool_call>",
+            "```python\ndef add(a, b):\n    return a + b\n```\n</tool_call>",
+            "```\n    return a + b\n```\n</tool_call>",
+            "```\n```\n</tool_call>",
+        ] {
+            assert!(admits(&g, &format!("{call}{bad}"), true).is_err(), "{bad}");
+        }
+        // The other tool is untouched.
+        admits(
+            &g,
+            "<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"a.py\"}}\n</tool_call>",
+            true,
+        )
+        .unwrap();
     }
 
     /// Token ids of the test vocabulary: one per byte, then the two markers and end of sequence.

@@ -97,6 +97,11 @@ pub struct ToolSpec {
     /// escaped inside the call's JSON (see [`hermes`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// How a body written as plain text must begin (a regex of its first line or two, after any
+    /// blank space): `apply_patch`'s opens as a patch does. A format that constrains decoding
+    /// holds the body to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_opens: Option<String>,
     /// Described to the model but not callable this turn: constrained decoding leaves it out, and
     /// the loop refuses a call to it. Withholding a tool this way, instead of leaving it out of the
     /// list, keeps the prompt the same from turn to turn (a chat template renders the tool list into

@@ -380,6 +380,7 @@ mod tests {
                 "properties": {"n": {"type": "integer", "format": "uint32"}}}),
             body: None,
             withheld: false,
+            body_opens: None,
         }];
         let schema = tool_call_schema(&tools);
         let variant = &schema["anyOf"][0];
@@ -398,6 +399,7 @@ mod tests {
                 parameters: json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
                 body: None,
                 withheld: false,
+                body_opens: None,
             },
             ToolSpec {
                 name: "long".into(),
@@ -407,6 +409,7 @@ mod tests {
                     "maybe": {"type": ["string", "null"], "maxLength": 50}}}),
                 body: None,
                 withheld: false,
+                body_opens: None,
             },
         ];
         let bound = max_reply_tokens(&tool_call_schema(&tools));

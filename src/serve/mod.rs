@@ -935,6 +935,7 @@ fn from_openai(request: &Value) -> Result<(Vec<Message>, Vec<ToolSpec>), String>
                         .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
                     body: None,
                     withheld: false,
+                    body_opens: None,
                 })
                 .collect()
         })

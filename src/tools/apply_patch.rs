@@ -28,6 +28,11 @@ impl Tool for ApplyPatch {
         "Edit files with a patch: a unified diff, a `*** Begin Patch` envelope, or SEARCH/REPLACE blocks. Hunks are located by their context and removed lines (copy them from read_file without the `N| ` prefix); line numbers are only hints. Either every hunk of every file applies or nothing changes.";
 
     const BODY: Option<&'static str> = Some("patch");
+    /// What the three formats open with: a removed or added line (`--- a/PATH` included), a hunk
+    /// header, an envelope line, a `diff`/`Index:` header, or a SEARCH block, with or without its
+    /// path on the line before.
+    const BODY_OPENS: Option<&'static str> =
+        Some(r"-|\+|@@|\*\*\* |<<<<<<<|diff |Index: |[^\s`][^\n]*\n[ \t]*<<<<<<<");
 
     fn run(ctx: &ToolContext<'_>, args: Args) -> Result<ToolOutput, ToolError> {
         match apply_text(ctx, &args.patch) {

@@ -178,6 +178,7 @@ impl RemoteTool {
             parameters: self.schema.clone(),
             body: None,
             withheld: false,
+            body_opens: None,
         }
     }
 }

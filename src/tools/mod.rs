@@ -70,6 +70,8 @@ pub trait Tool {
     const DESCRIPTION: &'static str;
     /// The argument that holds code or a patch, which a format may take outside the JSON.
     const BODY: Option<&'static str> = None;
+    /// How that argument must begin when written as plain text (see [`ToolSpec::body_opens`]).
+    const BODY_OPENS: Option<&'static str> = None;
     fn run(ctx: &ToolContext<'_>, args: Self::Args) -> Result<ToolOutput, ToolError>;
 }
 
@@ -81,6 +83,7 @@ fn spec<T: Tool>() -> ToolSpec {
         parameters: schema.to_value(),
         body: T::BODY.map(String::from),
         withheld: false,
+        body_opens: T::BODY_OPENS.map(String::from),
     }
 }
 

@@ -237,6 +237,7 @@ impl Plugin {
             parameters: self.schema.clone(),
             body: None,
             withheld: false,
+            body_opens: None,
         }
     }
 

@@ -320,8 +320,12 @@ impl Loader for GGUFLoader {
         let mut maps = Vec::new();
         for filename in paths.get_weight_filenames() {
             let file = std::fs::File::open(filename)?;
-            // Patched in by agent (vendor/README.md): CPU tensors are views of the mapped file.
-            maps.push(candle_core::quantized::mapped::MappedFile::new(&file)?);
+            // Patched in by agent (vendor/README.md): CPU tensors are views of the mapped file;
+            // a file that cannot be mapped is read into memory as before.
+            match candle_core::quantized::mapped::MappedFile::new(&file) {
+                Ok(map) => maps.push(map),
+                Err(e) => warn!("{}: not mapped ({e}); reading it", filename.display()),
+            }
             readers.push(file);
         }
         let mut readers = readers.iter_mut().collect::<Vec<_>>();
