@@ -91,6 +91,16 @@ fn a_tensor_beyond_the_file_is_an_error_and_a_misaligned_one_is_copied() -> Resu
         assert!(err.to_string().contains("outside"), "{err}");
     }
 
+    // Dimensions whose product overflows, and a byte size that does.
+    let err = mapped::tensor_from_map(&map, 64, GgmlDType::F32, vec![usize::MAX / 2, 4])
+        .err()
+        .expect("overflowing dimensions were accepted");
+    assert!(err.to_string().contains("too large"), "{err}");
+    let err = mapped::tensor_from_map(&map, 64, GgmlDType::F32, vec![usize::MAX / 2])
+        .err()
+        .expect("a byte size that overflows was accepted");
+    assert!(err.to_string().contains("outside"), "{err}");
+
     // One byte off an f32's alignment: still the right bytes, through a copy.
     let start = 33;
     let t = mapped::tensor_from_map(&map, start, GgmlDType::F32, vec![2, 32])?;

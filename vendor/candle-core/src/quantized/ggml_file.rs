@@ -228,7 +228,9 @@ pub fn qtensor_read_cpu(
     reader: &mut dyn std::io::Read,
     dims: Vec<usize>,
 ) -> Result<super::QTensor> {
-    let tensor_elems = dims.iter().product::<usize>();
+    let Some(tensor_elems) = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+        crate::bail!("tensor dimensions {dims:?} are too large")
+    };
     let block_size = ggml_dtype.block_size();
     if tensor_elems % block_size != 0 {
         crate::bail!(

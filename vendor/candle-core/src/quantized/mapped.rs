@@ -133,15 +133,22 @@ pub fn tensor_from_map(
     ggml_dtype: GgmlDType,
     dims: Vec<usize>,
 ) -> Result<QTensor> {
-    let elems = dims.iter().product::<usize>();
+    // A damaged or hostile index may give dimensions whose product overflows.
+    let Some(elems) = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+        crate::bail!("tensor dimensions {dims:?} are too large")
+    };
     let block_size = ggml_dtype.block_size();
     if elems % block_size != 0 {
         crate::bail!(
             "the number of elements {elems} is not divisible by the block size {block_size}"
         )
     }
-    let bytes = elems / block_size * ggml_dtype.type_size();
-    let end = start.checked_add(bytes).filter(|&end| end <= file.len());
+    let n_blocks = elems / block_size;
+    let bytes = n_blocks.checked_mul(ggml_dtype.type_size());
+    let end = bytes
+        .and_then(|bytes| start.checked_add(bytes))
+        .filter(|&end| end <= file.len());
+    let bytes = bytes.unwrap_or(usize::MAX);
     let Some(end) = end else {
         crate::bail!(
             "tensor data at bytes {start}..+{bytes} lies outside the {}-byte file",
@@ -151,7 +158,7 @@ pub fn tensor_from_map(
     let mut mapped = Mapping {
         file,
         start,
-        n_blocks: bytes / ggml_dtype.type_size(),
+        n_blocks,
         dims,
     };
     let in_place = super::ggml_file::with_block_type!(ggml_dtype, in_place(&mut mapped));
