@@ -6,6 +6,38 @@ pub fn head(text: &str, max: usize) -> (&str, usize) {
     (&text[..end], text.len() - end)
 }
 
+/// `output` of a command run in `root` with the paths beneath it made relative (`/tmp/agent-work-x/a.py`
+/// → `a.py`, `root` itself → `.`): the model's tools take paths relative to the repository, and a
+/// temporary directory's random name in a traceback would make the same failure read differently
+/// from run to run (enough to change a small model's greedy reply).
+pub fn relative_to_root<'a>(output: &'a str, root: &std::path::Path) -> std::borrow::Cow<'a, str> {
+    let root = root.to_string_lossy();
+    let root = root.trim_end_matches('/');
+    if root.is_empty() || !output.contains(root) {
+        return output.into();
+    }
+    let mut out = String::with_capacity(output.len());
+    let mut rest = output;
+    while let Some(at) = rest.find(root) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + root.len()..];
+        match after.chars().next() {
+            Some('/') => rest = &after[1..],
+            // Another name that only starts the same (`/tmp/work` in `/tmp/work2`): left alone.
+            Some(c) if c.is_alphanumeric() || "._-".contains(c) => {
+                out.push_str(root);
+                rest = after;
+            }
+            _ => {
+                out.push('.');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.into()
+}
+
 /// The first non-blank line of `text`, trimmed and shortened to `max` characters (with `…`).
 pub fn first_line(text: &str, max: usize) -> String {
     let line = text
@@ -137,5 +169,24 @@ mod display_tests {
         assert_eq!(patch_without_display_numbers(plain), None);
         let mixed = "@@ -1,2 +1,2 @@\n 1| def add(a, b):\n-    return a - b\n+    return a + b\n";
         assert_eq!(patch_without_display_numbers(mixed), None);
+    }
+}
+
+#[cfg(test)]
+mod relative_tests {
+    use super::*;
+
+    #[test]
+    fn paths_beneath_the_root_are_made_relative_and_others_left_alone() {
+        let root = std::path::Path::new("/tmp/agent-work-x1");
+        let output =
+            "  File \"/tmp/agent-work-x1/triangle_test.py\", line 50\ncwd: /tmp/agent-work-x1\n\
+                      other: /tmp/agent-work-x12/a.py /tmp/agent-work-x1.bak '/tmp/agent-work-x1'";
+        assert_eq!(
+            relative_to_root(output, root),
+            "  File \"triangle_test.py\", line 50\ncwd: .\n\
+             other: /tmp/agent-work-x12/a.py /tmp/agent-work-x1.bak '.'"
+        );
+        assert_eq!(relative_to_root("no paths", root), "no paths");
     }
 }

@@ -529,7 +529,7 @@ impl Runner<'_> {
             &config.command_env,
         ) {
             Ok(outcome) => {
-                let report = verify::failure_report(check, &outcome, 4000);
+                let report = verify::failure_report(check, &outcome, &self.root, 4000);
                 (
                     outcome.success(),
                     outcome.status_line(),

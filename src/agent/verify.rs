@@ -249,8 +249,14 @@ pub fn run_check(
 /// What the model needs from a failing check: the status, the failing tests by name, and the output —
 /// whole when it is short; else the first errors (where the cause usually is) and the end (where test
 /// runners put failures and summaries).
-pub fn failure_report(check: &Check, outcome: &CommandOutcome, max_chars: usize) -> String {
-    let output = outcome.output.trim_end();
+pub fn failure_report(
+    check: &Check,
+    outcome: &CommandOutcome,
+    root: &Path,
+    max_chars: usize,
+) -> String {
+    let output = crate::text::relative_to_root(&outcome.output, root);
+    let output = output.trim_end();
     let mut report = format!(
         "The check `{}` failed ({}).\n",
         check.command,
@@ -447,7 +453,7 @@ mod tests {
         let mut output = String::from("   Compiling x v0.1.0\nerror[E0425]: cannot find value `y` in this scope\n --> src/lib.rs:3:5\n  |\n");
         output.push_str(&"noise line\n".repeat(2000));
         output.push_str("test tests::adds ... FAILED\ntest tests::subs ... ok\ntest result: FAILED. 1 passed; 1 failed\n");
-        let report = failure_report(&check, &failed(&output), 2000);
+        let report = failure_report(&check, &failed(&output), Path::new("/w"), 2000);
         assert!(report.len() < 3000, "{}", report.len());
         assert!(report.contains("Failing tests: tests::adds\n"), "{report}");
         assert!(
@@ -463,7 +469,12 @@ mod tests {
         );
 
         let unittest = "F.\n======\nFAIL: test_greets (greet_test.T)\nTraceback (most recent call last):\nAssertionError: 'hi' != 'Hello'\n";
-        let report = failure_report(&check, &failed(unittest), 2000);
+        // A traceback's paths are shown relative to the worktree, as the tools take them.
+        let traceback = "  File \"/w/greet.py\", line 2, in greet\n";
+        let report = failure_report(&check, &failed(traceback), Path::new("/w"), 2000);
+        assert!(report.contains("  File \"greet.py\", line 2"), "{report}");
+
+        let report = failure_report(&check, &failed(unittest), Path::new("/w"), 2000);
         assert!(
             report.contains("Failing tests: test_greets (greet_test.T)"),
             "{report}"
