@@ -113,19 +113,9 @@ fn engine_speeds(model: &Path, threads: usize, user: &str) {
 /// (`EmbeddedModel::load`: the engine plus the constrained decoder's set-up), and llama.cpp's `Llama()`.
 fn load_times(model: &Path, threads: usize) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = model.parent().unwrap().to_string_lossy().into_owned();
-    let file = model.file_name().unwrap().to_string_lossy().into_owned();
     let engine_load = || {
         let start = Instant::now();
-        let engine = runtime
-            .block_on(
-                GgufModelBuilder::new(dir.clone(), vec![file.clone()])
-                    .with_token_source(TokenSource::None)
-                    .with_prefix_cache_n(None)
-                    .with_force_cpu()
-                    .build(),
-            )
-            .unwrap();
+        let engine = load_engine(&runtime, model);
         let took = start.elapsed().as_secs_f64();
         drop(engine);
         took
@@ -253,15 +243,11 @@ fn conversations(model: &Path, threads: usize, prefix_cache: &[bool]) {
     }
 }
 
-/// Prompt and decode tok/s for one plain generation, as mistral.rs reports them; the load time, and
-/// the resident memory the loaded model and one warm-up generation added to this process.
-fn mistralrs_speed(model: &Path, user: &str) -> Speed {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+/// mistral.rs's engine for the GGUF file at `model`, on the CPU, without a prefix cache.
+fn load_engine(runtime: &tokio::runtime::Runtime, model: &Path) -> mistralrs::Model {
     let dir = model.parent().unwrap().to_string_lossy().into_owned();
     let file = model.file_name().unwrap().to_string_lossy().into_owned();
-    let rss_before = rss_mib();
-    let start = Instant::now();
-    let engine = runtime
+    runtime
         .block_on(
             GgufModelBuilder::new(dir, vec![file])
                 .with_token_source(TokenSource::None)
@@ -269,7 +255,16 @@ fn mistralrs_speed(model: &Path, user: &str) -> Speed {
                 .with_force_cpu()
                 .build(),
         )
-        .unwrap();
+        .unwrap()
+}
+
+/// Prompt and decode tok/s for one plain generation, as mistral.rs reports them; the load time, and
+/// the resident memory the loaded model and one warm-up generation added to this process.
+fn mistralrs_speed(model: &Path, user: &str) -> Speed {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rss_before = rss_mib();
+    let start = Instant::now();
+    let engine = load_engine(&runtime, model);
     let load_s = start.elapsed().as_secs_f64();
     let request = || {
         RequestBuilder::new()
