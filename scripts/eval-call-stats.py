@@ -6,7 +6,8 @@
 Per DIR: tasks solved, model turns, % of turns that made a valid call (one call, parsed; turns asked
 for plain text, offered no tool, as the whole-file first try is, are not counted there), edit calls
 (apply_patch, write_file, the whole-file try's writes included) and % of them that applied, tokens, and
-wall time per task. The run logs are
+wall time per task. Results of
+a recent `agent eval` carry these figures; for older ones they are read from the run logs,
 where `agent run` keeps them ($XDG_STATE_HOME/agent/runs, else ~/.local/state/agent/runs).
 """
 
@@ -27,6 +28,14 @@ def main():
         for result in results:
             tokens += result.get("tokens") or 0
             wall += (result.get("wall_ms") or 0) / 1000
+            if "call_turns" in result:
+                # `agent eval` keeps these figures in results.jsonl itself (no run log needed).
+                turns += result.get("turns") or 0
+                calls += result["call_turns"]
+                valid += result.get("valid_calls") or 0
+                edits += result.get("edit_calls") or 0
+                applied += result.get("edits_applied") or 0
+                continue
             log = os.path.join(RUNS, result.get("run_id") or "", "events.jsonl")
             if not os.path.exists(log):
                 continue

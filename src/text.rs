@@ -38,6 +38,52 @@ pub fn relative_to_root<'a>(output: &'a str, root: &std::path::Path) -> std::bor
     out.into()
 }
 
+/// `output` of a command run in `root` as the model is shown it: paths made relative
+/// ([`relative_to_root`]) and the durations test runners print left out (`Ran 21 tests in 0.001s`,
+/// cargo's `finished in 0.00s`, pytest's `in 0.12s`, go's `(0.00s)`): they differ from run to run and
+/// say nothing about the code, yet a different digit is enough to change a small model's greedy reply.
+pub fn steady_output(output: &str, root: &std::path::Path) -> String {
+    static TIMINGS: std::sync::LazyLock<Vec<(regex::Regex, &'static str)>> =
+        std::sync::LazyLock::new(|| {
+            [
+                // unittest: `Ran 21 tests in 0.001s`
+                (r"(?m)^(Ran \d+ tests?) in \d+(\.\d+)?s$", "$1"),
+                // cargo: `test result: ok. 3 passed; ...; finished in 0.00s`, `target(s) in 0.51s`
+                (r"(?m)(test result: .*); finished in \d+(\.\d+)?s$", "$1"),
+                (
+                    r"(?m)^(\s*Finished .*target\(s\)) in \d+(\.\d+)?(s|m \d+s)$",
+                    "$1",
+                ),
+                // pytest: `==== 1 failed, 2 passed in 0.12s ====`
+                (
+                    r"(?m)^(=+ .*) in \d+(\.\d+)?s( \(\d+:\d+:\d+\))? (=+)$",
+                    "$1 $4",
+                ),
+                // go test: `--- FAIL: TestX (0.00s)`, `FAIL\tpkg\t0.005s`, `ok  \tpkg\t0.1s`
+                (
+                    r"(?m)^(\s*--- (?:FAIL|PASS|SKIP): \S+) \(\d+(\.\d+)?s\)$",
+                    "$1",
+                ),
+                (r"(?m)^((?:ok|FAIL)\s+\S+)\s+\d+(\.\d+)?s$", "$1"),
+                // jest: `Time:        1.234 s`
+                (
+                    r"(?m)^Time:\s+\d+(\.\d+)?\s*m?s(, estimated \d+ s)?$",
+                    "Time: -",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(pattern, with)| regex::Regex::new(pattern).ok().map(|re| (re, with)))
+            .collect()
+        });
+    let mut text = relative_to_root(output, root).into_owned();
+    for (pattern, with) in TIMINGS.iter() {
+        if let std::borrow::Cow::Owned(replaced) = pattern.replace_all(&text, *with) {
+            text = replaced;
+        }
+    }
+    text
+}
+
 /// The first non-blank line of `text`, trimmed and shortened to `max` characters (with `…`).
 pub fn first_line(text: &str, max: usize) -> String {
     let line = text
@@ -188,5 +234,29 @@ mod relative_tests {
              other: /tmp/agent-work-x12/a.py /tmp/agent-work-x1.bak '.'"
         );
         assert_eq!(relative_to_root("no paths", root), "no paths");
+    }
+
+    #[test]
+    fn steady_output_drops_test_runners_durations_and_keeps_the_rest() {
+        let root = std::path::Path::new("/tmp/agent-work-x1");
+        let output = "F.\nFAIL: test_x (/tmp/agent-work-x1/a_test.py)\nAssertionError: 0.5s != 1.5s\n\
+            ----------------------------------------------------------------------\n\
+            Ran 21 tests in 0.001s\n\nFAILED (failures=1)\n\
+            test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.03s\n\
+            \u{20}   Finished `test` profile [unoptimized + debuginfo] target(s) in 1m 02s\n\
+            ===== 1 failed, 2 passed in 0.12s =====\n\
+            --- FAIL: TestAdd (0.00s)\nFAIL\texample.com/calc\t0.005s\n\
+            Time:        1.234 s\n";
+        assert_eq!(
+            steady_output(output, root),
+            "F.\nFAIL: test_x (a_test.py)\nAssertionError: 0.5s != 1.5s\n\
+             ----------------------------------------------------------------------\n\
+             Ran 21 tests\n\nFAILED (failures=1)\n\
+             test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n\
+             \u{20}   Finished `test` profile [unoptimized + debuginfo] target(s)\n\
+             ===== 1 failed, 2 passed =====\n\
+             --- FAIL: TestAdd\nFAIL\texample.com/calc\n\
+             Time: -\n"
+        );
     }
 }

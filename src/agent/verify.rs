@@ -255,12 +255,12 @@ pub fn failure_report(
     root: &Path,
     max_chars: usize,
 ) -> String {
-    let output = crate::text::relative_to_root(&outcome.output, root);
+    let output = crate::text::steady_output(&outcome.output, root);
     let output = output.trim_end();
     let mut report = format!(
         "The check `{}` failed ({}).\n",
         check.command,
-        outcome.status_line()
+        outcome.ending()
     );
     let failing = failing_tests(output);
     if !failing.is_empty() {
@@ -473,6 +473,14 @@ mod tests {
         let traceback = "  File \"/w/greet.py\", line 2, in greet\n";
         let report = failure_report(&check, &failed(traceback), Path::new("/w"), 2000);
         assert!(report.contains("  File \"greet.py\", line 2"), "{report}");
+        // Nor does it say how long the check took: the same failure reads the same on every run.
+        let timed = "Ran 3 tests in 0.002s\n\nFAILED (failures=1)\n";
+        let report = failure_report(&check, &failed(timed), Path::new("/w"), 2000);
+        assert!(
+            report.starts_with("The check `cargo test` failed (exit 101).\n")
+                && report.contains("Ran 3 tests\n\nFAILED (failures=1)"),
+            "{report}"
+        );
 
         let report = failure_report(&check, &failed(unittest), Path::new("/w"), 2000);
         assert!(

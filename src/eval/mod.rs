@@ -161,6 +161,17 @@ pub struct TaskResult {
     pub checks_ms: u64,
     pub git_ms: u64,
     pub judge_ms: u64,
+    /// Model turns offered tools, and how many of them made exactly one parsed call; turns asked
+    /// for plain text (the whole-file first try) are in neither.
+    #[serde(default)]
+    pub call_turns: usize,
+    #[serde(default)]
+    pub valid_calls: usize,
+    /// Edit calls (`apply_patch`, `write_file`, the whole-file try's writes) and how many applied.
+    #[serde(default)]
+    pub edit_calls: usize,
+    #[serde(default)]
+    pub edits_applied: usize,
     /// Why the task could not be run or judged.
     pub error: Option<String>,
 }
@@ -168,11 +179,33 @@ pub struct TaskResult {
 impl TaskResult {
     /// Fill in what the run's events say.
     pub fn absorb(&mut self, events: &[Event]) {
+        // Whether the turn being answered was offered tools (its request comes just before it).
+        let mut offered = true;
         for event in events {
             match event {
                 Event::RunStarted { run_id, .. } => self.run_id = Some(run_id.clone()),
-                Event::ModelTurn { usage, .. } => self.model_ms += usage.elapsed_ms,
-                Event::ToolResult { elapsed_ms, .. } => self.tools_ms += elapsed_ms,
+                Event::ModelRequest { tools, .. } => offered = !tools.is_empty(),
+                Event::ModelTurn {
+                    usage, tool_calls, ..
+                } => {
+                    self.model_ms += usage.elapsed_ms;
+                    if offered {
+                        self.call_turns += 1;
+                        self.valid_calls += usize::from(tool_calls.len() == 1);
+                    }
+                }
+                Event::ToolResult {
+                    name,
+                    ok,
+                    elapsed_ms,
+                    ..
+                } => {
+                    self.tools_ms += elapsed_ms;
+                    if EDIT_TOOLS.contains(&name.as_str()) {
+                        self.edit_calls += 1;
+                        self.edits_applied += usize::from(*ok);
+                    }
+                }
                 Event::CheckResult { elapsed_ms, .. } => self.checks_ms += elapsed_ms,
                 Event::Commit { elapsed_ms, .. } => self.git_ms += elapsed_ms,
                 Event::Finished {
@@ -202,6 +235,9 @@ impl TaskResult {
         }
     }
 }
+
+/// The tools whose calls change files: the edit calls counted per task.
+const EDIT_TOOLS: [&str; 2] = ["apply_patch", "write_file"];
 
 /// The branch a run's events name, if it published one.
 pub fn branch_of(events: &[Event]) -> Option<String> {
@@ -262,6 +298,28 @@ pub fn summarize(results: &[TaskResult], elapsed: Duration) -> String {
         sum(|r| r.judge_ms) as f64 / 1000.0,
         elapsed.as_secs_f64()
     ));
+    let count = |f: fn(&TaskResult) -> usize| results.iter().map(f).sum::<usize>();
+    let percent = |a: usize, b: usize| {
+        if b == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}%", 100.0 * a as f64 / b as f64)
+        }
+    };
+    let (call_turns, valid, edits, applied) = (
+        count(|r| r.call_turns),
+        count(|r| r.valid_calls),
+        count(|r| r.edit_calls),
+        count(|r| r.edits_applied),
+    );
+    text.push_str(&format!(
+        "model turns {}: {} of {call_turns} tool turns made one valid call ({}); edit calls applied {applied} of {edits} ({}); tokens {}\n",
+        count(|r| r.turns),
+        valid,
+        percent(valid, call_turns),
+        percent(applied, edits),
+        sum(|r| r.tokens),
+    ));
     let errors = results.iter().filter(|r| r.error.is_some()).count();
     if errors > 0 {
         text.push_str(&format!(
@@ -311,6 +369,63 @@ mod tests {
         );
         assert!(text.contains("model 50%, checks 25%"), "{text}");
         assert!(text.ends_with("2 passed, 1 failed\n"), "{text}");
+    }
+
+    #[test]
+    fn call_figures_count_tool_turns_only_and_edits_that_applied() {
+        use crate::model::{ToolCall, Usage};
+        let request = |tools: &[&str]| Event::ModelRequest {
+            turn: 1,
+            conversation: "step-1".into(),
+            first_message: 0,
+            messages: Vec::new(),
+            tools: tools.iter().map(|t| t.to_string()).collect(),
+        };
+        let turn = |calls: usize| Event::ModelTurn {
+            turn: 1,
+            max_turns: 10,
+            content: String::new(),
+            tool_calls: (0..calls)
+                .map(|_| ToolCall {
+                    id: String::new(),
+                    name: "read_file".into(),
+                    arguments: json!({}),
+                })
+                .collect(),
+            usage: Usage::default(),
+        };
+        let result = |name: &str, ok: bool| Event::ToolResult {
+            turn: 1,
+            name: name.into(),
+            ok,
+            output: String::new(),
+            elapsed_ms: 0,
+        };
+        let events = vec![
+            // A plain-text turn (the whole-file try) is no tool turn; its write still counts.
+            request(&[]),
+            turn(0),
+            result("write_file", false),
+            request(&["read_file", "apply_patch"]),
+            turn(1),
+            result("apply_patch", true),
+            request(&["read_file", "apply_patch"]),
+            turn(0),
+            request(&["read_file"]),
+            turn(1),
+            result("read_file", true),
+        ];
+        let mut figures = TaskResult::default();
+        figures.absorb(&events);
+        assert_eq!((figures.call_turns, figures.valid_calls), (3, 2));
+        assert_eq!((figures.edit_calls, figures.edits_applied), (2, 1));
+        let text = summarize(&[figures], Duration::from_secs(1));
+        assert!(
+            text.contains(
+                "2 of 3 tool turns made one valid call (67%); edit calls applied 1 of 2 (50%)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

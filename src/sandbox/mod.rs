@@ -88,13 +88,26 @@ impl CommandOutcome {
     pub fn status_line(&self) -> String {
         let secs = self.elapsed_ms as f64 / 1000.0;
         match self.stop {
-            StopReason::Exited(code) => format!("exit {code} after {secs:.1} s"),
-            StopReason::Signal(sig) => format!("killed by signal {sig} after {secs:.1} s"),
             StopReason::TimedOut => format!("timed out after {secs:.1} s and was killed"),
-            StopReason::OutOfMemory => format!("killed by the memory limit after {secs:.1} s"),
             StopReason::Disk => format!(
                 "killed after {secs:.1} s: the disk was nearly full (the sandbox profile's min_free_disk_mb)"
             ),
+            _ => format!("{} after {secs:.1} s", self.ending()),
+        }
+    }
+
+    /// How it ended without how long it took, e.g. "exit 101": what the model is shown, since a
+    /// duration differs from run to run and says nothing about the code.
+    pub fn ending(&self) -> String {
+        match self.stop {
+            StopReason::Exited(code) => format!("exit {code}"),
+            StopReason::Signal(sig) => format!("killed by signal {sig}"),
+            StopReason::TimedOut => "timed out and was killed".to_string(),
+            StopReason::OutOfMemory => "killed by the memory limit".to_string(),
+            StopReason::Disk => {
+                "killed: the disk was nearly full (the sandbox profile's min_free_disk_mb)"
+                    .to_string()
+            }
         }
     }
 }

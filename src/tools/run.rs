@@ -37,8 +37,8 @@ impl Tool for Run {
             .sandbox
             .run(&spec)
             .map_err(|e| ToolError::Failed(e.to_string()))?;
-        let mut out = format!("$ {}\n{}\n", args.command, outcome.status_line());
-        out.push_str(&crate::text::relative_to_root(&outcome.output, ctx.root));
+        let mut out = format!("$ {}\n{}\n", args.command, outcome.ending());
+        out.push_str(&crate::text::steady_output(&outcome.output, ctx.root));
         if outcome.truncated {
             out.push_str(
                 "\n[the output was too long and its middle was cut; to see a part of it, run the command again \
