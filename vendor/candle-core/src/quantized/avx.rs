@@ -1022,6 +1022,148 @@ pub(crate) fn vec_dot_q4k_q8k_rows<const R: usize>(
     }
 }
 
+/// Patched in by agent (vendor/README.md): the scales and mins of a Q4K block as `vec_dot_q4k_q8k`
+/// decodes them: 8 scales in the low 128 bits, 8 mins in the high, as i16.
+#[inline(always)]
+unsafe fn q4k_mins_and_scales(x: &BlockQ4K) -> __m256i {
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+    let mut utmp = [0u32; 4];
+    LittleEndian::read_u32_into(&x.scales, &mut utmp[0..3]);
+    utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
+    let uaux = utmp[1] & KMASK1;
+    utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= KMASK1;
+    _mm256_cvtepu8_epi16(_mm_set_epi32(
+        utmp[3] as i32,
+        utmp[2] as i32,
+        utmp[1] as i32,
+        utmp[0] as i32,
+    ))
+}
+
+/// Patched in by agent (vendor/README.md): `acc + madd(a, b)` on 512 bits, one `vpdpwssd` with VNNI.
+#[cfg(all(target_feature = "avx512bw", target_feature = "avx512dq"))]
+#[inline(always)]
+unsafe fn madd_acc_epi16_512(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    #[cfg(target_feature = "avx512vnni")]
+    return _mm512_dpwssd_epi32(acc, a, b);
+    #[allow(unreachable_code)]
+    _mm512_add_epi32(acc, _mm512_madd_epi16(a, b))
+}
+
+/// Patched in by agent (vendor/README.md): `vec_dot_q4k_q8k_rows` for two Q4K weight rows at once,
+/// on AVX-512: each 512-bit register holds the first weight row's 256-bit lane of
+/// `vec_dot_q4k_q8k_rows` in its low half and the second's in its high half, with the activations
+/// broadcast to both, so every instruction does the work of two 256-bit ones. Lane for lane the
+/// integer sums, the conversions and the fused multiply-adds are those of `vec_dot_q4k_q8k`, so
+/// `out[w][r]` is bit-identical to `vec_dot_q4k_q8k(n, xs[w], ys[r])`.
+#[cfg(all(target_feature = "avx512bw", target_feature = "avx512dq"))]
+#[inline(always)]
+pub(crate) fn vec_dot_q4k_q8k_rows_x2<const R: usize>(
+    n: usize,
+    xs: [&[BlockQ4K]; 2],
+    ys: [&[BlockQ8K]; R],
+    sums: [&[[i16; 8]]; R],
+) -> [[f32; R]; 2] {
+    debug_assert!(
+        n.is_multiple_of(QK_K),
+        "vec_dot_q4k_q8k_rows_x2: {n} is not divisible by {QK_K}"
+    );
+    let nb = xs[0]
+        .len()
+        .min(xs[1].len())
+        .min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
+    unsafe {
+        let m4 = _mm512_set1_epi8(0xF);
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut acc_m = [[_mm_setzero_ps(); R]; 2];
+        for i in 0..nb {
+            let (x0, x1) = (xs[0].get_unchecked(i), xs[1].get_unchecked(i));
+            let (xd0, xd1) = (x0.d.to_f32(), x1.d.to_f32());
+            let (xmin0, xmin1) = (x0.dmin.to_f32(), x1.dmin.to_f32());
+            let ms0 = q4k_mins_and_scales(x0);
+            let ms1 = q4k_mins_and_scales(x1);
+            let (mins0, mins1) = (
+                _mm256_extracti128_si256(ms0, 1),
+                _mm256_extracti128_si256(ms1, 1),
+            );
+            let (sc0, sc1) = (
+                _mm256_extracti128_si256(ms0, 0),
+                _mm256_extracti128_si256(ms1, 0),
+            );
+            let scales = _mm512_inserti64x4(
+                _mm512_castsi256_si512(mm256_set_m128i(sc0, sc0)),
+                mm256_set_m128i(sc1, sc1),
+                1,
+            );
+
+            for r in 0..R {
+                let y = ys[r].get_unchecked(i);
+                let q8s = _mm_loadu_si128(sums[r].get_unchecked(i).as_ptr() as *const __m128i);
+                let p0 = _mm_madd_epi16(mins0, q8s);
+                let p1 = _mm_madd_epi16(mins1, q8s);
+                acc_m[0][r] =
+                    _mm_fmadd_ps(_mm_set1_ps(-y.d * xmin0), _mm_cvtepi32_ps(p0), acc_m[0][r]);
+                acc_m[1][r] =
+                    _mm_fmadd_ps(_mm_set1_ps(-y.d * xmin1), _mm_cvtepi32_ps(p1), acc_m[1][r]);
+            }
+
+            // The low and the high nibbles' sums in separate registers: two dependency chains
+            // per row instead of one (the integer total is the same).
+            let mut sumi = [_mm512_setzero_si512(); R];
+            let mut sumh = [_mm512_setzero_si512(); R];
+            let (q40, q41) = (x0.qs.as_ptr(), x1.qs.as_ptr());
+            for j in 0..QK_K / 64 {
+                let scale_l = _mm512_shuffle_epi8(
+                    scales,
+                    _mm512_broadcast_i64x4(get_scale_shuffle_k4(2 * j)),
+                );
+                let scale_h = _mm512_shuffle_epi8(
+                    scales,
+                    _mm512_broadcast_i64x4(get_scale_shuffle_k4(2 * j + 1)),
+                );
+                let q4bits = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(q40.add(32 * j) as *const __m256i)),
+                    _mm256_loadu_si256(q41.add(32 * j) as *const __m256i),
+                    1,
+                );
+                let q4l = _mm512_and_si512(q4bits, m4);
+                let q4h = _mm512_and_si512(_mm512_srli_epi16(q4bits, 4), m4);
+                for r in 0..R {
+                    let q8 = ys[r].get_unchecked(i).qs.as_ptr();
+                    let q8l = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        q8.add(64 * j) as *const __m256i
+                    ));
+                    sumi[r] = madd_acc_epi16_512(sumi[r], scale_l, _mm512_maddubs_epi16(q4l, q8l));
+                    let q8h = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        q8.add(64 * j + 32) as *const __m256i
+                    ));
+                    sumh[r] = madd_acc_epi16_512(sumh[r], scale_h, _mm512_maddubs_epi16(q4h, q8h));
+                }
+            }
+            for r in 0..R {
+                let yd = ys[r].get_unchecked(i).d;
+                let d = _mm512_insertf32x8(_mm512_set1_ps(yd * xd0), _mm256_set1_ps(yd * xd1), 1);
+                let sum = _mm512_add_epi32(sumi[r], sumh[r]);
+                acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), acc[r]);
+            }
+        }
+
+        let finish = |a: __m256, m: __m128| {
+            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            hsum_float_8(a) + _mm_cvtss_f32(m)
+        };
+        [
+            std::array::from_fn(|r| finish(_mm512_castps512_ps256(acc[r]), acc_m[0][r])),
+            std::array::from_fn(|r| finish(_mm512_extractf32x8_ps(acc[r], 1), acc_m[1][r])),
+        ]
+    }
+}
+
 #[inline(always)]
 pub(crate) fn vec_dot_q5k_q8k(n: usize, xs: &[BlockQ5K], ys: &[BlockQ8K]) -> f32 {
     debug_assert!(
@@ -1165,4 +1307,3 @@ pub(crate) fn vec_dot_q8k_q8k(n: usize, xs: &[BlockQ8K], ys: &[BlockQ8K]) -> f32
         hsum_float_8(acc)
     }
 }
-

@@ -1506,7 +1506,8 @@ impl GgmlType for BlockQ4K {
     }
 
     /// Patched in by agent (vendor/README.md): with AVX2, four activation rows per unpacked weight
-    /// block, and the activations' sums per 32 values (the minimum term's) formed once per tile.
+    /// block, and the activations' sums per 32 values (the minimum term's) formed once per tile;
+    /// with AVX-512, two weight rows at a time as well.
     fn matmul_tile(
         n: usize,
         kb: usize,
@@ -1515,12 +1516,64 @@ impl GgmlType for BlockQ4K {
         m: usize,
         out: &mut [f32],
     ) {
+        #[cfg(all(target_feature = "avx512bw", target_feature = "avx512dq"))]
+        {
+            let sums: Vec<[i16; 8]> = ys[..m * kb].iter().map(q8k_sums32).collect();
+            let row = |r: usize| &ys[r * kb..(r + 1) * kb];
+            let row_sums = |r: usize| &sums[r * kb..(r + 1) * kb];
+            let col = |c: usize| &xs[c * kb..(c + 1) * kb];
+            let cols = xs.len() / kb;
+            let mut r = 0;
+            while r + 4 <= m {
+                let rows = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                let rows_sums = [
+                    row_sums(r),
+                    row_sums(r + 1),
+                    row_sums(r + 2),
+                    row_sums(r + 3),
+                ];
+                let mut c = 0;
+                while c + 2 <= cols {
+                    let pair = super::avx::vec_dot_q4k_q8k_rows_x2(
+                        n,
+                        [col(c), col(c + 1)],
+                        rows,
+                        rows_sums,
+                    );
+                    for (w, values) in pair.into_iter().enumerate() {
+                        for (i, v) in values.into_iter().enumerate() {
+                            out[(r + i) * cols + c + w] = v;
+                        }
+                    }
+                    c += 2;
+                }
+                if c < cols {
+                    let values = super::avx::vec_dot_q4k_q8k_rows(n, col(c), rows, rows_sums);
+                    for (i, v) in values.into_iter().enumerate() {
+                        out[(r + i) * cols + c] = v;
+                    }
+                }
+                r += 4;
+            }
+            for r in r..m {
+                for c in 0..cols {
+                    out[r * cols + c] = Self::vec_dot(n, col(c), row(r));
+                }
+            }
+            return;
+        }
         #[cfg(target_feature = "avx2")]
+        #[allow(unreachable_code)]
         {
             let sums: Vec<[i16; 8]> = ys[..m * kb].iter().map(q8k_sums32).collect();
             let row_sums = |r: usize| &sums[r * kb..(r + 1) * kb];
             matmul_tile_rows_with(n, kb, xs, ys, m, 0, out, |col, rows, r| {
-                let rows_sums = [row_sums(r), row_sums(r + 1), row_sums(r + 2), row_sums(r + 3)];
+                let rows_sums = [
+                    row_sums(r),
+                    row_sums(r + 1),
+                    row_sums(r + 2),
+                    row_sums(r + 3),
+                ];
                 super::avx::vec_dot_q4k_q8k_rows(n, col, rows, rows_sums)
             });
             return;
