@@ -11,6 +11,7 @@
 
 mod envelope;
 pub mod headerless;
+pub mod listing;
 mod matcher;
 mod normalize;
 mod search_replace;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{beneath, fs_error, Tool, ToolContext, ToolError, ToolOutput};
 use crate::hostfs::Kind;
+use crate::patch::listing::{whole_or_merged, Listing};
 
 /// Largest file the model may write in one call.
 const MAX_CONTENT_BYTES: usize = 1024 * 1024;
@@ -63,23 +64,51 @@ impl Tool for WriteFile {
             // A dangling or outside link at the name is replaced; a refused path is refused below.
             Err(_) => true,
         };
-        if existed
-            && fs
+        let old = match existed {
+            true => fs
                 .read_if_exists(&rel, MAX_CONTENT_BYTES as u64)
                 .ok()
-                .flatten()
-                .is_some_and(|old| old == args.content.as_bytes())
-        {
+                .flatten(),
+            false => None,
+        };
+        if old.as_deref() == Some(args.content.as_bytes()) {
             // Small models write the buggy file back as it was and call that the fix.
             return Err(ToolError::Failed(format!(
                 "nothing written: {} already holds exactly this content; change the lines that need to change",
                 args.path
             )));
         }
+        // Small models also send only the function they changed: written as it is, that would
+        // replace the whole file with one function of it.
+        let mut merged_note = String::new();
+        if let Some(old) = old.as_deref().and_then(|o| std::str::from_utf8(o).ok()) {
+            match whole_or_merged(old, &args.content) {
+                Listing::Whole(_) => {}
+                Listing::Merged(text) => {
+                    merged_note = format!(
+                        "; the content ({} lines) held only some definitions of the file's {}, so they replaced \
+                         the file's own of the same first line and the rest was kept",
+                        args.content.lines().count(),
+                        old.lines().count()
+                    );
+                    args.content = text;
+                }
+                Listing::Partial => {
+                    return Err(ToolError::Failed(format!(
+                        "nothing written: the content ({} lines) is only part of {} ({} lines) and matches no \
+                         single definition in it; write_file replaces the whole file, so give every line of it, \
+                         or change only some lines with apply_patch",
+                        args.content.lines().count(),
+                        args.path,
+                        old.lines().count()
+                    )))
+                }
+            }
+        }
         fs.write(&rel, args.content.as_bytes()).map_err(fs_error)?;
         let verb = if existed { "replaced" } else { "created" };
         Ok(ToolOutput::Text(format!(
-            "{verb} {} ({} lines){}",
+            "{verb} {} ({} lines){merged_note}{}",
             args.path,
             args.content.lines().count(),
             if unnumbered.is_some() {
@@ -153,6 +182,52 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("calc.py")).unwrap(),
             "x = 2\n"
+        );
+    }
+
+    #[test]
+    fn one_function_sent_for_a_whole_file_replaces_that_function_and_a_stray_line_is_refused() {
+        const DND: &str = "import random\n\n\ndef modifier(value):\n    return (value - 10) // 2\n\n\n\
+            def roll():\n    dice = sorted(random.randint(1, 6) for _ in range(4))\n    return sum(dice[1:])\n\n\n\
+            class Character:\n    def __init__(self):\n        self.strength = roll()\n        self.constitution = roll()\n\
+            \x20       self.hitpoints = 11 + modifier(self.constitution)\n";
+        let (dir, sandbox) = ctx_in(&[("dnd.py", DND)]);
+        let ctx = sandbox.ctx(dir.path());
+        // A line that is no definition of the file (as the 1.5B model sent in a real run): refused,
+        // and the file is kept whole.
+        let err = WriteFile::run(
+            &ctx,
+            Args {
+                path: "dnd.py".into(),
+                content: "obj['modifier'] = lambda value: math.floor((value - 10) / 2)\n".into(),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("only part of dnd.py (17 lines)") && err.contains("apply_patch"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("dnd.py")).unwrap(),
+            DND
+        );
+        // The fixed function alone: it replaces the file's own, and the rest stays.
+        let out = WriteFile::run(
+            &ctx,
+            Args {
+                path: "dnd.py".into(),
+                content: "def modifier(value):\n    return (value - 10) // 2 + 0\n".into(),
+            },
+        )
+        .unwrap();
+        let ToolOutput::Text(text) = out else {
+            panic!("not text")
+        };
+        assert!(text.contains("held only some definitions"), "{text}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("dnd.py")).unwrap(),
+            DND.replace("// 2\n", "// 2 + 0\n")
         );
     }
 
