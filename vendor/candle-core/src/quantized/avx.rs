@@ -953,11 +953,6 @@ pub(crate) fn vec_dot_q4k_q8k_rows<const R: usize>(
         "vec_dot_q4k_q8k_rows: {n} is not divisible by {QK_K}"
     );
     let nb = xs.len().min(ys.iter().map(|y| y.len()).min().unwrap_or(0));
-    let mut utmp = [0u32; 4];
-    const KMASK1: u32 = 0x3f3f3f3f;
-    const KMASK2: u32 = 0x0f0f0f0f;
-    const KMASK3: u32 = 0x03030303;
-
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let mut acc = [_mm256_setzero_ps(); R];
@@ -968,19 +963,7 @@ pub(crate) fn vec_dot_q4k_q8k_rows<const R: usize>(
             let xd = x.d.to_f32();
             let xmin = x.dmin.to_f32();
 
-            LittleEndian::read_u32_into(&x.scales, &mut utmp[0..3]);
-            utmp[3] = ((utmp[2] >> 4) & KMASK2) | (((utmp[1] >> 6) & KMASK3) << 4);
-            let uaux = utmp[1] & KMASK1;
-            utmp[1] = (utmp[2] & KMASK2) | (((utmp[0] >> 6) & KMASK3) << 4);
-            utmp[2] = uaux;
-            utmp[0] &= KMASK1;
-
-            let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
-                utmp[3] as i32,
-                utmp[2] as i32,
-                utmp[1] as i32,
-                utmp[0] as i32,
-            ));
+            let mins_and_scales = q4k_mins_and_scales(x);
             let mins = _mm256_extracti128_si256(mins_and_scales, 1);
             let sc128 = _mm256_extracti128_si256(mins_and_scales, 0);
             let scales = mm256_set_m128i(sc128, sc128);
