@@ -17,8 +17,27 @@ pub enum Listing {
 /// write back just the function they fixed, whatever the prompt says): each piece that starts at the
 /// listing's outermost indentation replaces the definition in the file whose first line is the same
 /// (found once, by its text without indentation), through the lines indented deeper than it and a
-/// closing bracket at its own depth. A piece that matches no line, or several, makes it `Partial`.
+/// closing bracket at its own depth. A piece that matches no line, or several, makes it `Partial` —
+/// unless the listing opens with the file's own first line (its header, imports): then it is a
+/// rewrite of the whole file, shorter than before (a refactoring), and taken as `Whole`.
 pub fn whole_or_merged(original: &str, listed: &str) -> Listing {
+    match merged(original, listed) {
+        Listing::Partial if same_opening(original, listed) => Listing::Whole(listed.to_string()),
+        listing => listing,
+    }
+}
+
+fn same_opening(original: &str, listed: &str) -> bool {
+    let first = |text: &str| {
+        text.lines()
+            .map(str::trim_end)
+            .find(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+    };
+    first(original).is_some() && first(original) == first(listed)
+}
+
+fn merged(original: &str, listed: &str) -> Listing {
     let old: Vec<&str> = original.lines().collect();
     let new: Vec<&str> = listed.lines().collect();
     if old.len() <= 4 || new.len() * 2 >= old.len() {
@@ -130,5 +149,19 @@ mod tests {
             Listing::Whole(whole.clone())
         );
         assert_eq!(whole_or_merged("", "new\n"), Listing::Whole("new\n".into()));
+    }
+
+    #[test]
+    fn a_shorter_rewrite_that_opens_as_the_file_does_is_whole() {
+        // A refactoring: new definitions, old ones gone, the same header.
+        let old =
+            format!("from datetime import datetime\n\n\nclass Entry:\n    pass\n\n\n{TRIANGLE}");
+        let new = "from datetime import datetime\n\n\ndef table(rows):\n    return rows\n";
+        assert_eq!(whole_or_merged(&old, new), Listing::Whole(new.into()));
+        // The same new definition alone is still a fragment.
+        assert_eq!(
+            whole_or_merged(&old, "def table(rows):\n    return rows\n"),
+            Listing::Partial
+        );
     }
 }
