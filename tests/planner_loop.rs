@@ -945,6 +945,54 @@ fn whole_file_replies_write_only_the_named_code_and_failed_tries_are_rolled_back
     assert!(!log.contains("a * b"), "{log}");
 }
 
+/// A failed whole-file try is kept for the next one, as Aider's benchmark asks again: the second try
+/// is shown its own version's failures and may send only the definition still wrong, which is merged
+/// into the first try's file, not into the original (undone, the model was shown the old code again).
+#[test]
+fn a_second_whole_file_try_builds_on_the_first() {
+    let repo = repo_with(&[
+        (
+            "calc.py",
+            "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a + b\n",
+        ),
+        (
+            "test_calc.py",
+            "import unittest\nfrom calc import add, mul\n\n\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n\n    def test_mul(self):\n        self.assertEqual(mul(2, 3), 6)\n",
+        ),
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let model = replay_script(
+        home.path(),
+        json!([
+            plan_on("Fix calc", &["calc.py", "test_calc.py"]),
+            {"content": "add subtracts.\n\ncalc.py\n```python\ndef add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a + b\n```\n"},
+            {"content": "mul adds.\n\ncalc.py\n```python\ndef mul(a, b):\n    return a * b\n```\n"},
+        ]),
+    );
+    let out = run_agent(
+        home.path(),
+        repo.path(),
+        "Fix calc.py: its tests fail",
+        &model,
+        &["--check", "python3 -m unittest test_calc"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let events = events(&out);
+    assert!(of_kind(&events, "rolled_back").is_empty());
+    let requests = of_kind(&events, "model_request");
+    let again = requests[2]["messages"].to_string();
+    assert!(
+        again.contains("With your version of calc.py") && again.contains("test_mul"),
+        "{again}"
+    );
+    let finished = of_kind(&events, "finished")[0];
+    let branch = finished["branch"].as_str().unwrap();
+    assert_eq!(
+        git(repo.path(), &["show", &format!("{branch}:calc.py")]),
+        "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b"
+    );
+}
+
 /// `--no-whole-file-first` goes straight to tools.
 #[test]
 fn no_whole_file_first_goes_straight_to_tools() {

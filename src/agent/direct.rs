@@ -6,7 +6,9 @@
 //!
 //! Only files the step named, that exist, are short and are not tests, may be written, and only
 //! through the `write_file` tool (so through the same confinement as any edit). A try whose check
-//! fails is rolled back; after the tries the step goes on with tools, as if nothing had happened.
+//! fails is kept for the next try, which is shown the check's new failures (as Aider's benchmark
+//! asks again: undone, the model was shown the old code and wrote the same wrong fix again); the last
+//! failed try is rolled back, and the step goes on with tools as if nothing had happened.
 
 use std::collections::BTreeMap;
 
@@ -81,7 +83,15 @@ impl Runner<'_> {
             Message::user(request(&self.config.task, &command, &report, &files)),
         ];
         let listed = editable.join(", ");
+        // The editable files as the last try left them.
+        let mut current: BTreeMap<String, String> = files
+            .iter()
+            .filter(|f| f.editable)
+            .map(|f| (f.path.clone(), f.text.clone()))
+            .collect();
+        let mut last_tried = None;
         for attempt in 1..=TRIES {
+            let before = self.workspace.snapshot()?;
             let reply = self.ask_in_text(&conversation, &mut messages, REPLY_TOKENS)?;
             messages.push(Message::assistant(reply.content.clone(), Vec::new()));
             let written = files_in_reply(&reply.content, &editable);
@@ -94,27 +104,29 @@ impl Runner<'_> {
             }
             let mut partial = Vec::new();
             for (path, listing) in written {
-                let original = files
-                    .iter()
-                    .find(|f| f.path == path)
-                    .map_or("", |f| f.text.as_str());
-                match whole_or_merged(original, &listing) {
-                    Listing::Whole(content) => self.write_whole(&path, &content)?,
+                let original = current.get(&path).map_or("", String::as_str);
+                let content = match whole_or_merged(original, &listing) {
+                    Listing::Whole(content) => content,
                     Listing::Merged(content) => {
                         self.note(format!(
                             "whole-file first try: the listing of {path} held only some definitions; they replaced the file's own"
                         ));
-                        self.write_whole(&path, &content)?;
+                        content
                     }
-                    Listing::Partial => partial.push(path),
-                }
+                    Listing::Partial => {
+                        partial.push(path);
+                        continue;
+                    }
+                };
+                self.write_whole(&path, &content)?;
+                current.insert(path, content);
             }
             if !partial.is_empty() {
                 let parts = partial.join(", ");
                 self.note(format!(
                     "whole-file first try: the listing of {parts} was part of the file, not fitted to it; nothing written from it"
                 ));
-                if self.workspace.snapshot()? == self.workspace.head_tree()? {
+                if self.workspace.snapshot()? == before {
                     messages.push(Message::user(format!(
                         "Your listing of {parts} held only part of the file, and it could not be placed: nothing was written. Give the whole file, every line of it, as a file listing."
                     )));
@@ -122,6 +134,11 @@ impl Runner<'_> {
                 }
             }
             let tree = self.workspace.snapshot()?;
+            if last_tried == Some(tree) {
+                self.note("whole-file first try: the same files as the last try".into());
+                continue;
+            }
+            last_tried = Some(tree);
             if tree == self.workspace.head_tree()? {
                 self.note("whole-file first try: the files came back unchanged".into());
                 messages.push(Message::user(format!(
@@ -144,16 +161,17 @@ impl Runner<'_> {
                         check: verified,
                     })));
                 }
-                Some(failure) => {
-                    self.roll_back(number)?;
-                    if attempt < TRIES {
-                        messages.push(Message::user(format!(
-                            "With your change the check `{command}` still fails (your change was undone):\n{}\n\nThe tests are right. Say what is still wrong, then give the fixed file as a file listing.",
-                            tail(&failure, REPORT_CHARS)
-                        )));
-                    }
+                Some(failure) if attempt < TRIES => {
+                    messages.push(Message::user(format!(
+                        "With your version of {listed} the check `{command}` still fails:\n{}\n\nThe tests are right; do not change them. Say what is still wrong in your version, then give the fixed file as a file listing.",
+                        tail(&failure, REPORT_CHARS)
+                    )));
                 }
+                Some(_) => {}
             }
+        }
+        if self.workspace.snapshot()? != self.workspace.head_tree()? {
+            self.roll_back(number)?;
         }
         self.note("whole-file first try: not accepted; the step goes on with tools".into());
         Ok(None)
