@@ -945,9 +945,10 @@ fn whole_file_replies_write_only_the_named_code_and_failed_tries_are_rolled_back
     assert!(!log.contains("a * b"), "{log}");
 }
 
-/// A failed whole-file try is kept for the next one, as Aider's benchmark asks again: the second try
-/// is shown its own version's failures and may send only the definition still wrong, which is merged
-/// into the first try's file, not into the original (undone, the model was shown the old code again).
+/// A failed whole-file try is kept for the next one, which starts a new conversation from it (asked
+/// again in the same one, the model sent its first reply back byte for byte): the second try is
+/// shown the first try's file and its failures, and may send only the definition still wrong, which
+/// is merged into the first try's file, not into the original.
 #[test]
 fn a_second_whole_file_try_builds_on_the_first() {
     let repo = repo_with(&[
@@ -980,9 +981,13 @@ fn a_second_whole_file_try_builds_on_the_first() {
     let events = events(&out);
     assert!(of_kind(&events, "rolled_back").is_empty());
     let requests = of_kind(&events, "model_request");
+    assert_eq!(requests[2]["first_message"], 0, "a new conversation");
     let again = requests[2]["messages"].to_string();
     assert!(
-        again.contains("With your version of calc.py") && again.contains("test_mul"),
+        again.contains("A first fix was made")
+            && again.contains("test_mul")
+            && again.contains("return a + b\\n\\n\\ndef mul")
+            && !again.contains("add subtracts"),
         "{again}"
     );
     let finished = of_kind(&events, "finished")[0];

@@ -6,9 +6,11 @@
 //!
 //! Only files the step named, that exist, are short and are not tests, may be written, and only
 //! through the `write_file` tool (so through the same confinement as any edit). A try whose check
-//! fails is kept for the next try, which is shown the check's new failures (as Aider's benchmark
-//! asks again: undone, the model was shown the old code and wrote the same wrong fix again); the last
-//! failed try is rolled back, and the step goes on with tools as if nothing had happened.
+//! fails is kept for the next, which starts a new conversation from it: its files as that try left
+//! them and the check's new failures (undone, the model was shown the old code and wrote the same
+//! wrong fix again; asked again in the same conversation, Qwen2.5-Coder-1.5B sent its first reply
+//! back byte for byte). The last failed try is rolled back, and the step goes on with tools as if
+//! nothing had happened.
 
 use std::collections::BTreeMap;
 
@@ -77,10 +79,10 @@ impl Runner<'_> {
             "whole-file first try: asking for {} back whole",
             editable.join(", ")
         ));
-        let conversation = format!("whole-{number}");
+        let mut conversation = format!("whole-{number}");
         let mut messages = vec![
             Message::system(SYSTEM),
-            Message::user(request(&self.config.task, &command, &report, &files)),
+            Message::user(request(&self.config.task, &command, &report, &files, false)),
         ];
         let listed = editable.join(", ");
         // The editable files as the last try left them.
@@ -162,10 +164,19 @@ impl Runner<'_> {
                     })));
                 }
                 Some(failure) if attempt < TRIES => {
-                    messages.push(Message::user(format!(
-                        "With your version of {listed} the check `{command}` still fails:\n{}\n\nThe tests are right; do not change them. Say what is still wrong in your version, then give the fixed file as a file listing.",
-                        tail(&failure, REPORT_CHARS)
-                    )));
+                    let now: Vec<Shown> = files
+                        .iter()
+                        .map(|f| Shown {
+                            path: f.path.clone(),
+                            text: current.get(&f.path).unwrap_or(&f.text).clone(),
+                            editable: f.editable,
+                        })
+                        .collect();
+                    conversation = format!("whole-{number}-{}", attempt + 1);
+                    messages = vec![
+                        Message::system(SYSTEM),
+                        Message::user(request(&self.config.task, &command, &failure, &now, true)),
+                    ];
                 }
                 Some(_) => {}
             }
@@ -244,10 +255,15 @@ impl Runner<'_> {
     }
 }
 
-/// The first request: the task, the failing check, the files to change and the tests to read.
-fn request(task: &str, command: &str, report: &str, files: &[Shown]) -> String {
+/// A try's request: the task, the failing check, the files to change and the tests to read. `again`:
+/// the files to change hold an earlier try's fix, on which the check still fails.
+fn request(task: &str, command: &str, report: &str, files: &[Shown], again: bool) -> String {
+    let fails = match again {
+        true => "A first fix was made (the files below hold it), and the check",
+        false => "The check",
+    };
     let mut text = format!(
-        "Task: {}\n\nThe check `{command}` fails:\n{}\n",
+        "Task: {}\n\n{fails} `{command}` fails:\n{}\n",
         task.trim(),
         tail(report, REPORT_CHARS)
     );
