@@ -271,3 +271,45 @@ fn a_withheld_tool_is_rendered_but_cannot_be_called() {
     assert!(!held.tool_calls.is_empty(), "{held:?}");
     assert_ne!(held.tool_calls[0].name, "finish", "{held:?}");
 }
+
+/// A run's time limit bounds each reply: once the deadline is reached, a turn that would write a
+/// long text or call stops after a few tokens, and is not decoded again with more room, instead of
+/// spending its whole budget (on one CPU thread a 2,048-token turn ran a 600-s limit over by minutes).
+#[test]
+fn a_reply_is_bounded_by_the_time_left_to_the_run() {
+    let mut model = ModelSpec::Gguf(installed_model())
+        .load(&ModelOptions::default())
+        .unwrap();
+    let messages = vec![
+        Message::system("You are a helpful assistant."),
+        Message::user("Write a long story about a lighthouse keeper, at least 400 words."),
+    ];
+    let request = agent::model::ChatRequest {
+        max_tokens: 300,
+        shape: None,
+    };
+    let free = model.chat(&messages, &request).unwrap();
+    assert!(free.usage.completion_tokens > 100, "{free:?}");
+    model.set_deadline(Some(std::time::Instant::now()));
+    let bounded = model.chat(&messages, &request).unwrap();
+    assert!(bounded.usage.completion_tokens <= 32, "{bounded:?}");
+    let specs = agent::tools::specs();
+    let call = model
+        .complete(
+            &[
+                Message::system(prompt::system(&specs)),
+                Message::user(
+                    "Create story.txt holding a long story (400 words) about a lighthouse keeper.",
+                ),
+            ],
+            &specs,
+        )
+        .unwrap();
+    println!("{call:?}");
+    assert!(call.usage.completion_tokens <= 32, "{call:?}");
+    assert_eq!(call.usage.cut_off_retries, 0, "{call:?}");
+    // Without a deadline the next run's turns have their whole budget again.
+    model.set_deadline(None);
+    let again = model.chat(&messages, &request).unwrap();
+    assert!(again.usage.completion_tokens > 100, "{again:?}");
+}

@@ -147,7 +147,13 @@ pub fn run(
         sent: None,
         left: Vec::new(),
     };
-    let (outcome, summary) = match runner.drive(resume.remaining) {
+    // A turn started just before the time limit must not outlast it by the minutes a long reply
+    // takes on a CPU: the backend bounds each reply by the time left.
+    let deadline = config.limits.time_limit.map(|l| runner.spent.started + l);
+    runner.model.set_deadline(deadline);
+    let driven = runner.drive(resume.remaining);
+    runner.model.set_deadline(None);
+    let (outcome, summary) = match driven {
         Ok(summary) => (Outcome::Finished, summary),
         Err(Halt::End(outcome, summary)) => (outcome, summary),
         Err(Halt::Vcs(e)) => return Err(e),

@@ -36,6 +36,8 @@ const TURN_TOKEN_BUDGET: usize = 1024;
 const BODY_TURN_TOKEN_BUDGET: usize = 2048;
 /// Below this much room for the reply, a request is refused as a context overflow.
 const MIN_REPLY_TOKENS: usize = 256;
+/// A turn's reply when the run's time is (nearly) up: enough for a short call.
+const MIN_TOKENS_BY_TIME: usize = 32;
 /// End-of-text and end-of-turn tokens of common chat models. The grammar engine ends a finished call with
 /// its own idea of end-of-text (often `<|endoftext|>`), which is not always the token the chat template
 /// stops on (`<|im_end|>`); without stopping on all of them a finished call is padded to the budget.
@@ -78,6 +80,9 @@ pub struct EmbeddedModel {
     stop_ids: Vec<u32>,
     /// The model's fill-in-the-middle tokens, when its vocabulary has a known set.
     fim: Option<Fim>,
+    /// When the run must end ([`ChatModel::set_deadline`]), and the decode speed of the last turn
+    /// (tokens/s), from which a turn's reply is bounded by the time left.
+    deadline: std::sync::Mutex<(Option<Instant>, f64)>,
 }
 
 /// A family's fill-in-the-middle tokens, as token ids.
@@ -256,6 +261,7 @@ impl EmbeddedModel {
             },
         };
         Ok(Self {
+            deadline: std::sync::Mutex::new((None, 0.0)),
             runtime,
             model,
             name,
@@ -598,6 +604,10 @@ impl ChatModel for EmbeddedModel {
     fn as_shared(&self) -> Option<&dyn SharedModel> {
         Some(self)
     }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline_and_speed().0 = deadline;
+    }
 }
 
 /// The engine batches requests that arrive together (its scheduler runs up to 32 sequences a
@@ -644,6 +654,10 @@ impl SharedModel for EmbeddedModel {
             TURN_TOKEN_BUDGET
         };
         let mut budget = turn_budget.min(room);
+        let by_time = self.tokens_in_time_left();
+        if let Some(tokens) = by_time {
+            budget = budget.min(tokens);
+        }
         // Constrained mode: after a cut-off, the retry decodes under string bounds scaled so that the
         // longest valid call fits its budget, so the retry cannot be cut off mid-string.
         let mut squeeze = None;
@@ -668,7 +682,10 @@ impl SharedModel for EmbeddedModel {
             };
             let text = choice.message.content.clone().unwrap_or_default();
             let cut_off = choice.finish_reason == "length";
-            if cut_off && usage.cut_off_retries == 0 && budget < room {
+            self.deadline_and_speed().1 = usage.decode_tok_per_s;
+            // Cut off by the time left, the run is over: no second try with more room.
+            let time_bound = by_time.is_some_and(|tokens| tokens <= budget);
+            if cut_off && usage.cut_off_retries == 0 && budget < room && !time_bound {
                 // The call did not fit; one retry with twice the room, reported in the usage.
                 usage.cut_off_retries += 1;
                 budget = (budget * 2).min(room);
@@ -695,6 +712,21 @@ impl SharedModel for EmbeddedModel {
 }
 
 impl EmbeddedModel {
+    fn deadline_and_speed(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, f64)> {
+        self.deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// With a deadline and a decode speed measured, the tokens the time left allows (at least
+    /// [`MIN_TOKENS_BY_TIME`]: the turn then ends the run with a short, cut-off reply); `None` when
+    /// nothing bounds a turn by time (no deadline, or no turn decoded yet).
+    fn tokens_in_time_left(&self) -> Option<usize> {
+        let (deadline, speed) = *self.deadline_and_speed();
+        let left = deadline?.saturating_duration_since(Instant::now());
+        (speed > 0.0).then(|| ((left.as_secs_f64() * speed) as usize).max(MIN_TOKENS_BY_TIME))
+    }
+
     /// A plain chat reply as `request` asks, of fewer tokens where the window has less room.
     fn chat_within_window(
         &self,
@@ -704,11 +736,14 @@ impl EmbeddedModel {
     ) -> Result<AssistantTurn, ModelError> {
         let started = Instant::now();
         let (prompt, room) = self.room_after_prompt(messages, &[], 1, request.max_tokens)?;
+        let by_time = self.tokens_in_time_left().unwrap_or(usize::MAX);
         let within = ChatRequest {
-            max_tokens: request.max_tokens.min(room),
+            max_tokens: request.max_tokens.min(room).min(by_time),
             shape: request.shape.clone(),
         };
-        self.reply_in_text(messages, prompt, &within, started, sink)
+        let turn = self.reply_in_text(messages, prompt, &within, started, sink)?;
+        self.deadline_and_speed().1 = turn.usage.decode_tok_per_s;
+        Ok(turn)
     }
 
     /// Fill in the middle: the prompt is built from token ids (the family's FIM tokens around the

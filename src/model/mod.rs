@@ -210,6 +210,12 @@ pub trait ChatModel {
     fn as_shared(&self) -> Option<&dyn SharedModel> {
         None
     }
+    /// When the run must end (its time limit): a backend whose turns can outlast it (a long reply
+    /// decoded on a CPU) bounds each reply by the time left, so a turn cannot run the limit over by
+    /// minutes. Remote backends end a request by their own timeouts.
+    fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        let _ = deadline;
+    }
 }
 
 /// A model that can answer several requests at once, from several threads (`agent serve`): the
