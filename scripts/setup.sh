@@ -55,15 +55,48 @@ fi
 say "building the plugin tools (tools/: outline, todo_scan)"
 cargo build --release --quiet --target wasm32-wasip1 --manifest-path tools/Cargo.toml --target-dir tools/target
 
-# 4. Build (before the reference server below, which only the tests and benchmarks use, so that
-#    `agent` is on PATH as early as it can be).
+# 4. The reference server for the tests and benchmarks of the OpenAI-compatible backend and for the
+#    llama.cpp comparison: llama-cpp-python[server] from PyPI, compiled from source (~4 min on 2 cores).
+#    Only the tests and benchmarks use it, so it compiles in the background while agent builds: the
+#    build's long single-crate stretches leave a core idle, and `agent` is on PATH as early as it can be.
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/agent/llama-venv"
+lcp_version=0.3.36
+lcp_log="${XDG_CACHE_HOME:-$HOME/.cache}/agent/llama-venv-install.log"
+# On CPUs that report AMX, llama.cpp's native build uses it, and in some VMs its first tile
+# configuration (ldtilecfg) dies with a general protection fault on every inference. There the
+# reference is built for AVX-512 without AMX (docs/benchmarks.md says which build each figure used).
+lcp_cmake=""
+if grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+  lcp_cmake="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_AVX_VNNI=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+  lcp_cmake+=" -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+  lcp_cmake+=" -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+fi
+lcp_pid=""
+if ! "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; assert llama_cpp.__version__ == '$lcp_version'" 2>/dev/null ||
+   [[ "$(cat "$venv/agent-cmake-args" 2>/dev/null)" != "$lcp_cmake" ]]; then
+  say "installing llama-cpp-python[server]==$lcp_version into $venv in the background (compiles llama.cpp; log: $lcp_log)${lcp_cmake:+; without AMX}"
+  mkdir -p "$(dirname "$lcp_log")"
+  (
+    set -e
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    CMAKE_ARGS="$lcp_cmake" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      --no-cache-dir "llama-cpp-python[server]==$lcp_version"
+    printf '%s' "$lcp_cmake" > "$venv/agent-cmake-args"
+  ) >"$lcp_log" 2>&1 &
+  lcp_pid=$!
+  # A failed build below ends the set-up; the background install goes with it.
+  trap '[[ -n "$lcp_pid" ]] && kill "$lcp_pid" 2>/dev/null || true' EXIT
+fi
+
+# 5. Build.
 say "building agent (the first build compiles mistral.rs: expect tens of minutes on 2 cores)"
 cargo build --bins
 bin="${CARGO_TARGET_DIR:-$here/target}/debug/agent"
 # The dev profile builds every dependency (the model engine) at opt-level 3 (Cargo.toml), so this one
 # build is the fast binary and also the one `cargo test` reuses: mistral.rs is compiled once.
 
-# 4b. On PATH: a link in ~/.local/bin (the XDG place for a user's programs), so `agent` works from
+# 5b. On PATH: a link in ~/.local/bin (the XDG place for a user's programs), so `agent` works from
 #     any folder; it follows every later build.
 bindir="$HOME/.local/bin"
 mkdir -p "$bindir"
@@ -74,31 +107,20 @@ case ":$PATH:" in
   *) say "note: $bindir is not on your PATH; add it, e.g. echo 'export PATH=\"\$HOME/.local/bin:\$PATH\"' >> ~/.bashrc" ;;
 esac
 
-# 5. The reference server for the tests and benchmarks of the OpenAI-compatible backend and for the
-#    llama.cpp comparison: llama-cpp-python[server] from PyPI, built from source (~3 min on 2 cores).
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/agent/llama-venv"
-lcp_version=0.3.36
-# On CPUs that report AMX, llama.cpp's native build uses it, and in some VMs its first tile
-# configuration (ldtilecfg) dies with a general protection fault on every inference. There the
-# reference is built for AVX-512 without AMX (docs/benchmarks.md says which build each figure used).
-lcp_cmake=""
-if grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
-  lcp_cmake="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_AVX_VNNI=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
-  lcp_cmake+=" -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
-  lcp_cmake+=" -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-fi
-if ! "$venv/bin/python" -c "import llama_cpp, llama_cpp.server; assert llama_cpp.__version__ == '$lcp_version'" 2>/dev/null ||
-   [[ "$(cat "$venv/agent-cmake-args" 2>/dev/null)" != "$lcp_cmake" ]]; then
-  say "installing llama-cpp-python[server]==$lcp_version into $venv (compiles llama.cpp: a few minutes)${lcp_cmake:+; without AMX}"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  CMAKE_ARGS="$lcp_cmake" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    --no-cache-dir "llama-cpp-python[server]==$lcp_version"
-  printf '%s' "$lcp_cmake" > "$venv/agent-cmake-args"
+# 6. The reference server installed in the background above, waited for.
+if [[ -n "$lcp_pid" ]]; then
+  say "waiting for the llama-cpp-python install (log: $lcp_log)"
+  if ! wait "$lcp_pid"; then
+    lcp_pid=""
+    tail -n 30 "$lcp_log" >&2
+    say "installing llama-cpp-python failed (the lines above are the end of $lcp_log)"
+    exit 1
+  fi
+  lcp_pid=""
 fi
 say "reference server: $venv/bin/python -m llama_cpp.server"
 
-# 5b. The same model as a Hugging Face folder (safetensors), for the tests of `--model DIR` and `--isq`:
+# 6b. The same model as a Hugging Face folder (safetensors), for the tests of `--model DIR` and `--isq`:
 #     made from the GGUF by scripts/gguf-to-hf-folder.py (the hub is out of reach here).
 folder="$models/SmolLM2-135M-Instruct-hf"
 if [[ ! -s "$folder/model.safetensors" ]]; then
@@ -108,7 +130,7 @@ if [[ ! -s "$folder/model.safetensors" ]]; then
   "$venv/bin/python" scripts/gguf-to-hf-folder.py "$model" "$folder"
 fi
 
-# 6. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
+# 7. The example: a throwaway copy of tasks/examples/hello-repo as a git repository.
 if ((run_example)); then
   demo="$(mktemp -d)/hello"
   cp -r tasks/examples/hello-repo "$demo"
